@@ -1,0 +1,1 @@
+"""shear: instruction-tuning on a budget. The shared library behind the notebooks."""

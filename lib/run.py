@@ -1,0 +1,69 @@
+"""What every notebook shares: the run directory, the ledger, the budgets, the teacher.
+
+    ctx = RunContext(run_dir, phase="data", writer="generate")
+    with ctx.endpoint(base_url, model, api_key_env, price_model) as ep:
+        ...  # ep is an lib.client.Endpoint; an empty base_url starts the embedded server
+
+Layout of a run directory (every phase reads and writes only these names):
+
+    runs/<id>/
+      01_generate.ipynb ... 05_budget.ipynb   executed notebooks (no secrets, ever)
+      data/generated.jsonl                     Alpaca records kept by generation
+      data/clean.jsonl                         records that survived cleaning
+      model/                                   fine-tuned Hugging Face checkpoint (+ .complete)
+      train/metrics.json                       held-out loss of base and fine-tuned model
+      eval/                                    answers, judgments, results.json
+      ledger/<writer>.jsonl                    append-only spend records
+      report/budget.md, report/budget.png      the budget report
+      logs/                                    server and worker logs
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from lib.client import Endpoint, check_endpoint
+from lib.errors import UserError
+from lib.paths import BUDGETS_YAML, REPO
+
+PHASES = ("data", "training", "evaluation", "serving")
+
+
+class RunContext:
+    def __init__(self, run_dir: str | os.PathLike, *, phase: str, writer: str,
+                 budgets_path: str | os.PathLike | None = None):
+        from lib.budget import Ledger, load_budgets
+
+        if phase not in PHASES:
+            raise UserError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
+        run_dir = Path(run_dir)
+        self.run_dir = run_dir if run_dir.is_absolute() else REPO / run_dir
+        self.phase = phase
+        self.budgets = load_budgets(budgets_path or BUDGETS_YAML)
+        for sub in ("data", "ledger", "logs", "report"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(self.run_dir / "ledger", writer=writer, budgets=self.budgets)
+
+    def path(self, *parts: str) -> Path:
+        p = self.run_dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @contextlib.contextmanager
+    def endpoint(self, base_url: str = "", model: str = "embedded", api_key_env: str = "OPENAI_API_KEY",
+                 price_model: str = "", check: bool = True):
+        """Yield an Endpoint; with no base_url, serve `model` (default: the embedded one) locally."""
+        if base_url:
+            ep = Endpoint(base_url=base_url, model=model, api_key_env=api_key_env, price_model=price_model or None)
+            if check:
+                check_endpoint(ep)
+            yield ep
+            return
+        from lib.model import resolve_model
+        from lib.server import LocalServer
+
+        model_dir = resolve_model(model)
+        with LocalServer(model_dir, log_path=self.run_dir / "logs" / f"server-{os.getpid()}.log") as srv:
+            yield Endpoint(base_url=srv.base_url, model=srv.model, api_key_env=api_key_env,
+                           price_model=price_model or None)

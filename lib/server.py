@@ -1,0 +1,150 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1, started and stopped from Python.
+
+The default backend is `transformers serve` on a Hugging Face checkpoint directory (the
+embedded model, or any fine-tuned one). Any other server that speaks the OpenAI protocol
+(llama.cpp's `llama-server`, vLLM, Ollama) can be started the same way by passing its
+command line. The child runs in its own process group and is told to die with its parent
+(PR_SET_PDEATHSIG), so neither a normal exit, an exception nor a killed notebook kernel
+leaves an orphan server holding a port and two cores.
+
+    with LocalServer(embedded_model_dir()) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="local")
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from lib.errors import UserError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def transformers_serve_cmd(model_dir: str, host: str, port: int) -> list[str]:
+    exe = Path(sys.executable).with_name("transformers")
+    return [str(exe), "serve", "--host", host, "--port", str(port), "--device", "cpu", str(model_dir)]
+
+
+class LocalServer:
+    """Context manager around one OpenAI-compatible server process on loopback."""
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        command: list[str] | None = None,
+        startup_timeout: float = 300.0,
+        log_path: str | os.PathLike | None = None,
+        threads: int | None = None,
+    ):
+        self.model = str(model_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.command = command or transformers_serve_cmd(self.model, host, self.port)
+        self.startup_timeout = startup_timeout
+        self.log_path = Path(log_path) if log_path else None
+        self.threads = threads
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "LocalServer":
+        env = dict(os.environ)
+        env.setdefault("HF_HUB_OFFLINE", "1")  # a local directory never needs the hub
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env.pop("OPENAI_API_KEY", None)  # the local server has no use for a real key
+        if self.threads:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "ab")
+        out = self._log or subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            self.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, preexec_fn=_die_with_parent,
+        )
+        atexit.register(self.stop)
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                where = f"; see {self.log_path}" if self.log_path else ""
+                raise UserError(
+                    f"local model server exited with code {self.proc.returncode} while starting{where}: "
+                    f"check that `{self.command[0]}` is installed (`make setup`)"
+                )
+            if self.healthy():
+                return
+            time.sleep(0.5)
+        raise UserError(
+            f"local model server did not become healthy within {self.startup_timeout:.0f}s on port {self.port}: "
+            "raise startup_timeout or free some CPU"
+        )
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.root_url}/health", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=15)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        if self._log:
+            self._log.close()
+            self._log = None
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

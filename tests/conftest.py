@@ -1,0 +1,54 @@
+"""Shared fixtures: the embedded model, a real local OpenAI-compatible server, shared data.
+
+The server is session-scoped: starting `transformers serve` costs ~15 s on 2 cores, so
+every test that needs a teacher or judge talks to the same real process on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "full: long-running case, run by `make test-full` (the fast subset runs in CI)")
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Path:
+    from lib.model import embedded_model_dir
+
+    return embedded_model_dir()
+
+
+@pytest.fixture(scope="session")
+def local_server(embedded_model, tmp_path_factory):
+    from lib.server import LocalServer
+
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with LocalServer(embedded_model, log_path=log) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def local_endpoint(local_server):
+    from lib.client import Endpoint
+
+    return Endpoint(base_url=local_server.base_url, model=local_server.model)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: the reference data sits beside the checkout in CI")
+    return SHARED_DATA
