@@ -68,13 +68,13 @@ def check_endpoint(ep: Endpoint, *, timeout: float = 10.0) -> None:
         client.models.list()
     except openai.AuthenticationError:
         raise UserError(f"{ep.base_url} refused the key in {ep.api_key_env}: export a valid key") from None
-    except openai.APIConnectionError:
+    except (openai.APIConnectionError, openai.APITimeoutError):
         raise UserError(
             f"cannot reach the teacher at {ep.base_url}: start the server or fix the base URL "
             "(leave it empty to use the embedded local model)"
         ) from None
-    except openai.NotFoundError:
-        pass  # some servers have no /models; reachability is what we checked
+    except openai.APIStatusError:
+        pass  # it answered; some servers have no working /models, reachability is what we checked
 
 
 def chat(

@@ -1,0 +1,34 @@
+"""The embedded model: converted once from the GGUF the package ships, atomically."""
+import json
+
+from transformers import AutoTokenizer
+
+from lib.model import COMPLETE, EOS_TOKEN, PAD_TOKEN, embedded_model_dir, is_complete, resolve_model
+
+
+def test_converted_checkpoint_is_complete_and_reused(embedded_model):
+    assert is_complete(embedded_model)
+    stamp = (embedded_model / COMPLETE).stat().st_mtime
+    assert embedded_model_dir() == embedded_model
+    assert (embedded_model / COMPLETE).stat().st_mtime == stamp  # not converted again
+    assert resolve_model("embedded") == str(embedded_model)
+
+
+def test_eos_ends_the_turn_and_pad_is_distinct(embedded_model):
+    tok = AutoTokenizer.from_pretrained(embedded_model)
+    assert tok.eos_token == EOS_TOKEN and tok.pad_token == PAD_TOKEN
+    assert tok.eos_token_id != tok.pad_token_id
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+                                   tokenize=False)
+    assert text.rstrip().endswith(EOS_TOKEN)
+    cfg = json.loads((embedded_model / "config.json").read_text())
+    assert cfg["eos_token_id"] == tok.eos_token_id
+
+
+def test_interrupted_conversion_is_redone(tmp_path):
+    target = tmp_path / "models" / "smollm2-135m-instruct"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{half written")
+    out = embedded_model_dir(tmp_path)
+    assert is_complete(out)
+    assert json.loads((out / "config.json").read_text())["model_type"] == "llama"

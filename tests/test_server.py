@@ -1,0 +1,73 @@
+"""The local OpenAI-compatible server: real process, real protocol, no orphans."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import openai
+import psutil
+import pytest
+
+from lib.client import Endpoint, chat, make_client
+from lib.errors import UserError
+from lib.server import LocalServer
+
+
+def test_chat_completion_with_usage(local_endpoint):
+    client = make_client(local_endpoint)
+    text, resp = chat(client, local_endpoint, [{"role": "user", "content": "Say hello."}], max_tokens=8)
+    assert isinstance(text, str) and text.strip()
+    assert resp.usage.prompt_tokens > 0 and 0 < resp.usage.completion_tokens <= 8
+
+
+def test_stop_kills_the_whole_process_group(embedded_model, tmp_path):
+    srv = LocalServer(embedded_model, log_path=tmp_path / "s.log").start()
+    pid = srv.proc.pid
+    assert srv.healthy()
+    srv.stop()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not srv.healthy()
+
+
+def test_server_dies_with_a_killed_parent(embedded_model, tmp_path):
+    """A notebook kernel killed with SIGKILL must not leave the server running."""
+    pidfile = tmp_path / "pid"
+    code = textwrap.dedent(f"""
+        import sys, time; sys.path.insert(0, {str(embedded_model.parent.parent.parent.parent)!r})
+        from lib.server import LocalServer
+        s = LocalServer({str(embedded_model)!r}).start()
+        open({str(pidfile)!r}, "w").write(str(s.proc.pid))
+        time.sleep(600)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 240
+    while not pidfile.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert pidfile.exists(), "server did not start"
+    child = int(pidfile.read_text())
+    assert psutil.pid_exists(child)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.5)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("server outlived its parent")
+
+
+def test_a_server_that_cannot_start_is_one_clear_error(tmp_path):
+    srv = LocalServer(tmp_path, command=[sys.executable, "-c", "import sys; sys.exit(3)"], startup_timeout=20)
+    with pytest.raises(UserError, match="exited with code 3"):
+        srv.start()
+
+
+def test_unreachable_endpoint_is_a_connection_error_not_a_hang():
+    ep = Endpoint(base_url="http://127.0.0.1:9/v1", model="x")
+    with pytest.raises(openai.APIConnectionError):
+        make_client(ep, timeout=3, max_retries=0).chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "hi"}])
