@@ -67,10 +67,24 @@ def parse_sets(sets: list[str]) -> dict[str, dict]:
     return out
 
 
+def declared_params(nb_path: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged `parameters` (parsed with ast, not regex)."""
+    import ast
+
+    nb = json.loads(Path(nb_path).read_text())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            names = set()
+            for node in ast.parse(src).body:
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+            return names
+    raise UserError(f"{nb_path} has no cell tagged `parameters`: tag the first code cell so papermill can set it")
+
+
 def notebook_params(profile: dict, sets: dict[str, dict]) -> list[tuple[str, Path, dict]]:
     """[(name, path, params)] in run order, checked against each notebook's declared parameters."""
-    import papermill
-
     unknown_nb = set(sets) - set(profile["notebooks"])
     if unknown_nb:
         raise UserError(f"--set names notebook(s) {sorted(unknown_nb)} that profile does not run: use {sorted(profile['notebooks'])}")
@@ -79,7 +93,7 @@ def notebook_params(profile: dict, sets: dict[str, dict]) -> list[tuple[str, Pat
         path = NOTEBOOKS / f"{name}.ipynb"
         if not path.exists():
             raise UserError(f"profile {profile['path']} runs {name} but {path} does not exist: fix the profile")
-        declared = papermill.inspect_notebook(str(path))
+        declared = declared_params(path)
         merged = {k: v for k, v in (profile.get("params") or {}).items() if k in declared}
         merged.update(params or {})
         merged.update(sets.get(name, {}))
@@ -147,10 +161,15 @@ def shared_teacher(profile: dict, run_dir: Path):
 
 # ----------------------------------------------------------------------------- run
 def execute(name: str, src: Path, out: Path, params: dict, *, log_dir: Path) -> None:
+    import logging
+
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    tmp = out.with_name(f".{out.name}.partial")
+    # papermill and the kernel talk on the `papermill` logger; the per-phase logs hold the rest
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+
+    tmp = out.with_name(f".partial.{out.name}")
     try:
         papermill.execute_notebook(
             str(src), str(tmp), parameters=params, cwd=str(REPO), kernel_name="python3",
@@ -197,7 +216,7 @@ def run(profile_name: str, *, run_id: str | None = None, resume: str | None = No
     try:
         with shared_teacher(profile, run_dir) as shared:
             for i, (name, src, params) in enumerate(plan, 1):
-                declared = _declared(src)
+                declared = declared_params(src)
                 full = {k: v for k, v in shared.items() if k in declared and not params.get(k)}
                 full.update(params)
                 full.update({k: v for k, v in (("run_dir", str(run_dir)), ("budgets_path", str(budgets)))
@@ -227,12 +246,6 @@ def run(profile_name: str, *, run_id: str | None = None, resume: str | None = No
                         f"`python -m lib.pipeline run --profile {profile_name} --resume {run_dir.name}`")
     print(summary(run_dir, time.time() - t_run), flush=True)
     return run_dir
-
-
-def _declared(src: Path) -> set[str]:
-    import papermill
-
-    return set(papermill.inspect_notebook(str(src)))
 
 
 def _final_report(run_dir: Path, budgets_path: Path) -> None:

@@ -1,0 +1,88 @@
+"""02_clean executed by papermill on tiny parameters, as the pipeline runs it.
+
+    .venv/bin/pytest tests/test_clean_notebook.py -q
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.test_clean_filters import good_records, planted_records
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "notebooks" / "02_clean.ipynb"
+
+# The `tiny` profile: what the pipeline test passes (fast: no tokenizer needed).
+TINY = {"max_tokens": 0, "detect_languages": "en,zh,fr,de"}
+
+
+def test_notebook_is_committed_without_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    import papermill
+
+    declared = papermill.inspect_notebook(str(NOTEBOOK))
+    assert {"run_dir", "budgets_path", "input_path", "format", "languages", "tokenizer", "max_tokens"} <= set(declared)
+    assert all(p["inferred_type_name"] != "None" and p["help"] for p in declared.values())
+
+
+def _execute(run_dir: Path, **params):
+    import papermill
+
+    out = run_dir / "02_clean.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(out), cwd=str(REPO), kernel_name="python3", progress_bar=False,
+                               parameters={"run_dir": str(run_dir), "budgets_path": str(REPO / "budgets.yaml"), **params})
+    return nbformat.read(out, as_version=4)
+
+
+def test_notebook_cleans_a_tiny_run(tmp_path):
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    recs = good_records()[:6] + [{k: v for k, v in r.items() if k != "expect"} for r in planted_records()[:4]]
+    (run / "data" / "generated.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+
+    nb = _execute(run, **TINY)
+
+    clean = [json.loads(x) for x in (run / "data" / "clean.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in clean) == sorted(r["id"] for r in good_records()[:6])
+    counts = json.loads((run / "report" / "clean_counts.json").read_text())
+    assert counts["dropped_by_stage"]["refusal"] == 4 and counts["records_out"] == 6
+    assert (run / "report" / "clean_funnel.png").stat().st_size > 10_000
+    assert (run / "data" / "clean_dataset" / "dataset_info.json").exists()
+    # the notebook shows the funnel: the table as markdown and the chart as a PNG
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("refusal / AI disclaimer" in o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    # the CPU interval is in the ledger, at $0
+    from lib.budget import Ledger
+
+    compute = Ledger(run / "ledger", writer="check").records(kind="compute")
+    assert [(r["phase"], r["accelerator"], r["usd"]) for r in compute] == [("data", "cpu", 0.0)]
+
+
+def test_notebook_stops_on_a_malformed_line(tmp_path):
+    from papermill.exceptions import PapermillExecutionError
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "generated.jsonl").write_text(json.dumps(good_records()[0]) + "\n{broken\n")
+    with pytest.raises(PapermillExecutionError, match=r"generated\.jsonl:2: invalid JSON"):
+        _execute(run, **TINY)
+    assert not (run / "data" / "clean.jsonl").exists()  # nothing half-written
+
+
+def test_notebook_stops_when_nothing_survives(tmp_path):
+    from papermill.exceptions import PapermillExecutionError
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    refusals = [{k: v for k, v in r.items() if k != "expect"} for r in planted_records()[:4]]
+    (run / "data" / "generated.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in refusals))
+    with pytest.raises(PapermillExecutionError, match="cleaning kept no records: read .*clean.md"):
+        _execute(run, **TINY)
+    assert json.loads((run / "report" / "clean_counts.json").read_text())["dropped_by_stage"]["refusal"] == 4
