@@ -122,16 +122,20 @@ def write_state(run_dir: Path, state: dict) -> None:
 # ----------------------------------------------------------------------------- checks
 def preflight(profile: dict, budgets_path: Path) -> None:
     """Everything that can be checked before a single file is written."""
-    from lib.budget import load_budgets
+    from lib.budget import check_priced, load_budgets
     from lib.client import Endpoint, check_endpoint
 
-    load_budgets(budgets_path)
+    budgets = load_budgets(budgets_path)
     teacher = profile.get("teacher") or "embedded"
     if teacher != "embedded":
         if not isinstance(teacher, dict) or "base_url" not in teacher or "model" not in teacher:
             raise UserError(f"{profile['path']}: teacher must be `embedded` or {{base_url, model, api_key_env}}")
-        check_endpoint(Endpoint(base_url=teacher["base_url"], model=teacher["model"],
-                                api_key_env=teacher.get("api_key_env", "OPENAI_API_KEY")))
+        ep = Endpoint(base_url=teacher["base_url"], model=teacher["model"],
+                      api_key_env=teacher.get("api_key_env", "OPENAI_API_KEY"))
+        if not ep.is_local:
+            check_priced(ep.model, prices=budgets.prices)
+        ep.api_key()
+        check_endpoint(ep)
     else:
         from lib.model import gguf_path
 

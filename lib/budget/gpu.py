@@ -1,0 +1,83 @@
+"""GPU prices from SkyPilot's catalog, never from a hand-typed table.
+
+    usd_per_hour, instance, source = gpu_price("A100-80GB:8", cloud="aws", region="us-east-1", spot=True)
+    usd_per_hour = gpu_hourly_usd("A100-80GB:8", spot=True)     # just the number
+
+SkyPilot keeps one CSV per cloud in `~/.sky/catalogs/v8/<cloud>/vms.csv` (or under
+`$SKY_RUNTIME_DIR`) and downloads it on first use. A machine with no catalog and no network
+must not hang on that download, so we look for the file first and only then ask SkyPilot;
+`reference_gpu_hourly` falls back to `reference.gpu_hourly_usd_fallback` in budgets.yaml and
+says so in its `source`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lib.errors import UserError
+
+
+def parse_accelerator(spec: str) -> tuple[str, int]:
+    """'A100-80GB:8' -> ('A100-80GB', 8)."""
+    name, _, count = str(spec).partition(":")
+    try:
+        n = int(count or 1)
+    except ValueError:
+        raise UserError(f"bad accelerator {spec!r}: write NAME:COUNT like A100-80GB:8") from None
+    if not name or n < 1:
+        raise UserError(f"bad accelerator {spec!r}: write NAME:COUNT like A100-80GB:8")
+    return name, n
+
+
+def catalog_file(cloud: str) -> Path:
+    """Where SkyPilot reads `cloud`'s catalog (imports sky, ~4 s the first time)."""
+    from sky.catalog import common
+
+    return Path(common.get_catalog_path(f"{cloud.lower()}/vms.csv"))
+
+
+def gpu_price(accelerator: str | None = "A100-80GB:8", *, cloud: str = "aws", region: str | None = None,
+              spot: bool = True, instance_type: str | None = None) -> tuple[float, str, str]:
+    """Hourly price of ONE node carrying `accelerator` (or of `instance_type`) from SkyPilot's catalog."""
+    path = catalog_file(cloud)
+    if not path.is_file():
+        raise UserError(
+            f"SkyPilot's {cloud} catalog is not on this machine ({path}): run `sky show-gpus --infra {cloud}` "
+            "once with network access, or set reference.gpu_hourly_usd_fallback in budgets.yaml"
+        )
+    from sky import catalog
+
+    if instance_type is None:
+        if not accelerator:
+            raise UserError("no accelerator or instance type to price: set resources.accelerators in the task YAML")
+        name, count = parse_accelerator(accelerator)
+        types, fuzzy = catalog.get_instance_type_for_accelerator(
+            name, count, use_spot=spot, region=region, clouds=cloud)
+        if not types:
+            hint = f" (close: {', '.join(map(str, fuzzy[:3]))})" if fuzzy else ""
+            raise UserError(f"no {cloud} instance with {accelerator}{' in ' + region if region else ''} in "
+                            f"SkyPilot's catalog{hint}: change the accelerator, cloud or region")
+        # Several instance types can carry the same GPUs: price the cheapest, as SkyPilot's optimizer would.
+        priced = [(catalog.get_hourly_cost(t, spot, region, None, clouds=cloud), t) for t in types]
+        usd, instance_type = min(priced)
+    else:
+        usd = catalog.get_hourly_cost(instance_type, spot, region, None, clouds=cloud)
+    kind = "spot" if spot else "on-demand"
+    source = f"SkyPilot catalog {cloud}/{instance_type} {kind} {region or 'cheapest region'}"
+    return float(usd), instance_type, source
+
+
+def gpu_hourly_usd(accelerator: str = "A100-80GB:8", *, cloud: str = "aws", region: str | None = None,
+                   spot: bool = True) -> float:
+    """Per-node hourly price from SkyPilot's catalog (UserError when the catalog is absent)."""
+    return gpu_price(accelerator, cloud=cloud, region=region, spot=spot)[0]
+
+
+def reference_gpu_hourly(reference: dict) -> tuple[float, str]:
+    """Hourly price of the reference GPU node in budgets.yaml, from the catalog when present."""
+    try:
+        usd, _, source = gpu_price(reference["gpu"], cloud=reference["cloud"], region=reference.get("region"),
+                                        spot=reference["spot"])
+        return usd, source
+    except (UserError, ImportError, ValueError, KeyError) as e:  # no catalog here: the documented fallback
+        why = "no SkyPilot catalog here" if isinstance(e, UserError) else f"catalog lookup failed: {e.__class__.__name__}"
+        return float(reference["gpu_hourly_usd_fallback"]), f"budgets.yaml reference.gpu_hourly_usd_fallback ({why})"

@@ -1,0 +1,305 @@
+"""The budget report of a run: report/budget.md + report/budget.png.
+
+    python -m lib.budget report runs/<id> [--budgets budgets.yaml]
+
+What a person wants to know after a run: how much each phase spent against its target and
+cap, how spend grew over time (API vs GPU), what the same work would have cost on the
+reference OpenAI model and on spot A100s, unit costs (per kept example, per trained token,
+per judged answer), a projection to the seed recipes' scale, and the 2023 seed recipes'
+published costs beside ours.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lib.errors import UserError
+
+from .config import PHASES, Budgets, load_budgets
+from .gpu import parse_accelerator, reference_gpu_hourly
+from .ledger import Ledger
+
+# Published 2023 costs of the recipes this project reproduces (USD; None = not reported).
+SEED_RECIPES = [
+    # name, data USD, training USD, note
+    ("Alpaca-7B", 500.0, 100.0, "52K self-instruct examples from text-davinci-003 (<$500); 3 h on 8x A100-80GB (<$100)"),
+    ("Vicuna-7B", None, 140.0, "ShareGPT conversations (no API spend); ~$140 on managed spot A100s"),
+    ("Vicuna-13B", None, 300.0, "ShareGPT conversations; ~$300 on managed spot A100s (~$1,000 on demand)"),
+    ("GPT4All", 500.0, 100.0, "~$500 of gpt-3.5-turbo API; ~8 h LoRA on 8x A100-80GB (~$100)"),
+]
+ALPACA_EXAMPLES = 52_002
+ALPACA_EPOCHS = 3
+
+
+@dataclass
+class RunFacts:
+    """Counts read from a run directory, where the phases wrote them (None = not there)."""
+    generated: int | None = None
+    kept: int | None = None
+    train_tokens: int | None = None
+    judged: int | None = None
+    sources: dict = field(default_factory=dict)
+
+
+def _count_lines(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _find_tokens(obj) -> int | None:
+    """The number of trained tokens in train/metrics.json, whatever the trainer called it."""
+    if isinstance(obj, dict):
+        for key in ("train_tokens", "tokens_trained", "trained_tokens", "num_train_tokens", "total_tokens", "tokens"):
+            v = obj.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                return int(v)
+        for v in obj.values():
+            found = _find_tokens(v)
+            if found:
+                return found
+    return None
+
+
+def run_facts(run_dir: Path) -> RunFacts:
+    facts = RunFacts()
+    facts.generated = _count_lines(run_dir / "data" / "generated.jsonl")
+    facts.kept = _count_lines(run_dir / "data" / "clean.jsonl")
+    metrics = run_dir / "train" / "metrics.json"
+    if metrics.is_file():
+        try:
+            facts.train_tokens = _find_tokens(json.loads(metrics.read_text()))
+        except json.JSONDecodeError:
+            facts.train_tokens = None
+    judgments = run_dir / "eval" / "judgments.jsonl"
+    facts.judged = _count_lines(judgments)
+    return facts
+
+
+@dataclass
+class Summary:
+    spent: dict[str, float]
+    api_usd: dict[str, float]
+    gpu_usd: dict[str, float]
+    reference_api_usd: dict[str, float]
+    compute_hours: dict[str, float]
+    gpu_hourly: float
+    gpu_source: str
+    reference_train_usd: float | None
+    reference_train_hours: float | None
+    timeline: list[tuple[float, str, float, float]]  # (time, "api"|"gpu", usd, start of the spend)
+    n_api_calls: int
+    tokens: dict[str, int]
+    facts: RunFacts
+    open_intervals: int
+
+
+def summarize(run_dir: Path, budgets: Budgets) -> Summary:
+    ledger = Ledger(run_dir / "ledger", writer="report")
+    recs = ledger.records()
+    zero = {p: 0.0 for p in PHASES}
+    spent, api_usd, gpu_usd, ref_api, hours = dict(zero), dict(zero), dict(zero), dict(zero), dict(zero)
+    timeline = []
+    tokens = {"prompt": 0, "completion": 0, "cached": 0}
+    n_api = open_intervals = 0
+    for r in recs:
+        usd = float(r.get("usd") or 0.0)
+        spent[r["phase"]] += usd
+        if r.get("kind") == "api":
+            n_api += 1
+            api_usd[r["phase"]] += usd
+            ref_api[r["phase"]] += float(r.get("usd_reference") or 0.0)
+            tokens["prompt"] += int(r.get("prompt_tokens") or 0)
+            tokens["completion"] += int(r.get("completion_tokens") or 0)
+            tokens["cached"] += int(r.get("cached_tokens") or 0)
+            timeline.append((float(r.get("ts", 0)), "api", usd, float(r.get("ts", 0))))
+        elif r.get("kind") == "compute":
+            gpu_usd[r["phase"]] += usd
+            hours[r["phase"]] += float(r.get("hours") or 0.0) * int(r.get("nodes") or 1)
+            open_intervals += bool(r.get("open"))
+            timeline.append((float(r.get("end", r.get("ts", 0))), "gpu", usd, float(r.get("start", r.get("ts", 0)))))
+    timeline.sort()
+    ref = budgets.reference
+    gpu_hourly, gpu_source = reference_gpu_hourly(ref)
+    facts = run_facts(run_dir)
+    ref_train_usd = ref_train_hours = None
+    if facts.train_tokens:
+        _, n_gpus = parse_accelerator(ref["gpu"])
+        ref_train_hours = facts.train_tokens / (ref["train_tokens_per_s_per_gpu"] * n_gpus) / 3600.0
+        ref_train_usd = ref_train_hours * gpu_hourly
+    return Summary(spent, api_usd, gpu_usd, ref_api, hours, gpu_hourly, gpu_source, ref_train_usd,
+                   ref_train_hours, timeline, n_api, tokens, facts, open_intervals)
+
+
+def _usd(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    if x == 0:
+        return "$0"
+    return f"${x:,.2f}" if abs(x) >= 0.01 else f"${x:.6f}"
+
+
+def _per(total: float, n: int | None) -> str:
+    return _usd(total / n) if n else "n/a"
+
+
+def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
+    ref = budgets.reference
+    f = s.facts
+    lines = [f"# Budget report: {run_dir.name}", "",
+             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from `{run_dir / 'ledger'}` and "
+             f"`{budgets.path}`. Amounts in {budgets.currency}.", "",
+             "## Spent vs budget per phase", "",
+             "| phase | spent | API | GPU/CPU | target | cap | % of target | left to cap |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in PHASES:
+        pb = budgets.phase(p)
+        pct = f"{100 * s.spent[p] / pb.target:.1f}%" if pb.target else "n/a"
+        lines.append(f"| {p} | {_usd(s.spent[p])} | {_usd(s.api_usd[p])} | {_usd(s.gpu_usd[p])} | {_usd(pb.target)} "
+                     f"| {_usd(pb.cap)} | {pct} | {_usd(pb.cap - s.spent[p])} |")
+    total = sum(s.spent.values())
+    lines += ["", f"Total spent: **{_usd(total)}** over {s.n_api_calls} API calls "
+              f"({s.tokens['prompt']:,} prompt tokens, {s.tokens['cached']:,} of them cached, "
+              f"{s.tokens['completion']:,} completion tokens) and "
+              f"{sum(s.compute_hours.values()):.3f} node-hours of compute."]
+    if s.open_intervals:
+        lines.append(f"{s.open_intervals} compute interval(s) are still open (a killed or running task): "
+                     "counted up to their last heartbeat.")
+    ref_api_total = sum(s.reference_api_usd.values())
+    lines += ["", "## The same run elsewhere", "",
+              "| what | this run | on the reference | how the reference is priced |", "|---|---:|---:|---|",
+              f"| API calls (all phases) | {_usd(sum(s.api_usd.values()))} | {_usd(ref_api_total)} | "
+              f"every call's tokens at {ref['api_model']} (genai-prices) |",
+              f"| training compute | {_usd(s.gpu_usd['training'])} | {_usd(s.reference_train_usd)} | "
+              + (f"{f.train_tokens:,} trained tokens / ({ref['train_tokens_per_s_per_gpu']:g} tok/s/GPU x "
+                 f"{ref['gpu']}) = {s.reference_train_hours:.4f} h at {_usd(s.gpu_hourly)}/h ({s.gpu_source}) |"
+                 if f.train_tokens else "no trained-token count in train/metrics.json |")]
+    lines += ["", "## Unit costs", "",
+              "| unit | count | this run | on the reference API |", "|---|---:|---:|---:|",
+              f"| kept example (data) | {f.kept if f.kept is not None else 'n/a'} | {_per(s.spent['data'], f.kept)} "
+              f"| {_per(s.reference_api_usd['data'], f.kept)} |",
+              f"| 1M trained tokens (training) | {f'{f.train_tokens:,}' if f.train_tokens else 'n/a'} tokens | "
+              f"{_per(s.spent['training'] * 1e6, f.train_tokens)} | {_per((s.reference_train_usd or 0.0) * 1e6, f.train_tokens)} "
+              f"(on {ref['gpu']}) |",
+              f"| judged answer (evaluation) | {f.judged if f.judged is not None else 'n/a'} | "
+              f"{_per(s.spent['evaluation'], f.judged)} | {_per(s.reference_api_usd['evaluation'], f.judged)} |"]
+    lines += ["", "## Projection to the seed recipes' scale", ""]
+    if f.kept:
+        data_at_scale = s.reference_api_usd["data"] / f.kept * ALPACA_EXAMPLES
+        lines.append(f"- Data: {ALPACA_EXAMPLES:,} kept examples (Alpaca) at this run's {ref['api_model']} cost per "
+                     f"kept example = **{_usd(data_at_scale)}** (target {_usd(budgets.phase('data').target)}).")
+    else:
+        lines.append("- Data: no data/clean.jsonl in this run, nothing to project.")
+    if f.train_tokens and f.kept:
+        tok_per_example = f.train_tokens / f.kept
+        _, n_gpus = parse_accelerator(ref["gpu"])
+        hrs = ALPACA_EXAMPLES * tok_per_example * ALPACA_EPOCHS / (ref["train_tokens_per_s_per_gpu"] * n_gpus) / 3600
+        lines.append(f"- Training: {ALPACA_EXAMPLES:,} examples x {tok_per_example:,.0f} tokens x {ALPACA_EPOCHS} epochs "
+                     f"on {ref['gpu']} = {hrs:.2f} h = **{_usd(hrs * s.gpu_hourly)}** "
+                     f"(target {_usd(budgets.phase('training').target)}; run `python -m lib.launch` for a recipe estimate).")
+    else:
+        lines.append("- Training: needs trained tokens (train/metrics.json) and kept examples to project; "
+                     "`python -m lib.launch sky/train_7b.yaml --dry-run` estimates a cloud run.")
+    lines += ["", "## Seed recipes (2023, published) beside this run", "",
+              "| recipe | data | training | notes |", "|---|---:|---:|---|"]
+    for name, data, train, note in SEED_RECIPES:
+        lines.append(f"| {name} | {_usd(data)} | {_usd(train)} | {note} |")
+    lines.append(f"| **this run** | {_usd(s.spent['data'])} | {_usd(s.spent['training'])} | "
+                 f"on {ref['api_model']}: data {_usd(s.reference_api_usd['data'])}; "
+                 f"on {ref['gpu']}: training {_usd(s.reference_train_usd)} |")
+    lines += ["", "![budget](budget.png)", ""]
+    return "\n".join(lines)
+
+
+def render_figure(budgets: Budgets, s: Summary, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    ax = axes[0]
+    xs = range(len(PHASES))
+    ax.bar([x - 0.2 for x in xs], [budgets.phase(p).target for p in PHASES], width=0.4, label="target", color="#bbbbbb")
+    ax.bar([x + 0.2 for x in xs], [s.spent[p] for p in PHASES], width=0.4, label="spent", color="#1f77b4")
+    ax.scatter(list(xs), [budgets.phase(p).cap for p in PHASES], marker="_", s=600, color="#d62728", label="cap", zorder=3)
+    for x, p in zip(xs, PHASES):
+        ax.annotate(_usd(s.spent[p]), (x + 0.2, s.spent[p]), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(xs), PHASES)
+    ax.set_ylabel("USD")
+    ax.set_title("Spent vs target per phase")
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    if s.timeline:
+        t0 = min(start for *_, start in s.timeline)
+        for kind, color in (("api", "#1f77b4"), ("gpu", "#ff7f0e")):
+            mine = [(t, usd, start) for t, k, usd, start in s.timeline if k == kind]
+            if not mine:
+                continue
+            # API money is spent at an instant (a step); GPU money accrues over each interval (a ramp).
+            ts, cum, acc = [(min(st for _, _, st in mine) - t0) / 60], [0.0], 0.0
+            for t, usd, start in mine:
+                if kind == "gpu":
+                    ts.append((start - t0) / 60)
+                    cum.append(acc)
+                acc += usd
+                ts.append((t - t0) / 60)
+                cum.append(acc)
+            draw = ax.plot if kind == "gpu" else (lambda x, y, **kw: ax.step(x, y, where="post", **kw))
+            draw(ts, cum, label=f"{kind.upper()} (${acc:,.4g})", color=color)
+        ax.set_xlabel("minutes since first record")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no ledger records", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylabel("cumulative USD")
+    ax.set_title("Cumulative spend over time")
+
+    ax = axes[2]
+    names = ["this run", "this run on\nreference"] + \
+            [n for n, *_ in SEED_RECIPES]
+    data = [s.spent["data"], s.reference_api_usd["data"]] + [d or 0.0 for _, d, _, _ in SEED_RECIPES]
+    train = [s.spent["training"], s.reference_train_usd or 0.0] + [t or 0.0 for _, _, t, _ in SEED_RECIPES]
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], data, width=0.4, label="data (API)", color="#1f77b4")
+    ax.bar([x + 0.2 for x in xs], train, width=0.4, label="training (GPU)", color="#ff7f0e")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_xticks(list(xs), names, fontsize=7, rotation=20)
+    ax.set_ylabel("USD (symlog)")
+    ax.set_title("This run beside the 2023 seed recipes")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(run_dir: str | os.PathLike, budgets: Budgets | str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """Write report/budget.md and report/budget.png for `run_dir`; returns their paths."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist: pass the runs/<id> directory of a run")
+    if not isinstance(budgets, Budgets):
+        budgets = load_budgets(budgets)
+    s = summarize(run_dir, budgets)
+    md_path, png_path = run_dir / "report" / "budget.md", run_dir / "report" / "budget.png"
+    render_figure(budgets, s, png_path)
+    text = render_markdown(run_dir, budgets, s)
+    _atomic(md_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return md_path, png_path

@@ -1,0 +1,249 @@
+"""Price a SkyPilot task before it runs, check it against the budget, then launch it.
+
+    python -m lib.launch sky/train_7b.yaml --dry-run          # estimate vs remaining training budget
+    python -m lib.launch sky/train_7b.yaml                    # managed spot job (sky jobs launch)
+    python -m lib.launch sky/train_7b.yaml --on-demand --run-dir runs/cloud-1 --force
+
+The estimate, all from data:
+    hours = TRAIN_TOKENS x epochs (recipe) / (TOKENS_PER_S_PER_GPU x GPUs per node x nodes) / 3600
+            + OVERHEAD_HOURS                                  (provisioning, setup, final save)
+      or EST_HOURS from the task's envs when it is not a training task;
+    USD   = hours x hourly price of one node (SkyPilot's catalog, cheapest matching instance)
+            x nodes + EST_API_USD (teacher / judge calls the task makes).
+The remaining budget is the phase's cap (budgets.yaml, phase = the task's BUDGET_PHASE env)
+minus what the run's ledger (--run-dir) already spent. A launch whose estimate exceeds the
+remaining budget is refused unless --force.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.errors import BudgetExceeded, UserError, cli
+
+
+@dataclass
+class Estimate:
+    phase: str
+    hours: float
+    compute_usd: float
+    api_usd: float
+    hourly_usd: float  # one node
+    nodes: int
+    gpus_per_node: int
+    accelerator: str
+    instance: str
+    spot: bool
+    price_source: str
+    basis: str  # how the hours were derived
+
+    @property
+    def usd(self) -> float:
+        return self.compute_usd + self.api_usd
+
+
+def load_task(path: str | os.PathLike, env: dict[str, str] | None = None):
+    """`sky.Task.from_yaml` with one-line errors; `env` overrides the task's envs like `--env`."""
+    import sky
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"task YAML {path} not found: pass one of {', '.join(sorted(p.name for p in Path('sky').glob('*.yaml')))}")
+    try:
+        config = yaml.safe_load(path.read_text())
+        return sky.Task.from_yaml_config(config, env_overrides=list((env or {}).items()) or None)
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]}): fix the file") from None
+    except Exception as e:  # SkyPilot's schema errors are ValueError subclasses with long texts
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} is not a valid SkyPilot task ({first}): fix the YAML") from None
+
+
+def _float_env(envs: dict, key: str, default: float | None = None) -> float | None:
+    raw = envs.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise UserError(f"env {key}={raw!r} is not a number: pass e.g. --env {key}=1.5") from None
+
+
+def local_catalog_clouds() -> list[str]:
+    """Clouds whose SkyPilot catalog is on this machine (a task with no cloud is priced on each)."""
+    from lib.budget.gpu import catalog_file
+
+    root = catalog_file("aws").parent.parent
+    return sorted(p.parent.name for p in root.glob("*/vms.csv")) if root.is_dir() else []
+
+
+def _price_option(res, cloud: str, spot: bool | None, options: list, errors: list) -> None:
+    from lib.budget.gpu import gpu_price
+
+    use_spot = res.use_spot if spot is None else spot
+    acc = res.accelerators or {}
+    region = res.region
+    try:
+        if acc:
+            (name, count), = acc.items()
+            usd, instance, source = gpu_price(f"{name}:{int(count)}", cloud=cloud, region=region, spot=use_spot)
+            options.append((usd, instance, source, f"{name}:{int(count)}", int(count), use_spot))
+        elif res.instance_type:
+            usd, instance, source = gpu_price(None, cloud=cloud, region=region, spot=use_spot,
+                                              instance_type=res.instance_type)
+            options.append((usd, instance, source, "cpu", 0, use_spot))
+        else:
+            usd, instance, source = cpu_price(res, cloud=cloud, region=region, spot=use_spot)
+            options.append((usd, instance, source, "cpu", 0, use_spot))
+    except UserError as e:
+        errors.append(str(e))
+
+
+def estimate(task, budgets, *, spot: bool | None = None) -> Estimate:
+    """Hours and dollars for one run of `task` at catalog prices."""
+    envs = dict(task.envs)
+    phase = envs.get("BUDGET_PHASE") or "training"
+    budgets.phase(phase)  # unknown phase -> UserError
+    nodes = int(task.num_nodes or 1)
+
+    # Price every resource option the task allows and keep the cheapest, like SkyPilot's optimizer.
+    options = []
+    errors = []
+    for res in task.resources:
+        clouds = [str(res.cloud).lower()] if res.cloud is not None else local_catalog_clouds() or [budgets.reference["cloud"]]
+        for cloud in clouds:
+            _price_option(res, cloud, spot, options, errors)
+    if not options:
+        raise UserError(errors[0] if errors else "the task names no resources to price: add resources to the YAML")
+    hourly, instance, source, accelerator, gpus, use_spot = min(options)
+
+    est_hours = _float_env(envs, "EST_HOURS")
+    train_tokens = _float_env(envs, "TRAIN_TOKENS")
+    if train_tokens:
+        from lib.train.recipes import load_recipe
+
+        recipe = load_recipe(envs.get("RECIPE") or "alpaca_7b")
+        tps = _float_env(envs, "TOKENS_PER_S_PER_GPU", budgets.reference["train_tokens_per_s_per_gpu"])
+        overhead = _float_env(envs, "OVERHEAD_HOURS", 0.0)
+        if tps <= 0 or gpus < 1:
+            raise UserError("TOKENS_PER_S_PER_GPU must be > 0 and the task must request GPUs to estimate training hours")
+        epochs = float(recipe.num_train_epochs)
+        compute_h = train_tokens * epochs / (tps * gpus * nodes) / 3600.0
+        hours = compute_h + overhead
+        basis = (f"{train_tokens:,.0f} tokens x {epochs:g} epochs ({recipe.name}) / ({tps:g} tok/s/GPU x {gpus} GPUs"
+                 f" x {nodes} node(s)) = {compute_h:.3f} h + {overhead:g} h overhead")
+    elif est_hours is not None:
+        hours = est_hours
+        basis = f"EST_HOURS={est_hours:g} from the task's envs"
+    else:
+        raise UserError(f"{task.name}: no way to estimate hours: set envs TRAIN_TOKENS (+ RECIPE) or EST_HOURS in the YAML")
+    api_usd = _float_env(envs, "EST_API_USD", 0.0)
+    return Estimate(phase=phase, hours=hours, compute_usd=hours * hourly * nodes, api_usd=api_usd, hourly_usd=hourly,
+                    nodes=nodes, gpus_per_node=gpus, accelerator=accelerator, instance=instance, spot=use_spot,
+                    price_source=source, basis=basis)
+
+
+def cpu_price(res, *, cloud: str, region: str | None, spot: bool) -> tuple[float, str, str]:
+    """Cheapest CPU instance satisfying the task's cpus/memory, from SkyPilot's catalog."""
+    from sky import catalog
+
+    from lib.budget.gpu import catalog_file, gpu_price
+
+    if not catalog_file(cloud).is_file():
+        return gpu_price(None, cloud=cloud, region=region, spot=spot, instance_type="?")  # raises the one-line error
+    instance = catalog.get_default_instance_type(cpus=res.cpus, memory=res.memory, clouds=cloud, region=region)
+    if not instance:
+        raise UserError(f"no {cloud} instance with cpus={res.cpus} memory={res.memory} in SkyPilot's catalog: "
+                        "change resources.cpus/memory")
+    return gpu_price(None, cloud=cloud, region=region, spot=spot, instance_type=instance)
+
+
+def remaining_budget(budgets, phase: str, run_dir: str | os.PathLike | None) -> tuple[float, float]:
+    """(spent, remaining) for `phase`: the cap minus the run's ledger."""
+    spent = 0.0
+    if run_dir:
+        from lib.budget import Ledger
+
+        ledger_dir = Path(run_dir) / "ledger"
+        if not ledger_dir.is_dir():
+            raise UserError(f"no ledger at {ledger_dir}: pass the run directory of an earlier phase, or omit --run-dir")
+        spent = Ledger(ledger_dir, writer="launch").spent(phase)
+    return spent, budgets.phase(phase).cap - spent
+
+
+def check_budget(est: Estimate, budgets, spent: float, remaining: float, *, force: bool) -> None:
+    if est.usd > remaining + 1e-9:
+        msg = (f"estimated ${est.usd:,.2f} for {est.phase} exceeds the remaining ${remaining:,.2f} of its "
+               f"${budgets.phase(est.phase).cap:,.2f} cap (spent ${spent:,.2f}): shrink the task, raise "
+               f"phases.{est.phase}.cap in budgets.yaml, or pass --force")
+        if not force:
+            raise BudgetExceeded(msg)
+        print(f"warning (--force): {msg}", file=sys.stderr)
+
+
+def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
+    pb = budgets.phase(est.phase)
+    kind = "spot" if est.spot else "on-demand"
+    lines = [
+        f"resources: {est.nodes} x {est.instance} ({est.accelerator}, {kind}) at ${est.hourly_usd:,.3f}/h per node "
+        f"[{est.price_source}]",
+        f"hours:     {est.hours:.2f} h  [{est.basis}]",
+        f"estimate:  ${est.usd:,.2f} (compute ${est.compute_usd:,.2f} + API ${est.api_usd:,.2f})",
+        f"budget:    {est.phase}: target ${pb.target:,.2f}, cap ${pb.cap:,.2f}, spent ${spent:,.2f}, "
+        f"remaining ${remaining:,.2f} -> after this run ${remaining - est.usd:,.2f}",
+    ]
+    if est.usd + spent > pb.target:
+        lines.append(f"note:      spent + estimate ${spent + est.usd:,.2f} is above the {est.phase} target ${pb.target:,.2f}")
+    return "\n".join(lines)
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    from lib.budget import load_budgets
+    from lib.paths import BUDGETS_YAML
+
+    ap = argparse.ArgumentParser(prog="python -m lib.launch", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("task_yaml")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--spot", dest="spot", action="store_true", default=None, help="price and launch on spot")
+    g.add_argument("--on-demand", dest="spot", action="store_false", help="price and launch on demand")
+    ap.add_argument("--force", action="store_true", help="launch even if the estimate exceeds the remaining budget")
+    ap.add_argument("--dry-run", action="store_true", help="print the estimate and stop")
+    ap.add_argument("--cluster", default=None, help="launch as a cluster (sky launch -c NAME) instead of a managed job")
+    ap.add_argument("--run-dir", default=os.environ.get("SHEAR_RUN_DIR"), help="run whose ledger counts as spent")
+    ap.add_argument("--budgets", default=str(BUDGETS_YAML))
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="override a task env")
+    args = ap.parse_args(argv)
+
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--env {item!r} is malformed: write --env KEY=VALUE")
+        env[key] = value
+    budgets = load_budgets(args.budgets)
+    task = load_task(args.task_yaml, env)
+    est = estimate(task, budgets, spot=args.spot)
+    spent, remaining = remaining_budget(budgets, est.phase, args.run_dir)
+    print(f"task:      {task.name} ({args.task_yaml})")
+    print(describe(est, budgets, spent, remaining))
+    check_budget(est, budgets, spent, remaining, force=args.force)
+    if args.dry_run:
+        print("dry run: nothing launched")
+        return
+    if args.spot is not None:
+        task.set_resources({r.copy(use_spot=args.spot) for r in task.resources})
+    from lib import sky_backend
+
+    request_id = sky_backend.launch(task, managed=args.cluster is None, cluster_name=args.cluster)
+    print(f"launched: request {request_id}; follow with `sky api logs {request_id}`"
+          + ("" if args.cluster else " or `sky jobs queue`"))
+
+
+if __name__ == "__main__":
+    main()

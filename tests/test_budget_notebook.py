@@ -1,0 +1,35 @@
+"""05_budget executed by papermill on a small run, as the pipeline runs it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import papermill
+
+from tests.test_budget_report import make_run
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "notebooks" / "05_budget.ipynb"
+
+
+def test_committed_without_outputs_and_typed_parameters():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    declared = papermill.inspect_notebook(str(NOTEBOOK))
+    assert set(declared) == {"run_dir", "budgets_path"}
+    assert all(p["inferred_type_name"] == "str" and p["help"] for p in declared.values())
+
+
+def test_notebook_renders_the_report(tmp_path):
+    run = tmp_path / "run"
+    make_run(run)
+    out = tmp_path / "05_budget.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(out), cwd=str(REPO), kernel_name="python3", progress_bar=False,
+                               parameters={"run_dir": str(run), "budgets_path": str(REPO / "budgets.yaml")})
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert any("Seed recipes" in o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert (run / "report" / "budget.md").is_file() and (run / "report" / "budget.png").is_file()
