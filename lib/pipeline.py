@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -306,6 +307,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--budgets", help="budgets file (default: budgets.yaml)")
     sub.add_parser("profiles", help="list profiles")
     args = ap.parse_args(argv)
+    # SIGTERM (a spot kill, `kill`, a CI timeout) unwinds like Ctrl-C: the local server is
+    # stopped, the phase is marked, and the budget report is still written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.cmd == "profiles":
         for p in sorted(PROFILES.glob("*.yaml")):
             print(f"{p.stem:10s} {load_profile(str(p)).get('description', '').strip()}")

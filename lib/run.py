@@ -43,6 +43,9 @@ class RunContext:
         self.budgets = load_budgets(budgets_path or BUDGETS_YAML)
         for sub in ("data", "ledger", "logs", "report"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        rank = os.environ.get("SKYPILOT_NODE_RANK", "0")
+        if rank != "0":  # every node appends to its own file, even on a shared bucket mount
+            writer = f"{writer}-node{rank}"
         self.ledger = Ledger(self.run_dir / "ledger", writer=writer, budgets=self.budgets)
 
     def path(self, *parts: str) -> Path:

@@ -4,7 +4,7 @@ The default backend is `transformers serve` on a Hugging Face checkpoint directo
 embedded model, or any fine-tuned one). Any other server that speaks the OpenAI protocol
 (llama.cpp's `llama-server`, vLLM, Ollama) can be started the same way by passing its
 command line. The child runs in its own process group and is told to die with its parent
-(PR_SET_PDEATHSIG), so neither a normal exit, an exception nor a killed notebook kernel
+(PR_SET_PDEATHSIG, SIGKILL), so neither a normal exit, an exception nor a killed notebook kernel
 leaves an orphan server holding a port and two cores.
 
     with LocalServer(embedded_model_dir()) as srv:
@@ -38,7 +38,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     os.setsid()
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        # SIGKILL, not SIGTERM: uvicorn answers SIGTERM with a graceful shutdown that waits for
+        # the request in flight, which an orphaned server may be generating for minutes.
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
     except OSError:
         pass
 

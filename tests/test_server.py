@@ -32,12 +32,19 @@ def test_stop_kills_the_whole_process_group(embedded_model, tmp_path):
 
 
 def test_server_dies_with_a_killed_parent(embedded_model, tmp_path):
-    """A notebook kernel killed with SIGKILL must not leave the server running."""
+    """A notebook kernel killed with SIGKILL must not leave the server running, even while
+    the server is busy generating a long answer for it (uvicorn would wait for that)."""
     pidfile = tmp_path / "pid"
     code = textwrap.dedent(f"""
-        import sys, time; sys.path.insert(0, {str(embedded_model.parent.parent.parent.parent)!r})
+        import sys, threading, time; sys.path.insert(0, {str(embedded_model.parent.parent.parent.parent)!r})
+        import openai
         from lib.server import LocalServer
         s = LocalServer({str(embedded_model)!r}).start()
+        c = openai.OpenAI(base_url=s.base_url, api_key="x")
+        ask = lambda: c.chat.completions.create(model=s.model, max_tokens=2000,
+            messages=[{{"role": "user", "content": "Write a very long story."}}])
+        threading.Thread(target=ask, daemon=True).start()
+        time.sleep(3)
         open({str(pidfile)!r}, "w").write(str(s.proc.pid))
         time.sleep(600)
     """)
