@@ -27,6 +27,8 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"
 COMPLETE = ".complete"
+# Bump when the conversion changes: an older cached checkpoint is converted again.
+FORMAT = "shear-embedded-v2"
 
 
 def gguf_path() -> Path:
@@ -46,17 +48,21 @@ def is_complete(model_dir: str | os.PathLike) -> bool:
     return (Path(model_dir) / COMPLETE).exists()
 
 
+def _current(model_dir: Path) -> bool:
+    return is_complete(model_dir) and (model_dir / COMPLETE).read_text().startswith(FORMAT)
+
+
 def embedded_model_dir(cache: str | os.PathLike | None = None) -> Path:
     """Return the Hugging Face checkpoint of the embedded model, converting it once."""
     target = Path(cache or cache_dir()) / "models" / EMBEDDED_NAME
-    if is_complete(target):
+    if _current(target):
         return target
     src = gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}-", dir=target.parent))
     try:
         _convert(src, tmp)
-        (tmp / COMPLETE).write_text(f"converted from {src.name}\n")
+        (tmp / COMPLETE).write_text(f"{FORMAT} converted from {src.name}\n")
         if target.exists():  # an earlier, interrupted conversion
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -78,6 +84,10 @@ def _convert(gguf: Path, out: Path) -> None:
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise RuntimeError(f"GGUF conversion lost weights: missing={missing} unexpected={unexpected}")
     plain.tie_weights()
+    # The weights are de-quantised fp32 now; a leftover `quantization_config` would make the
+    # Trainer refuse to fine-tune ("purely quantized model").
+    if hasattr(plain.config, "quantization_config"):
+        del plain.config.quantization_config
     tok.eos_token = EOS_TOKEN
     tok.pad_token = PAD_TOKEN
     plain.config.eos_token_id = tok.eos_token_id

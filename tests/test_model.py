@@ -23,6 +23,7 @@ def test_eos_ends_the_turn_and_pad_is_distinct(embedded_model):
     assert text.rstrip().endswith(EOS_TOKEN)
     cfg = json.loads((embedded_model / "config.json").read_text())
     assert cfg["eos_token_id"] == tok.eos_token_id
+    assert "quantization_config" not in cfg  # de-quantised: the Trainer must accept it
 
 
 def test_interrupted_conversion_is_redone(tmp_path):

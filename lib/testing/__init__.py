@@ -1,0 +1,1 @@
+"""Small local servers that speak real protocols, for tests and benchmarks."""

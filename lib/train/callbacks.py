@@ -1,0 +1,195 @@
+"""Trainer callbacks: checkpoint markers, throughput/MFU, budget guard, fault injection."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from lib.errors import BudgetExceeded
+from lib.train.checkpoints import mark_complete
+from lib.train.metrics import train_flops
+
+
+def _is_main(state) -> bool:
+    return state.is_world_process_zero
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+class CompleteMarkerCallback(TrainerCallback):
+    """After Trainer wrote checkpoint-<step> (model, optimizer, scheduler, RNG, state), wait
+    for every rank, then rank 0 fsyncs and writes `.complete`."""
+
+    def on_save(self, args, state, control, **kw):
+        _barrier()
+        if _is_main(state):
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                mark_complete(ckpt, json.dumps({"step": state.global_step, "time": time.time()}) + "\n")
+        _barrier()
+        return control
+
+
+class ThroughputCallback(TrainerCallback):
+    """Per logging interval: tokens/s (all ranks), useful-token share, MFU, label tokens."""
+
+    def __init__(self, meter, *, n_params: int, n_layers: int, d_model: int, peak_flops: float | None,
+                 world_size: int = 1):
+        self.meter, self.n_params, self.n_layers, self.d_model = meter, n_params, n_layers, d_model
+        self.peak, self.world = peak_flops, world_size
+        self.rows: list[dict] = []
+        self._last = None
+
+    def on_train_begin(self, args, state, control, **kw):
+        # Before the first batch is collated (Trainer fetches a step's batches before on_step_begin).
+        self._last = (time.perf_counter(), self.meter.snapshot())
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self._last is None or logs is None or "loss" not in logs:
+            return
+        t0, (p0, u0, l0, s0) = self._last
+        now, (p1, u1, l1, s1) = time.perf_counter(), self.meter.snapshot()
+        dt = max(now - t0, 1e-9)
+        useful, positions = (u1 - u0), (p1 - p0)
+        flops = train_flops(self.n_params, self.n_layers, self.d_model, useful, s1 - s0)
+        row = {
+            "step": state.global_step, "loss": logs["loss"], "seconds": dt,
+            "tokens_per_s": positions / dt * self.world, "useful_tokens_per_s": useful / dt * self.world,
+            "useful_share": useful / positions if positions else None, "label_tokens": (l1 - l0) * self.world,
+            "mfu": (flops / dt / self.peak) if self.peak else None,
+        }
+        self.rows.append(row)
+        logs.update({k: row[k] for k in ("useful_tokens_per_s", "useful_share", "mfu") if row[k] is not None})
+        self._last = (now, (p1, u1, l1, s1))
+
+
+class BudgetCallback(TrainerCallback):
+    """Meters training time into the ledger and stops (after a checkpoint) before the
+    training cap would be crossed.
+
+    Compute intervals go to the ledger at every save, every `record_every_s` and at the end
+    (phase "training", `hourly_usd` per node as the ledger wants it). After each step the
+    cost of the next `margin_steps` steps plus a checkpoint save (at the slowest recent
+    pace) is test-reserved from the guard; if that would cross the cap, the run saves now
+    and stops, so the money already spent is kept as a resumable checkpoint.
+    """
+
+    def __init__(self, ledger, guard, *, hourly_usd: float, accelerator: str, count: int, nodes: int = 1,
+                 margin_steps: int = 1, record_every_s: float = 120.0, spot: bool = False, cloud: str = "local",
+                 max_steps: int | None = None):
+        self.ledger, self.guard, self.hourly, self.nodes = ledger, guard, float(hourly_usd), nodes
+        self.compute = dict(accelerator=accelerator, count=count, nodes=nodes, spot=spot, cloud=cloud)
+        self.margin_steps, self.record_every_s = margin_steps, record_every_s
+        self.interval_start: float | None = None
+        self.step_times: list[float] = []
+        self.save_seconds = 0.0
+        self._step_t0 = None
+        self._save_t0 = None
+        self.stopped_for_budget = False
+        self.projection: dict = {}
+        self.max_steps = max_steps
+
+    @property
+    def usd_per_second(self) -> float:
+        return self.hourly * self.nodes / 3600.0
+
+    def _flush(self, state, open_: bool = False) -> None:
+        if not _is_main(state) or self.interval_start is None:
+            return
+        now = time.time()
+        self.ledger.record_compute("training", self.interval_start, now, hourly_usd=self.hourly,
+                                   purpose="sft", **self.compute)
+        self.interval_start = now if open_ else None
+
+    def pending_usd(self) -> float:
+        return 0.0 if self.interval_start is None else (time.time() - self.interval_start) * self.usd_per_second
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.interval_start = time.time()
+        self.max_steps = state.max_steps or self.max_steps
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._step_t0 = time.perf_counter()
+
+    def _next_cost(self) -> float:
+        """Unrecorded time so far + one more step + one checkpoint save, at the slowest recent pace."""
+        step_s = max(self.step_times[-5:])
+        save_s = max(self.save_seconds, step_s) * 1.5  # a save not yet measured is priced above a step
+        return self.pending_usd() + (self.margin_steps * step_s + save_s) * self.usd_per_second
+
+    def on_step_end(self, args, state, control, **kw):
+        self.step_times.append(time.perf_counter() - self._step_t0)
+        step_s = max(self.step_times[-5:])
+        left = max((self.max_steps or state.global_step) - state.global_step, 0)
+        self.projection = {"step_seconds": step_s, "steps_left": left,
+                           "projected_usd": self.ledger.spent("training") + self.pending_usd()
+                           + left * step_s * self.usd_per_second}
+        if self.usd_per_second > 0 and left > 0 and not self.stopped_for_budget:
+            # Checked after a step, so that stopping costs only the save: the previous check
+            # already made room for this step and that save.
+            if not self._fits(self._next_cost()):
+                self.stopped_for_budget = True
+                if _is_main(state):
+                    print(f"budget: stopping after step {state.global_step} with a checkpoint: the next step "
+                          f"and a save would cross the training cap (${self.guard.cap:,.2f})", file=sys.stderr)
+        if self.stopped_for_budget:
+            control.should_training_stop = True
+            control.should_save = True
+        if self.interval_start is not None and time.time() - self.interval_start > self.record_every_s:
+            self._flush(state, open_=True)
+        self._save_t0 = time.perf_counter()  # a save, if any, happens right after this hook
+        return control
+
+    def _fits(self, usd: float) -> bool:
+        """The same answer on every rank (else FSDP collectives would hang): rank 0 decides."""
+        try:
+            self.guard.reserve(usd).release()
+            ok = True
+        except BudgetExceeded:
+            ok = False
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            import torch
+
+            dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+            flag = torch.tensor([1.0 if ok else 0.0], device=dev)
+            dist.broadcast(flag, src=0)
+            ok = bool(flag.item())
+        return ok
+
+    def on_save(self, args, state, control, **kw):
+        if self._save_t0 is not None:
+            self.save_seconds = max(self.save_seconds, time.perf_counter() - self._save_t0)
+        self._flush(state, open_=True)
+
+    def on_train_end(self, args, state, control, **kw):
+        self._flush(state, open_=True)  # the final save is still to come: `close` meters it
+
+    def close(self, state) -> None:
+        """Record the last interval (final model gather + save) once training code is done."""
+        self._flush(state)
+
+
+class KillAtStepCallback(TrainerCallback):
+    """Fault injection for the preemption test: SIGKILL this process at the end of a step,
+    exactly like a spot reclaim (no cleanup, no atexit). Enabled only by SHEAR_FAULT_KILL_AT_STEP."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == self.step:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,131 @@
+"""Padding-free packing (the default) and Alpaca-style per-batch padding (for comparison).
+
+Packing concatenates the examples of a batch with `position_ids` restarting at 0 for each
+example: into one row of shape [1, total_tokens] via transformers' own
+`DataCollatorWithFlattening` when flash-attention's varlen kernel is used, or into rows of
+at most max_length tokens (`PackedRowsCollator`) for SDPA/eager, whose block-diagonal mask
+is dense and would otherwise cost the square of the whole batch's length. The first label of every example is -100, so the last token of
+one example is never trained to predict the first token of the next. No attention crosses
+an example boundary:
+
+* flash-attention (GPU) reads the boundaries from `cu_seq_lens_*` (`flash=True`);
+* SDPA/eager (CPU and GPU): transformers' mask builder finds the boundaries from the
+  `position_ids` resets and builds a block-diagonal causal mask -- but only when no
+  attention_mask and no KV cache are passed, hence `use_cache=False` in training
+  (`prepare_for_packing`). tests/test_train_packing.py proves per-example losses match.
+
+Architectures whose forward takes no `position_ids` (BLOOM's ALiBi) cannot be packed this
+way; `supports_packing` says so and training falls back to padding with a printed note.
+"""
+from __future__ import annotations
+
+import inspect
+
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+from lib.train.masking import IGNORE_INDEX
+
+
+def base_model(model):
+    get = getattr(model, "get_base_model", None)  # peft wrappers
+    return get() if callable(get) else model
+
+
+def supports_packing(model) -> bool:
+    m = base_model(model)
+    attn = getattr(m.config, "_attn_implementation", None) or "eager"
+    return "position_ids" in inspect.signature(m.forward).parameters and attn in (
+        "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def prepare_for_packing(model) -> None:
+    # A KV cache disables transformers' packed-sequence detection: examples would attend to each other.
+    base_model(model).config.use_cache = False
+
+
+class PackedRowsCollator:
+    """Packing for SDPA/eager attention: first-fit-decreasing the batch's examples into rows of
+    at most `row_tokens`, position_ids restarting at 0 for every example.
+
+    With SDPA (CPU, or GPU without flash-attention) transformers turns position_ids resets
+    into a dense block-diagonal mask, whose cost grows with the square of the row length: one
+    row holding a whole batch would spend more on masked-out attention than padding wastes.
+    Rows no longer than max_length keep attention at most max_length^2 per row while nearly
+    every position holds a real token. Each row ends in a pad run numbered as a sequence of
+    its own (labels -100), so it attends to nothing real and nothing real attends to it.
+    """
+
+    def __init__(self, pad_token_id: int, row_tokens: int):
+        self.pad, self.row_tokens = pad_token_id, row_tokens
+
+    def __call__(self, features):
+        import torch
+
+        lengths = [len(f["input_ids"]) for f in features]
+        rows: list[list[int]] = []
+        room: list[int] = []
+        for i in sorted(range(len(features)), key=lambda i: -lengths[i]):
+            for r, left in enumerate(room):
+                if lengths[i] <= left:
+                    rows[r].append(i)
+                    room[r] -= lengths[i]
+                    break
+            else:
+                rows.append([i])
+                room.append(max(self.row_tokens, lengths[i]) - lengths[i])
+        width = max(sum(lengths[i] for i in row) for row in rows)
+        ids, labels, pos = [], [], []
+        for row in rows:
+            r_ids, r_lab, r_pos = [], [], []
+            for i in row:
+                f = features[i]
+                r_ids += list(f["input_ids"])
+                r_lab += [IGNORE_INDEX] + list(f["labels"][1:])  # never learn across a boundary
+                r_pos += list(range(lengths[i]))
+            k = width - len(r_ids)
+            ids.append(r_ids + [self.pad] * k)
+            labels.append(r_lab + [IGNORE_INDEX] * k)
+            pos.append(r_pos + list(range(k)))
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "position_ids": torch.tensor(pos)}
+
+
+def make_collator(tokenizer, *, packing: bool, flash: bool = False, row_tokens: int | None = None):
+    """packing + flash (GPU varlen kernel): the whole batch in one row with cu_seq_lens.
+    packing + row_tokens (SDPA/eager): rows of at most row_tokens (PackedRowsCollator).
+    packing alone: one row (transformers' DataCollatorWithFlattening). No packing: padding."""
+    if packing and row_tokens and not flash:
+        return PackedRowsCollator(tokenizer.pad_token_id, row_tokens)
+    if packing:
+        return DataCollatorWithFlattening(return_flash_attn_kwargs=flash, separator_id=IGNORE_INDEX)
+    # Alpaca's recipe: pad each batch to its longest example; padded labels are -100.
+    return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX,
+                                  return_tensors="pt")
+
+
+class TokenMeter:
+    """Counts what the collator hands the model: positions computed vs useful (real) tokens."""
+
+    def __init__(self):
+        self.positions = 0  # every position the model computes, padding included
+        self.useful = 0  # real tokens
+        self.labels = 0  # tokens that carry a loss
+        self.sq_lengths = 0  # sum of example length^2 (attention FLOPs)
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        return self.positions, self.useful, self.labels, self.sq_lengths
+
+
+class MeteredCollator:
+    """Wraps a collator and counts tokens into a TokenMeter (collators run in the main process)."""
+
+    def __init__(self, inner, meter: TokenMeter):
+        self.inner, self.meter = inner, meter
+
+    def __call__(self, features):
+        lengths = [len(f["input_ids"]) for f in features]  # noqa: the rows collator has its own
+        batch = self.inner(features)
+        self.meter.positions += int(batch["input_ids"].numel())
+        self.meter.useful += sum(lengths)
+        self.meter.labels += int((batch["labels"] != IGNORE_INDEX).sum())
+        self.meter.sq_lengths += sum(n * n for n in lengths)
+        return batch

@@ -1,0 +1,151 @@
+"""Recipes as data: one YAML per recipe in lib/recipes/, loaded into typed dataclasses.
+
+    recipe = load_recipe("alpaca_7b")          # or a path to a .yaml file
+    recipe.effective_batch                     # per_device_batch x grad_accum x gpus x nodes
+
+A full-size recipe states the seed's hyperparameters and the hardware it needs (GPUs per
+node, nodes, per-device batch, accumulation) with the expected hours and dollars. Every
+recipe also runs in a tiny form on CPU (`model="tiny"`): a random model of the same
+architecture family (lib/train/tiny.py), few steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lib.errors import UserError
+from lib.paths import REPO
+from lib.train.masking import FORMATS
+
+RECIPES_DIR = REPO / "lib" / "recipes"
+
+
+@dataclass
+class Hardware:
+    accelerator: str = "A100-80GB"  # SkyPilot accelerator name; "cpu" for laptop recipes
+    gpus_per_node: int = 8
+    nodes: int = 1
+    per_device_batch: int = 4
+    grad_accum: int = 4
+    spot: bool = True
+    expected_hours: float = 0.0
+    expected_usd: float = 0.0
+    price_basis: str = ""  # what the dollar figure assumes (seed report, spot/on-demand)
+
+    @property
+    def processes(self) -> int:
+        return max(self.gpus_per_node, 1) * max(self.nodes, 1)
+
+
+@dataclass
+class Lora:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    quantize: str | None = None  # "4bit" = QLoRA (CUDA + bitsandbytes only)
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str
+    base_model: str  # hub id or path of the seed's base; "embedded" / "tiny" for local recipes
+    family: str  # architecture family: the tiny CPU form builds a random model of it
+    format: str = "alpaca"  # alpaca | vicuna_v1.1 | chat (the model's own template)
+    language: str = "en"
+    max_length: int = 512
+    packing: bool = True
+    effective_batch: int = 128
+    num_train_epochs: float = 3.0
+    learning_rate: float = 2e-5
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.03
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "sdpa"
+    fsdp: bool = True
+    hardware: Hardware = field(default_factory=Hardware)
+    lora: Lora | None = None
+    source: str = ""  # where the numbers come from
+
+    @property
+    def per_step_batch(self) -> int:
+        h = self.hardware
+        return h.per_device_batch * h.grad_accum * h.processes
+
+    @property
+    def is_full_size(self) -> bool:
+        return self.hardware.accelerator.lower() != "cpu"
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping, got {type(data).__name__}: fix the YAML")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            hint = difflib.get_close_matches(k, names, n=1)
+            raise UserError(f"{where}: unknown key {k!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                            + ": remove or rename it")
+    kw = dict(data)
+    if cls is Recipe:
+        if "hardware" in kw:
+            kw["hardware"] = _build(Hardware, kw["hardware"], f"{where}.hardware")
+        if kw.get("lora") is not None:
+            kw["lora"] = _build(Lora, kw["lora"], f"{where}.lora")
+    try:
+        return cls(**kw)
+    except TypeError as e:
+        raise UserError(f"{where}: {e}: add the missing keys") from None
+
+
+def _validate(r: Recipe, where: str) -> Recipe:
+    if r.format not in FORMATS:
+        raise UserError(f"{where}: format {r.format!r} is unknown: use one of {', '.join(FORMATS)}")
+    for key in ("max_length", "effective_batch"):
+        if int(getattr(r, key)) < 1:
+            raise UserError(f"{where}: {key} must be a positive integer")
+    if not 0 < float(r.learning_rate) < 1:
+        raise UserError(f"{where}: learning_rate={r.learning_rate} is out of range: use e.g. 2e-5")
+    r.learning_rate = float(r.learning_rate)
+    r.weight_decay = float(r.weight_decay)
+    if r.is_full_size and r.per_step_batch != r.effective_batch:
+        h = r.hardware
+        raise UserError(
+            f"{where}: per_device_batch {h.per_device_batch} x grad_accum {h.grad_accum} x gpus {h.gpus_per_node} "
+            f"x nodes {h.nodes} = {r.per_step_batch}, not effective_batch {r.effective_batch}: fix hardware.grad_accum")
+    return r
+
+
+def recipe_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise UserError(f"recipe file {p} does not exist: pass a recipe name ({', '.join(list_recipes())}) or a path")
+        return p
+    p = RECIPES_DIR / f"{name_or_path}.yaml"
+    if not p.is_file():
+        hint = difflib.get_close_matches(name_or_path, list_recipes(), n=1)
+        raise UserError(f"unknown recipe {name_or_path!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                        + f": use one of {', '.join(list_recipes())}")
+    return p
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    path = recipe_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]}): fix the file") from None
+    return _validate(_build(Recipe, data, path.name), path.name)

@@ -1,0 +1,185 @@
+"""Masking on real tokenizers: labels cover exactly the answer tokens plus EOS.
+
+Tokenizers: the embedded SmolLM2 one (GPT-2-style byte BPE, ChatML template) and two built
+offline here (tests/train_tokenizers.py): a LLaMA-style SentencePiece-like BPE and a
+Chinese-capable Unigram. Cases: single-turn with and without input, multi-turn (the model's
+chat template and Vicuna v1.1), truncated, Chinese, and samples that must be reported.
+"""
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from lib.errors import UserError
+from lib.train.masking import IGNORE_INDEX, encode_record, encode_records, ensure_pad_token
+from lib.train.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, alpaca_prompt
+from train_tokenizers import chinese_unigram_tokenizer, llama_style_tokenizer
+
+
+@pytest.fixture(scope="module")
+def smol(embedded_model):
+    return AutoTokenizer.from_pretrained(embedded_model)
+
+
+@pytest.fixture(scope="module", params=["smollm2", "llama_style", "chinese_unigram"])
+def tok(request, embedded_model):
+    if request.param == "smollm2":
+        return AutoTokenizer.from_pretrained(embedded_model)
+    return llama_style_tokenizer() if request.param == "llama_style" else chinese_unigram_tokenizer()
+
+
+def ids(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def labelled_runs(labels):
+    """Maximal runs of consecutive labelled positions, as lists of token ids."""
+    runs, cur = [], []
+    for lab in labels:
+        if lab == IGNORE_INDEX:
+            if cur:
+                runs.append(cur)
+            cur = []
+        else:
+            cur.append(lab)
+    return runs + ([cur] if cur else [])
+
+
+def test_alpaca_strings_are_the_stanford_bytes():
+    # The compatibility contract, spelled out independently of the module's constants.
+    assert ALPACA_PROMPT_NO_INPUT == (
+        "Below is an instruction that describes a task. Write a response that appropriately completes the "
+        "request.\n\n### Instruction:\n{instruction}\n\n### Response:")
+    assert ALPACA_PROMPT_INPUT == (
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n"
+        "### Input:\n{input}\n\n### Response:")
+    assert alpaca_prompt("Add", "2 and 3").endswith("### Input:\n2 and 3\n\n### Response:")
+    assert "### Input" not in alpaca_prompt("Add", "   ")
+
+
+def test_vicuna_render_matches_fastchat_layout():
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye!"}]
+    assert VICUNA_V1_1.render(msgs, "</s>") == (
+        VICUNA_V1_1.system + " USER: Hi ASSISTANT: Hello!</s>USER: Bye ASSISTANT: Bye!</s>")
+
+
+@pytest.mark.parametrize("inp", ["", "2 and 3"])
+def test_alpaca_labels_are_exactly_response_plus_eos(tok, inp):
+    rec = {"instruction": "Add the numbers. 法国的首都", "input": inp, "output": "The sum is 5. 等于五。"}
+    ex, truncated = encode_record(rec, tok, "alpaca", 512)
+    assert not truncated
+    answer = ids(tok, rec["output"]) + [tok.eos_token_id]
+    prompt = tok(alpaca_prompt(rec["instruction"], inp))["input_ids"]
+    assert ex["input_ids"] == prompt + answer
+    assert ex["labels"] == [IGNORE_INDEX] * len(prompt) + answer
+    assert ex["labels"][-1] == tok.eos_token_id
+
+
+def test_alpaca_decoded_target_on_smollm2(smol):
+    ex, _ = encode_record({"instruction": "Say hi", "output": "Hello there!"}, smol, "alpaca", 512)
+    target = [t for t in ex["labels"] if t != IGNORE_INDEX]
+    assert smol.decode(target) == "Hello there!<|im_end|>"
+    assert smol.decode(ex["input_ids"]).startswith(alpaca_prompt("Say hi"))
+
+
+def test_truncation_cuts_the_answer_but_keeps_eos(tok):
+    rec = {"instruction": "Write", "output": " ".join(["word"] * 300)}
+    prompt_len = len(tok(alpaca_prompt("Write"))["input_ids"])
+    ex, truncated = encode_record(rec, tok, "alpaca", prompt_len + 10)
+    assert truncated
+    assert len(ex["input_ids"]) == prompt_len + 10
+    target = [t for t in ex["labels"] if t != IGNORE_INDEX]
+    assert target[:-1] == ids(tok, rec["output"])[:9] and target[-1] == tok.eos_token_id
+
+
+def test_prompt_too_long_is_dropped_and_reported(tok):
+    recs = [{"id": "long", "instruction": "describe " * 200, "output": "ok"},
+            {"id": "fine", "instruction": "Say hi", "output": "hi"},
+            {"id": "empty", "instruction": "Say hi", "output": "  "}]
+    room = len(tok(alpaca_prompt("Say hi"))["input_ids"]) + 8
+    out, report = encode_records(recs, tok, fmt="alpaca", max_length=room)
+    assert report.total == 3 and report.kept == len(out) == 1
+    reasons = {s["id"]: s["reason"] for s in report.samples}
+    assert reasons["long"].startswith("prompt too long") and reasons["empty"].startswith("empty response")
+    assert report.dropped["prompt too long"] == 1
+    assert "dropped" in report.summary()
+
+
+CONV = {"id": "c1", "conversations": [
+    {"from": "human", "value": "What is the capital of France?"},
+    {"from": "gpt", "value": "Paris."},
+    {"from": "human", "value": "请写一首关于春天的诗。"},
+    {"from": "gpt", "value": "春眠不觉晓，处处闻啼鸟。"},
+]}
+
+
+def test_multiturn_chat_template_trains_only_assistant_turns(tok):
+    ex, _ = encode_record(CONV, tok, "chat", 1024)
+    runs = labelled_runs(ex["labels"])
+    answers = [c["value"] for c in CONV["conversations"] if c["from"] == "gpt"]
+    assert len(runs) == len(answers)
+    for run, answer in zip(runs, answers):
+        assert run[-1] == tok.eos_token_id and tok.eos_token_id not in run[:-1]
+        # The run is the answer's tokens as the template places them (after the role header).
+        assert tok.decode(run[:-1]).strip() == tok.decode(ids(tok, answer)).strip()
+    # No user text is ever a target.
+    assert sum(len(r) for r in runs) == sum(lab != IGNORE_INDEX for lab in ex["labels"])
+
+
+def test_multiturn_chatml_decoded_on_smollm2(smol):
+    ex, _ = encode_record(CONV, smol, "chat", 1024)
+    runs = [smol.decode(r) for r in labelled_runs(ex["labels"])]
+    assert runs == ["Paris.<|im_end|>", "春眠不觉晓，处处闻啼鸟。<|im_end|>"]
+    full = smol.apply_chat_template(
+        [{"role": "user" if c["from"] == "human" else "assistant", "content": c["value"]} for c in CONV["conversations"]],
+        tokenize=False)
+    assert smol.decode(ex["input_ids"]) == full
+
+
+def test_multiturn_vicuna_v11(tok):
+    ex, _ = encode_record(CONV, tok, "vicuna_v1.1", 1024)
+    runs = labelled_runs(ex["labels"])
+    answers = [c["value"] for c in CONV["conversations"] if c["from"] == "gpt"]
+    assert runs == [ids(tok, " " + a) + [tok.eos_token_id] for a in answers]
+
+
+def test_multiturn_truncation_keeps_eos_on_the_last_answer(smol):
+    ex, truncated = encode_record(CONV, smol, "chat", 60)
+    assert truncated and len(ex["input_ids"]) <= 60
+    runs = labelled_runs(ex["labels"])
+    assert runs and all(r[-1] == smol.eos_token_id for r in runs)
+
+
+def test_unmaskable_conversations_are_reported_not_zeroed(smol):
+    bad = [
+        {"id": "no-answer", "conversations": [{"from": "human", "value": "hi"}]},
+        {"id": "gpt-first", "conversations": [{"from": "gpt", "value": "hi"}, {"from": "human", "value": "yo"}]},
+        {"id": "speaker", "conversations": [{"from": "alien", "value": "hi"}]},
+    ]
+    out, report = encode_records(bad + [CONV], smol, fmt="chat", max_length=512)
+    assert len(out) == 1 and report.kept == 1
+    assert {s["id"] for s in report.samples} == {"no-answer", "gpt-first", "speaker"}
+
+
+def test_template_that_is_not_prefix_stable_is_reported(smol):
+    weird = AutoTokenizer.from_pretrained(smol.name_or_path)
+    # Renders the last message differently from earlier ones: prefixes do not nest.
+    weird.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}"
+                           "{% if loop.last %} [LAST]{% endif %}{{ eos_token }}{% endfor %}"
+                           "{% if add_generation_prompt %}assistant:{% endif %}")
+    out, report = encode_records([CONV], weird, fmt="chat", max_length=512)
+    assert out == [] and report.samples[0]["reason"].startswith("tokenization mismatch")
+
+
+def test_pad_token_is_distinct_from_eos():
+    tok = llama_style_tokenizer()
+    tok.pad_token = tok.eos_token
+    added = ensure_pad_token(tok)
+    assert tok.pad_token_id != tok.eos_token_id and not added  # <unk> was available
+
+
+def test_unknown_format_is_a_user_error(smol):
+    with pytest.raises(UserError, match="unknown prompt format"):
+        encode_record({"instruction": "a", "output": "b"}, smol, "alpaca_v2", 64)

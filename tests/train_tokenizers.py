@@ -1,0 +1,65 @@
+"""Real tokenizers built offline for the training tests (no hub): trained here with `tokenizers`.
+
+* `llama_style_tokenizer()`: a SentencePiece-like BPE (Metaspace "▁" pre-tokenizer, byte
+  fallback, `<s>` prepended by the post-processor, `</s>` EOS) -- the LLaMA/Vicuna layout.
+* `chinese_unigram_tokenizer()`: a Unigram model (what BLOOMZ/ChatGLM-era Chinese models use
+  in spirit) trained on mixed Chinese/English text, with a zephyr-style chat template.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+EN = [
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.",
+    "Give three tips for staying healthy. Eat a balanced diet, exercise regularly and sleep well.",
+    "The capital of France is Paris. What is the sum of two and three? The sum is five.",
+    "A chat between a curious user and an artificial intelligence assistant. USER: ASSISTANT:",
+    "Instruction Input Response ### Hello there friend, how are you today? I am fine, thank you.",
+] * 8
+ZH = [
+    "请给出三个保持健康的建议。均衡饮食，经常锻炼，保证睡眠。",
+    "法国的首都是巴黎。二加三等于多少？等于五。",
+    "写一首关于春天的诗。春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+    "你好，请问你是谁？我是一个人工智能助手，很高兴为你服务。",
+    "下面是一个描述任务的指令。请写出恰当完成该请求的回答。",
+] * 8
+
+ZEPHYR_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@lru_cache(maxsize=None)
+def llama_style_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>"]
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    tk = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tk.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace(replacement="▁", prepend_scheme="first")])
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials + byte_tokens, show_progress=False)
+    tk.train_from_iterator(EN, trainer)
+    tk.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                      special_tokens=[("<s>", tk.token_to_id("<s>"))])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.chat_template = ZEPHYR_TEMPLATE
+    return tok
+
+
+@lru_cache(maxsize=None)
+def chinese_unigram_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.Unigram())
+    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(vocab_size=500, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
+                                      initial_alphabet=list("|<>!?'\n:#.,0123456789"), show_progress=False)
+    tk.train_from_iterator(ZH + EN, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    tok.chat_template = ZEPHYR_TEMPLATE
+    return tok
