@@ -46,8 +46,11 @@ test-full: setup
 
 bench: setup
 	$(PY) bench/bench_novelty.py
+	$(PY) bench/bench_generate_throughput.py
 	$(PY) bench/bench_clean.py
 	$(PY) bench/bench_packing.py
+	@echo "GPU: on a CUDA machine, run $(PY) bench/bench_train_gpu.py"
+
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

@@ -1,0 +1,315 @@
+"""Answers to the questions from any number of models, cached per (model, question).
+
+Three kinds of "model":
+
+* `hf`: a local Hugging Face checkpoint (the embedded model, a fine-tuned run's `model/`),
+  answered in-process with batched greedy `model.generate`. The prompt format is per model:
+  `chat` renders the tokenizer's own chat template, `alpaca` the exact Alpaca strings from
+  `lib.train.templates` (what an Alpaca-tuned model was trained on), `vicuna` FastChat's
+  vicuna_v1.1 conversation.
+* `endpoint`: any OpenAI-compatible server through `lib.client.chat`; every call is metered
+  into the ledger (phase "evaluation").
+* `premade`: answers that came with the question set (text-davinci-003 on Self-Instruct's
+  252, an AlpacaEval baseline).
+
+`models` maps a name to a spec string:
+
+    {"base": "embedded",                       # the embedded SmolLM2 checkpoint
+     "tuned": "runs/x/model",                  # a checkpoint directory ({run_dir} is expanded)
+     "gpt": "endpoint:https://api.openai.com/v1|gpt-4o-mini-2024-07-18|OPENAI_API_KEY",
+     "text-davinci-003": "premade"}            # or "premade:<name in the question set>"
+
+Answers land in an append-only `answers.jsonl`, one line per (model, question) with one
+answer per turn, written as soon as its batch finishes: a re-run generates only what is
+missing. Changing a model's weights, prompt format or max_new_tokens under the same name
+does not invalidate cached answers: use a new eval directory (or a new model name).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.errors import UserError
+from lib.evaluate.questions import Question, QuestionSet
+from lib.evaluate.store import JsonlStore
+
+PROMPT_FORMATS = ("chat", "alpaca", "vicuna")
+# The training recipes' names for the same formats (lib/recipes/*.yaml `format:`).
+FORMAT_ALIASES = {"vicuna_v1.1": "vicuna"}
+ANSWER_KEY = ("model", "question_id")
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    kind: str  # hf | endpoint | premade
+    path: str = ""  # hf: checkpoint directory
+    prompt_format: str = "chat"
+    base_url: str = ""
+    model: str = ""  # endpoint: the served model's name; premade: the name in the question set
+    api_key_env: str = "OPENAI_API_KEY"
+    price_model: str | None = None
+
+    def endpoint(self):
+        from lib.client import Endpoint
+
+        return Endpoint(base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
+                        price_model=self.price_model)
+
+    def public(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
+
+
+def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None = None,
+                 run_dir: str | Path = "") -> list[ModelSpec]:
+    """Notebook parameters -> ModelSpecs, with one clear line for each thing that is wrong."""
+    from lib.model import resolve_model
+
+    if not isinstance(models, dict) or not models:
+        raise UserError("models must map names to specs, e.g. {'base': 'embedded', 'tuned': '{run_dir}/model'}")
+    prompt_formats = prompt_formats or {}
+    unknown = set(prompt_formats) - set(models)
+    if unknown:
+        raise UserError(f"prompt_formats names {sorted(unknown)} which are not in models {sorted(models)}: fix the names")
+    specs = []
+    for name, spec in models.items():
+        spec = str(spec).replace("{run_dir}", str(run_dir))
+        fmt = prompt_formats.get(name, "chat")
+        fmt = FORMAT_ALIASES.get(fmt, fmt)
+        if fmt not in PROMPT_FORMATS:
+            raise UserError(f"prompt format {fmt!r} for {name!r} is unknown: use one of {', '.join(PROMPT_FORMATS)}")
+        if spec.startswith("endpoint:"):
+            parts = spec[len("endpoint:"):].split("|")
+            if len(parts) < 2 or not parts[0] or not parts[1]:
+                raise UserError(f"model {name!r}: write endpoint:<base_url>|<model>[|<api_key_env>[|<price_model>]]")
+            specs.append(ModelSpec(name, "endpoint", base_url=parts[0], model=parts[1],
+                                   api_key_env=parts[2] if len(parts) > 2 and parts[2] else "OPENAI_API_KEY",
+                                   price_model=parts[3] if len(parts) > 3 and parts[3] else None))
+        elif spec == "premade" or spec.startswith("premade:"):
+            specs.append(ModelSpec(name, "premade", model=spec.partition(":")[2] or name))
+        else:
+            path = Path(resolve_model(spec))
+            if not (path / "config.json").is_file():
+                raise UserError(f"model {name!r}: {path} holds no Hugging Face checkpoint (config.json): "
+                                "train it first (03_train) or fix the path in models")
+            specs.append(ModelSpec(name, "hf", path=str(path), prompt_format=fmt))
+    return specs
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """A cheap identity for a checkpoint: config + weight file sizes and a sample of their bytes."""
+    h = hashlib.sha256()
+    for p in sorted(Path(path).glob("*")):
+        if p.suffix in (".json", ".safetensors", ".bin", ".jinja") and p.is_file():
+            h.update(p.name.encode())
+            h.update(str(p.stat().st_size).encode())
+            with open(p, "rb") as f:
+                h.update(f.read(1 << 16))
+    return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- prompts
+def render_prompt(tokenizer, fmt: str, turns: list[str], answers: list[str]) -> str:
+    """The text the model continues for the next turn (len(answers) < len(turns))."""
+    i = len(answers)
+    if fmt == "alpaca":
+        from lib.train.templates import alpaca_prompt
+
+        if i == 0:
+            return alpaca_prompt(turns[0])
+        # Alpaca has no multi-turn format: the earlier exchange becomes the input.
+        history = "\n\n".join(f"Earlier request: {q}\nEarlier response: {a}" for q, a in zip(turns[:i], answers))
+        return alpaca_prompt(turns[i], history)
+    messages = []
+    for q, a in zip(turns[:i], answers):
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    messages.append({"role": "user", "content": turns[i]})
+    if fmt == "vicuna":
+        from lib.train.templates import VICUNA_V1_1
+
+        return VICUNA_V1_1.render(messages, eos=tokenizer.eos_token or "")  # ends open on "ASSISTANT:"
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("this checkpoint has no chat template: set its prompt format to 'alpaca' (or 'vicuna') in prompt_formats")
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+# ----------------------------------------------------------------------------- generation
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 64
+    batch_size: int = 8
+    # Greedy decoding: answers are reproducible and comparable between models; the mild
+    # repetition penalty keeps tiny models from looping until max_new_tokens.
+    repetition_penalty: float = 1.1
+
+
+def load_hf(path: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"  # batched decoding continues every prompt from its last token
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model.eval()
+    return tok, model
+
+
+def _eos_ids(tok, model) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = list(ids) if isinstance(ids, (list, tuple)) else [ids] if ids is not None else []
+    if tok.eos_token_id is not None and tok.eos_token_id not in ids:
+        ids.append(tok.eos_token_id)
+    return ids
+
+
+def bos_prefix(tok) -> list[int]:
+    """The BOS the tokenizer's post-processor puts first (LLaMA: yes, SmolLM2/GPT-2: no), as in training."""
+    if tok.bos_token_id is None:
+        return []
+    ids = tok("a", add_special_tokens=True)["input_ids"]
+    return [tok.bos_token_id] if ids and ids[0] == tok.bos_token_id else []
+
+
+def encode_prompt(tok, fmt: str, prompt: str) -> list[int]:
+    """Token ids of a rendered prompt. Chat templates write their own special tokens; the
+    Alpaca and Vicuna strings get the BOS the training code (lib.train.masking) puts first."""
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    if fmt == "chat":
+        return ids
+    bos = bos_prefix(tok)
+    return bos + ids if bos and ids[:1] != bos else ids
+
+
+def generate_batch(tok, model, prompts: list[str], settings: GenerationSettings,
+                   fmt: str = "chat") -> list[tuple[str, int]]:
+    """(answer text, number of generated tokens) for each prompt, left-padded into one batch."""
+    import torch
+
+    encoded = [encode_prompt(tok, fmt, p) for p in prompts]
+    width = max(len(x) for x in encoded)
+    pad = tok.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in encoded])
+    attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in encoded])
+    eos = _eos_ids(tok, model)
+    with torch.inference_mode():
+        out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=settings.max_new_tokens,
+                             do_sample=False, repetition_penalty=settings.repetition_penalty, eos_token_id=eos,
+                             pad_token_id=pad)
+    results = []
+    for row in out[:, width:].tolist():
+        n = next((i for i, t in enumerate(row) if t in eos or t == tok.pad_token_id), len(row))
+        results.append((tok.decode(row[:n], skip_special_tokens=True).strip(), n))
+    return results
+
+
+def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore, settings: GenerationSettings,
+                   ledger=None, progress=None) -> int:
+    """Answer every question `store` lacks for this model; returns how many were added."""
+    todo = [q for q in questions if not store.done((spec.name, q.question_id))]
+    if not todo:
+        return 0
+    tok, model = load_hf(spec.path)
+    fingerprint = model_fingerprint(spec.path)
+    meter = ledger.meter("evaluation", purpose=f"answers:{spec.name}", accelerator="cpu") if ledger else None
+    if meter:
+        meter.__enter__()
+    try:
+        for start in range(0, len(todo), settings.batch_size):
+            batch = todo[start:start + settings.batch_size]
+            t0 = time.time()
+            answers: dict[str, list[str]] = {q.question_id: [] for q in batch}
+            ntok: dict[str, list[int]] = {q.question_id: [] for q in batch}
+            for turn in range(max(len(q.turns) for q in batch)):
+                live = [q for q in batch if turn < len(q.turns)]
+                prompts = [render_prompt(tok, spec.prompt_format, q.turns, answers[q.question_id]) for q in live]
+                for q, (text, n) in zip(live, generate_batch(tok, model, prompts, settings, spec.prompt_format)):
+                    answers[q.question_id].append(text)
+                    ntok[q.question_id].append(n)
+            seconds = (time.time() - t0) / len(batch)
+            for q in batch:
+                store.append({"model": spec.name, "question_id": q.question_id, "turns": answers[q.question_id],
+                              "tokens": ntok[q.question_id], "kind": "hf", "prompt_format": spec.prompt_format,
+                              "checkpoint": spec.path, "fingerprint": fingerprint,
+                              "max_new_tokens": settings.max_new_tokens, "seconds": round(seconds, 2)})
+            if progress:
+                progress.update(len(batch))
+    finally:
+        if meter:
+            meter.__exit__(None, None, None)
+    return len(todo)
+
+
+def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: JsonlStore,
+                         settings: GenerationSettings, ledger=None, progress=None) -> int:
+    from lib.client import chat, make_client
+
+    todo = [q for q in questions if not store.done((spec.name, q.question_id))]
+    if not todo:
+        return 0
+    ep = spec.endpoint()
+    client = make_client(ep)
+    for q in todo:
+        messages, answers, ntok, served = [], [], [], ""
+        for turn in q.turns:
+            messages.append({"role": "user", "content": turn})
+            text, resp = chat(client, ep, messages, ledger=ledger, phase="evaluation",
+                              purpose=f"answers:{spec.name}", max_tokens=settings.max_new_tokens, temperature=0)
+            messages.append({"role": "assistant", "content": text})
+            answers.append(text.strip())
+            ntok.append(getattr(resp.usage, "completion_tokens", None) if resp.usage else None)
+            served = getattr(resp, "model", "") or served
+        store.append({"model": spec.name, "question_id": q.question_id, "turns": answers, "tokens": ntok,
+                      "kind": "endpoint", "served_model": served, "base_url": ep.base_url,
+                      "max_new_tokens": settings.max_new_tokens})
+        if progress:
+            progress.update(1)
+    return len(todo)
+
+
+def add_premade(spec: ModelSpec, qset: QuestionSet, store: JsonlStore) -> int:
+    answers = qset.premade.get(spec.model)
+    if answers is None:
+        have = ", ".join(qset.premade) or "none"
+        raise UserError(f"model {spec.name!r} is premade:{spec.model} but question set {qset.name!r} "
+                        f"has no answers by that name (it has: {have}): fix the models parameter")
+    missing = [q.question_id for q in qset.questions if q.question_id not in answers]
+    if missing:
+        raise UserError(f"premade answers {spec.model!r} miss {len(missing)} question(s) (e.g. {missing[0]}): "
+                        "use the matching predictions file")
+    added = 0
+    for q in qset.questions:
+        if not store.done((spec.name, q.question_id)):
+            store.append({"model": spec.name, "question_id": q.question_id, "turns": answers[q.question_id],
+                          "kind": "premade", "source": spec.model})
+            added += 1
+    return added
+
+
+def generate_answers(specs: list[ModelSpec], qset: QuestionSet, path: str | Path, settings: GenerationSettings,
+                     ledger=None) -> JsonlStore:
+    """Fill `path` (answers.jsonl) with every model's answer to every question; resumable."""
+    from tqdm.auto import tqdm
+
+    store = JsonlStore(path, ANSWER_KEY)
+    for spec in specs:
+        with tqdm(total=len(qset.questions), desc=f"answers {spec.name}", leave=False) as bar:
+            bar.update(sum(store.done((spec.name, q.question_id)) for q in qset.questions))
+            if spec.kind == "hf":
+                answer_with_hf(spec, qset.questions, store, settings, ledger, bar)
+            elif spec.kind == "endpoint":
+                answer_with_endpoint(spec, qset.questions, store, settings, ledger, bar)
+            else:
+                add_premade(spec, qset, store)
+    return store
+
+
+def answer_table(store: JsonlStore) -> dict[str, dict[str, list[str]]]:
+    """answers[model][question_id] = [answer per turn]."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for rec in store.records():
+        out.setdefault(rec["model"], {})[rec["question_id"]] = rec["turns"]
+    return out

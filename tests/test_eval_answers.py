@@ -1,0 +1,79 @@
+"""Answers from local checkpoints (batched generate), endpoints and premade files; cached and resumable."""
+import pytest
+
+from lib.budget import Ledger, load_budgets
+from lib.errors import UserError
+from lib.evaluate.answers import (GenerationSettings, answer_table, generate_answers, parse_models,
+                                  render_prompt)
+from lib.evaluate.questions import Question, QuestionSet
+from lib.train.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT
+
+QS = QuestionSet("t", [Question("one", ["Name a fruit that is yellow."], category="generic"),
+                       Question("two", ["What is 2 + 2?", "And times 3?"], category="math", reference=["4", "12"])],
+                 premade={"oracle": {"one": ["A banana."], "two": ["4", "12"]}})
+
+
+def test_prompt_formats(embedded_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(embedded_model)
+    assert render_prompt(tok, "alpaca", ["Say hi."], []) == ALPACA_PROMPT_NO_INPUT.format(instruction="Say hi.")
+    second = render_prompt(tok, "alpaca", ["Say hi.", "Louder."], ["hi"])
+    assert second == ALPACA_PROMPT_INPUT.format(instruction="Louder.", input="Earlier request: Say hi.\nEarlier response: hi")
+    chat = render_prompt(tok, "chat", ["Say hi.", "Louder."], ["hi"])
+    assert chat.endswith("<|im_start|>assistant\n") and chat.count("<|im_start|>user") == 2 and "hi<|im_end|>" in chat
+    vic = render_prompt(tok, "vicuna", ["Say hi."], [])
+    assert vic.endswith("ASSISTANT:") and "Say hi." in vic
+
+
+def test_local_checkpoint_answers_are_cached_and_resumed(tmp_path, embedded_model):
+    specs = parse_models({"base": "embedded", "alp": str(embedded_model), "oracle": "premade"}, {"alp": "alpaca"})
+    path = tmp_path / "answers.jsonl"
+    settings = GenerationSettings(max_new_tokens=8)
+    store = generate_answers(specs, QS, path, settings)
+    table = answer_table(store)
+    assert set(table) == {"base", "alp", "oracle"}
+    assert len(table["base"]["two"]) == 2 and len(table["base"]["one"]) == 1
+    rec = store.get(("base", "two"))
+    assert rec["prompt_format"] == "chat" and all(0 < n <= 8 for n in rec["tokens"]) and rec["fingerprint"]
+    assert store.get(("alp", "one"))["prompt_format"] == "alpaca"
+    lines = path.read_text().splitlines()
+    assert len(lines) == 6
+    # Greedy decoding: the same prompt gives the same answer; a re-run adds nothing.
+    store2 = generate_answers(specs, QS, path, settings)
+    assert path.read_text().splitlines() == lines and answer_table(store2) == table
+    # A lost line is regenerated, and only that one.
+    kept = [ln for ln in lines if not ('"model": "base"' in ln and '"question_id": "one"' in ln)]
+    assert len(kept) == 5
+    path.write_text("\n".join(kept) + "\n")
+    store3 = generate_answers(specs, QS, path, settings)
+    assert len(path.read_text().splitlines()) == 6 and answer_table(store3)["base"]["one"] == table["base"]["one"]
+
+
+def test_endpoint_answers_are_metered(tmp_path, local_endpoint):
+    ledger = Ledger(tmp_path / "ledger", writer="evaluate", budgets=load_budgets())
+    specs = parse_models({"served": f"endpoint:{local_endpoint.base_url}|{local_endpoint.model}"})
+    qs = QuestionSet("t", QS.questions[:1])
+    store = generate_answers(specs, qs, tmp_path / "answers.jsonl", GenerationSettings(max_new_tokens=8), ledger=ledger)
+    assert store.get(("served", "one"))["turns"][0]
+    api = ledger.records(kind="api", phase="evaluation")
+    assert len(api) == 1 and api[0]["purpose"] == "answers:served" and api[0]["usd"] == 0.0
+
+
+@pytest.mark.parametrize("models,formats,fragment", [
+    ({}, None, "must map names"),
+    ({"tuned": "/no/such/model"}, None, "no Hugging Face checkpoint"),
+    ({"base": "embedded"}, {"base": "llama2"}, "prompt format"),
+    ({"base": "embedded"}, {"other": "chat"}, "not in models"),
+    ({"api": "endpoint:http://x/v1"}, None, "endpoint:<base_url>|<model>"),
+])
+def test_bad_model_specs(models, formats, fragment):
+    with pytest.raises(UserError, match=fragment):
+        parse_models(models, formats)
+
+
+def test_premade_must_cover_the_questions(tmp_path):
+    specs = parse_models({"ghost": "premade"})
+    with pytest.raises(UserError, match="no answers by that name"):
+        generate_answers(specs, QS, tmp_path / "a.jsonl", GenerationSettings())
+    assert parse_models({"x": "endpoint:http://h/v1|m|MY_KEY|gpt-4o"})[0].price_model == "gpt-4o"

@@ -1,0 +1,90 @@
+"""Question sets: the project's own, and loaders for the public sets (copies in ../shared/data)."""
+import functools
+import http.server
+import json
+import threading
+
+import pytest
+
+from lib.errors import UserError
+from lib.evaluate.questions import load_question_set, read_records, spread_over_categories
+
+
+@pytest.mark.parametrize("name,lang", [("own_en", "en"), ("own_zh", "zh")])
+def test_own_sets(name, lang):
+    qs = load_question_set(name).questions
+    assert 10 <= len(qs) <= 16
+    assert len({q.question_id for q in qs}) == len(qs)
+    assert all(q.lang == lang and 1 <= len(q.turns) <= 2 and all(t.strip() for t in q.turns) for q in qs)
+    assert len({q.category for q in qs}) >= 6
+    assert any(len(q.turns) == 2 for q in qs)
+    # Every math/reasoning/coding question carries a reference for reference-guided grading.
+    for q in qs:
+        if q.category in ("math", "reasoning", "coding"):
+            assert q.reference and len(q.reference) == len(q.turns)
+    assert len(load_question_set("own").questions) == len(qs) * 2 or name == "own_zh"
+
+
+def test_sample_is_spread_over_categories():
+    qs = load_question_set("own_en", max_questions=5).questions
+    assert len(qs) == 5 and len({q.category for q in qs}) == 5
+    all_q = load_question_set("own_en").questions
+    assert spread_over_categories(all_q, 100) == all_q
+
+
+def test_vicuna_and_mtbench(shared_data):
+    v = load_question_set(f"vicuna:{shared_data}/vicuna_bench_questions.jsonl|{shared_data}/vicuna_bench_reference_gpt4.jsonl")
+    assert len(v.questions) == 80 and len({q.category for q in v.questions}) == 9
+    assert sum(1 for q in v.questions if q.reference) >= 10
+    mt = load_question_set(f"mtbench:{shared_data}/mtbench_questions.jsonl|{shared_data}/mtbench_reference_gpt4.jsonl")
+    assert len(mt.questions) == 80 and all(len(q.turns) == 2 for q in mt.questions)
+    by_id = mt.by_id()
+    assert by_id["101"].category == "reasoning" and len(by_id["101"].reference) == 2
+    assert by_id["111"].category == "math" and by_id["111"].reference
+
+
+def test_selfinstruct_with_text_davinci_003(shared_data):
+    qs = load_question_set(f"selfinstruct:{shared_data}/selfinstruct_user_oriented_instructions.jsonl|"
+                           f"{shared_data}/selfinstruct_text-davinci-003_predictions.jsonl")
+    assert len(qs.questions) == 252
+    davinci = qs.premade["text-davinci-003"]
+    assert len(davinci) == 252
+    q0 = qs.by_id()["user_oriented_task_0"]
+    assert q0.turns[0].startswith("The sentence you are given might be too wordy")
+    assert "If you have any questions about my rate" in q0.turns[0]  # the input is part of the turn
+    assert davinci["user_oriented_task_0"][0].startswith("Have questions about my rate?")
+
+
+def test_alpacaeval_from_url(tmp_path):
+    """AlpacaEval's JSON (a list) served over real HTTP: outputs become the generator's premade answers."""
+    data = [{"instruction": "Name a primary colour.", "output": "Red.", "generator": "gpt4_turbo", "dataset": "helpful_base"},
+            {"instruction": "写一句问候语。", "output": "你好！", "generator": "gpt4_turbo", "dataset": "oasst"}]
+    (tmp_path / "alpaca_eval.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        qs = load_question_set(f"alpacaeval:http://127.0.0.1:{httpd.server_address[1]}/alpaca_eval.json")
+    finally:
+        httpd.shutdown()
+    assert [q.lang for q in qs.questions] == ["en", "zh"]
+    assert qs.premade["gpt4_turbo"]["alpacaeval-1"] == ["你好！"]
+
+
+@pytest.mark.parametrize("spec,fragment", [
+    ("nope", "is not known"), ("vicuna:", "is not known"), ("vicuna:/does/not/exist.jsonl", "does not exist"),
+    ("alpacaeval:http://127.0.0.1:1/x.json", "cannot download"),
+])
+def test_bad_specs_get_one_clear_line(spec, fragment):
+    with pytest.raises(UserError, match=fragment) as e:
+        load_question_set(spec)
+    assert "\n" not in str(e.value)
+
+
+def test_wrong_file_for_loader(tmp_path, shared_data):
+    with pytest.raises(UserError, match="right file"):
+        load_question_set(f"selfinstruct:{shared_data}/vicuna_bench_questions.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question_id": 1}\nnot json\n')
+    with pytest.raises(UserError, match="line 2"):
+        read_records(str(bad))
