@@ -6,6 +6,7 @@ stderr and a non-zero exit code instead of a traceback wall.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 
@@ -30,6 +31,13 @@ def cli(main):
             return main(*args, **kwargs)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            where = f" writing {e.filename}" if e.filename else ""
+            print(f"error: disk full{where} ({e.strerror}): free space, then re-run the same command to resume",
+                  file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
             print("interrupted: finished work is on disk; re-run the same command to resume", file=sys.stderr)

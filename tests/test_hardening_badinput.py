@@ -211,15 +211,7 @@ CASES: list[Case] = [
 # Cases that fail today because of a reported bug in code this suite does not own. They are
 # strict xfails: the day the bug is fixed the case passes, xfail turns into a failure, and
 # the entry must be deleted here (and the row in docs/reliability.md turns green).
-KNOWN_BUGS = {
-    "budgets-latin1": "lib/budget/config.py load_budgets reads with encoding='utf-8' and lets "
-                      "UnicodeDecodeError escape: traceback instead of one line",
-    "budgets-utf16-bom": "lib/budget/config.py load_budgets: same UnicodeDecodeError traceback on a UTF-16 file",
-    "spent-no-such-run": "lib/budget/__main__.py `spent` on a mistyped run dir creates <run>/ledger and prints "
-                         "$0 with exit 0 instead of refusing",
-    "report-full-disk": "OSError(EFBIG/ENOSPC) while writing report/budget.png is not turned into one line: "
-                        "lib/errors.py cli() catches only UserError",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------------------------------------- harness

@@ -106,9 +106,6 @@ def test_resumed_run_does_not_cross_the_cap_it_already_spent(local_server, share
     assert len(logged) == len({r["request_id"] for r in logged}) == len(ledger2.records(kind="api"))
 
 
-@pytest.mark.xfail(strict=True, reason="bug reported: lib/generate/engine.py Generator._send catches only "
-                   "openai.APIError; a malformed JSON body raises json.JSONDecodeError, which is not retried and "
-                   "ends the run with a traceback")
 def test_malformed_reply_is_retried_not_fatal(local_server, shared_data, tmp_path):
     seeds = shared_data / "selfinstruct_seed_tasks.jsonl"
     with FaultProxy(local_server.base_url, script=["malformed"]) as proxy:

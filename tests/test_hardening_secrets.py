@@ -64,7 +64,8 @@ def _env(key: str, **extra) -> dict:
 
 def test_gitignore_keeps_runs_and_credentials_out_of_git():
     must_ignore = ["runs/run-1/ledger/generate.jsonl", "runs/x/01_generate.ipynb", ".env", "credentials.json",
-                   "openai.key", ".cache/models/x/model.safetensors"]
+                   "openai.key", ".cache/models/x/model.safetensors", ".env.prod", "server.pem", ".netrc",
+                   "id_rsa", "api.secret"]
     p = subprocess.run(["git", "check-ignore", "--no-index", *must_ignore], cwd=REPO, capture_output=True, text=True)
     ignored = set(p.stdout.split())
     assert ignored == set(must_ignore), f"not ignored by .gitignore: {sorted(set(must_ignore) - ignored)}"

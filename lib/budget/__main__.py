@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from lib.errors import cli
+from lib.errors import UserError, cli
 
 
 @cli
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "spent":
         from pathlib import Path
 
+        if not (Path(args.run_dir) / "ledger").is_dir():
+            raise UserError(f"{args.run_dir} has no ledger/: check the run directory (ls runs/)")
         ledger = Ledger(Path(args.run_dir) / "ledger", writer="report")
         for phase, usd in ledger.spent_by_phase().items():
             print(f"{phase:<11} ${usd:,.6f}")

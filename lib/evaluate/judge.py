@@ -142,7 +142,7 @@ class Judge:
                     text, resp = self._call(asked, temperature, purpose)
                 except BudgetExceeded:
                     raise
-                except (openai.APIError, openai.APIConnectionError) as e:
+                except (openai.APIError, ValueError) as e:  # ValueError: a garbled JSON body
                     with self._lock:
                         self._errors += 1
                         if self._errors >= self.settings.max_consecutive_errors:

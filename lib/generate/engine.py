@@ -578,8 +578,10 @@ class Generator:
                 return json.loads(raw.content)
             except openai.AuthenticationError:
                 raise UserError(f"{self.ep.base_url} refused the key in {self.ep.api_key_env}: export a valid key") from None
-            except openai.APIError as e:
-                reason = retry_reason(e)
+            except (openai.APIError, json.JSONDecodeError) as e:
+                # A cut or garbled body (a proxy dropping bytes) is retried like a 5xx: the
+                # server billed nothing we could record, and the same request may succeed.
+                reason = "malformed" if isinstance(e, json.JSONDecodeError) else retry_reason(e)
                 if reason is None:
                     raise UserError(f"the teacher rejected request {req.id}: {e}; fix the model name or max_tokens") from None
                 self.progress.retries[reason] += 1
@@ -588,7 +590,7 @@ class Generator:
                     raise UserError(
                         f"the teacher at {self.ep.base_url} failed {attempt} times ({reason}) on request {req.id}: "
                         "check the server, then re-run to resume (finished work is kept)") from None
-                wait = retry_after_s(e)
+                wait = retry_after_s(e) if isinstance(e, openai.APIError) else None
                 if wait is None:
                     wait = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
                 await asyncio.sleep(wait)

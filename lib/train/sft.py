@@ -99,7 +99,8 @@ def split_heldout(records: list[dict], fraction: float = 0.1, minimum: int = 4, 
     if not 0 <= fraction < 1:
         raise UserError(f"heldout_fraction={fraction} must be in [0, 1): e.g. 0.1")
     n = len(records)
-    k = 0 if fraction == 0 else max(minimum, math.ceil(n * fraction))
+    # `minimum` keeps the held-out loss meaningful; on tiny data it never takes more than half.
+    k = 0 if fraction == 0 else max(min(minimum, n // 2), math.ceil(n * fraction))
     if k and n - k < 1:
         raise UserError(f"only {n} records: too few to hold out {k} and still train; generate more data "
                         "or lower heldout_fraction")
