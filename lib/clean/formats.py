@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from lib.errors import UserError
+from lib.files import atomic_write_jsonl
 
 FORMATS = ("alpaca", "sharegpt")
 ALPACA_FIELDS = ("instruction", "input", "output")
@@ -266,23 +267,7 @@ def sharegpt_to_alpaca(conv: dict) -> list[dict]:
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
     """Write records atomically (tmp file, fsync, rename): a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return n
+    return atomic_write_jsonl(path, records)
 
 
 def write_dataset(path: str | os.PathLike, records: list[dict], fmt: str = "alpaca") -> None:

@@ -15,6 +15,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from lib.files import atomic_write
 
 EXAMPLE_CHARS = 160
 
@@ -132,18 +133,7 @@ def percentiles(xs: list[int]) -> dict:
     return {"n": len(s), "p10": q(0.1), "p50": q(0.5), "p90": q(0.9), "max": s[-1], "mean": round(sum(s) / len(s), 1)}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+_atomic_write = atomic_write
 
 
 def plot_funnel(report: CleanReport, path: str | os.PathLike | None = None):

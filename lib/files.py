@@ -1,0 +1,42 @@
+"""Files that are either whole or absent: write to a temporary sibling, fsync, rename.
+
+A reader (or a resumed run after `kill -9`) never sees half a file; the previous version
+stays in place until the new one is complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj, *, indent: int | None = 1) -> None:
+    atomic_write(path, json.dumps(obj, ensure_ascii=False, indent=indent))
+
+
+def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    """Write records one JSON object a line; returns how many."""
+    lines = [json.dumps(rec, ensure_ascii=False) + "\n" for rec in records]
+    atomic_write(path, "".join(lines))
+    return len(lines)

@@ -1,0 +1,37 @@
+"""Atomic files: whole or absent, the old version kept until the new one is complete."""
+import json
+import os
+import stat
+
+import pytest
+
+from lib.files import atomic_write, atomic_write_json, atomic_write_jsonl
+
+
+def test_jsonl_round_trip_and_ordinary_permissions(tmp_path):
+    p = tmp_path / "sub" / "x.jsonl"
+    assert atomic_write_jsonl(p, [{"a": 1}, {"b": "中文"}]) == 2
+    assert [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()] == [{"a": 1}, {"b": "中文"}]
+    mode = stat.S_IMODE(p.stat().st_mode)
+    assert mode & stat.S_IRGRP, oct(mode)  # not mkstemp's private 0600
+    assert [f.name for f in p.parent.iterdir()] == ["x.jsonl"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "state.json"
+    atomic_write_json(p, {"v": 1})
+
+    def records():
+        yield {"ok": 1}
+        raise RuntimeError("killed mid-way")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_jsonl(p, records())
+    assert json.loads(p.read_text()) == {"v": 1}
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_bytes_and_text(tmp_path):
+    atomic_write(tmp_path / "b", b"\x00\x01")
+    atomic_write(tmp_path / "t", "é")
+    assert (tmp_path / "b").read_bytes() == b"\x00\x01" and (tmp_path / "t").read_text(encoding="utf-8") == "é"
