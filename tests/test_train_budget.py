@@ -29,10 +29,10 @@ def _cfg(tmp_path, budgets, **kw):
 
 
 def test_training_stops_with_a_checkpoint_before_the_cap(tmp_path):
-    # A fake price of $3600/h makes every second cost $1: a $6 cap allows a few tiny steps of 50.
+    # A fake price of $3600/h makes every second cost $1: a $6 cap allows a few tiny steps of 500.
     budgets = _setup(tmp_path, cap=6.0)
-    res = train(_cfg(tmp_path, budgets, max_steps=50, save_steps=1, hourly_usd=3600.0))
-    assert res["stopped_for_budget"] and 0 < res["global_step"] < 50
+    res = train(_cfg(tmp_path, budgets, max_steps=500, save_steps=1, hourly_usd=3600.0))
+    assert res["stopped_for_budget"] and 0 < res["global_step"] < 500
     ckpt = latest_complete(tmp_path / "model.checkpoints")
     assert ckpt is not None and ckpt.name == f"checkpoint-{res['global_step']}"  # nothing paid for is lost
     ledger = Ledger(tmp_path / "run" / "ledger", writer="check", budgets=load_budgets(budgets))

@@ -94,6 +94,7 @@ class BudgetCallback(TrainerCallback):
         self.step_times: list[float] = []
         self.save_seconds = 0.0
         self._step_t0 = None
+        self._last_end = None
         self._save_t0 = None
         self.stopped_for_budget = False
         self.projection: dict = {}
@@ -125,10 +126,15 @@ class BudgetCallback(TrainerCallback):
         """Unrecorded time so far + one more step + one checkpoint save, at the slowest recent pace."""
         step_s = max(self.step_times[-5:])
         save_s = max(self.save_seconds, step_s) * 1.5  # a save not yet measured is priced above a step
-        return self.pending_usd() + (self.margin_steps * step_s + save_s) * self.usd_per_second
+        # Stopping writes two saves (the checkpoint and the published model); 25% slack covers
+        # the clock's jitter between what was measured and what the next step will take.
+        return self.pending_usd() + (self.margin_steps * step_s + 2 * save_s) * 1.25 * self.usd_per_second
 
     def on_step_end(self, args, state, control, **kw):
-        self.step_times.append(time.perf_counter() - self._step_t0)
+        # Wall time from the previous step's end: data loading, logging and callbacks are paid too.
+        now = time.perf_counter()
+        self.step_times.append(now - (self._last_end if self._last_end is not None else self._step_t0))
+        self._last_end = now
         step_s = max(self.step_times[-5:])
         left = max((self.max_steps or state.global_step) - state.global_step, 0)
         self.projection = {"step_seconds": step_s, "steps_left": left,
