@@ -69,3 +69,40 @@ def test_run_scripts_execute_notebooks_on_tiny_parameters(tmp_path):
     assert (tmp_path / "bucket" / "r1" / "03_train.ipynb").is_file()
     assert (tmp_path / "bucket" / "r1" / "report" / "budget.md").is_file()
     assert os.listdir(tmp_path / "bucket" / "r1" / "ledger")
+
+
+TINY = {
+    "generate": {"TEACHER_BASE_URL": "", "TEACHER_MODEL": "embedded",
+                 "NB_PARAMS": "-p max_requests 12 -p num_instructions_to_generate 8 -p tasks_per_request 5 "
+                              "-p max_tokens 160 -p temperature 0.7 -p concurrency 1 -p answer_missing_outputs True "
+                              "-p answer_max_tokens 64",
+                 "CLEAN_PARAMS": "-p max_tokens 0"},
+    "evaluate": {"JUDGE_BASE_URL": "", "JUDGE_MODEL": "embedded",
+                 "NB_PARAMS": "-p max_questions 1 -p max_new_tokens 16 -p judge_max_tokens 24 -p n_boot 100 "
+                              "-p parse_retries 0 -p reference_metrics False"},
+}
+
+
+@pytest.mark.parametrize("task", sorted(TINY))
+def test_run_script_executes_on_the_embedded_profile(task, tmp_path, embedded_model, monkeypatch):
+    """The YAML's real run script, with the teacher/judge overridden to the embedded local model
+    (an empty base URL starts it), writes its notebooks, ledger and report to the bucket."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    run_dir = tmp_path / "bucket" / "r1"
+    if task == "evaluate":  # a "fine-tuned" model to judge: the embedded one stands in
+        run_dir.mkdir(parents=True)
+        (run_dir / "model").symlink_to(embedded_model, target_is_directory=True)
+    log_path = tmp_path / "log.txt"
+    with open(log_path, "w") as log:
+        results = run_task(REPO / "sky" / f"{task}.yaml", root=tmp_path / "bucket", skip_setup=True,
+                           env={"RUN_ID": "r1", **TINY[task]}, log=log, timeout=900)
+    assert results[-1].returncode == 0, log_path.read_text()[-3000:]
+    notebooks = {"generate": ["01_generate", "02_clean"], "evaluate": ["04_evaluate"]}[task]
+    for nb in notebooks:
+        assert (run_dir / f"{nb}.ipynb").is_file(), nb
+    if task == "generate":
+        assert (run_dir / "data" / "clean.jsonl").read_text().strip()
+    else:
+        assert json.loads((run_dir / "eval" / "results.json").read_text())
+    assert (run_dir / "report" / "budget.md").is_file()
+    assert os.listdir(run_dir / "ledger")
