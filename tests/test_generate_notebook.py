@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import os
+
 import json
 from pathlib import Path
 
@@ -34,7 +36,7 @@ def test_notebook_is_committed_without_outputs():
 def test_notebook_generates_charts_and_cost(local_server, tmp_path, monkeypatch):
     import papermill
 
-    secret = "sk-test-never-written-anywhere-1234"
+    secret = "sk-canary-" + os.urandom(12).hex()
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     run = tmp_path / "run"
     out = tmp_path / "01_generate.ipynb"
