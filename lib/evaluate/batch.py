@@ -16,15 +16,14 @@ one, and skips judgments already written. The file is deleted once the output is
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 from lib.errors import UserError
 from lib.evaluate.judge import Job, Judge
 from lib.evaluate.store import JsonlStore, write_json_atomic
+from lib.generate.batch import poll_batch
 
-TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
 def _custom_id(job: Job) -> str:
@@ -62,7 +61,7 @@ def judge_batch(judge: Judge, jobs: list[Job], store: JsonlStore, state_path: st
         write_json_atomic(state_path, state)
     try:
         batch = _submit(client, state, state_path, completion_window)
-        batch = _poll(client, batch, poll_s)
+        batch = poll_batch(client, batch, poll_s, label="judge batch")
         if batch.status != "completed":
             raise UserError(f"judge batch {batch.id} ended {batch.status}: re-run to submit the remaining judgments "
                             f"(delete {state_path} first)")
@@ -87,19 +86,6 @@ def _submit(client, state: dict, state_path: Path, completion_window: str):
                                   completion_window=completion_window, metadata={"shear": "judge"})
     state["batch_id"] = batch.id
     write_json_atomic(state_path, state)
-    return batch
-
-
-def _poll(client, batch, poll_s: float):
-    shown = None
-    while batch.status not in TERMINAL:
-        c = batch.request_counts
-        line = f"judge batch {batch.id}: {batch.status}" + (f" {c.completed}/{c.total}" if c else "")
-        if line != shown:
-            print(line, file=sys.stderr, flush=True)
-            shown = line
-        time.sleep(poll_s)
-        batch = client.batches.retrieve(batch.id)
     return batch
 
 

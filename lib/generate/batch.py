@@ -101,7 +101,7 @@ def run_batches(gen) -> None:
                     res = None
             try:
                 batch = _submit(gen, client, state, state_path, reqs)
-                batch = _poll(gen, client, batch)
+                batch = poll_batch(client, batch, gen.cfg.batch_poll_s)
                 ok = _ingest(gen, client, batch, {r.id: r for r in reqs}, out, log)
             finally:
                 if res is not None:
@@ -143,15 +143,16 @@ def _submit(gen, client, state: dict, state_path, reqs):
     return batch
 
 
-def _poll(gen, client, batch):
+def poll_batch(client, batch, poll_s: float, label: str = "batch"):
+    """Wait for a batch to end, printing each change of status and progress (also used by judging)."""
     shown = None
     while batch.status not in TERMINAL:
         counts = batch.request_counts
-        line = f"batch {batch.id}: {batch.status}" + (f" {counts.completed}/{counts.total}" if counts else "")
+        line = f"{label} {batch.id}: {batch.status}" + (f" {counts.completed}/{counts.total}" if counts else "")
         if line != shown:
             print(line, file=sys.stderr, flush=True)
             shown = line
-        time.sleep(gen.cfg.batch_poll_s)
+        time.sleep(poll_s)
         batch = client.batches.retrieve(batch.id)
     return batch
 
