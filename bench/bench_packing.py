@@ -1,16 +1,25 @@
 """CPU benchmark: padding-free packing vs Alpaca-style per-batch padding.
 
-Same model, same examples, same batches, measured side by side in one run (the two modes
-alternate batch by batch, so machine noise hits both alike). The examples are an
+Same model, same examples, same optimizer steps, measured side by side in one run (the two
+modes alternate step by step, so machine noise hits both alike). The examples are an
 Alpaca-like length distribution built from ../shared/data/bench_instructions.jsonl (real
 GPTeacher/GSM8K text cut to Alpaca-shaped lengths, see `alpaca_like_records`; the Alpaca
 52K set itself is not available offline), formatted with the Alpaca prompt and masked
 exactly as training does, in random order as Alpaca's sampler draws them.
 
-    .venv/bin/python bench/bench_packing.py                         # a few minutes on 2 cores
-    .venv/bin/python bench/bench_packing.py --examples 16 --batch-sizes 4   # quick look
+Each optimizer step takes the same `--step-examples` examples in both modes, split into
+micro-batches with gradient accumulation as the Trainer does. A layout `P:Q` runs padding
+with micro-batches of P examples and packing with micro-batches of Q. The headline, `4:16`,
+is each mode as the Alpaca recipes configure it (lib/recipes/alpaca_7b.yaml): padding at
+Alpaca's per-device 4, whose worst case reserves 4 x 512 positions, and packing at 16,
+whose micro-batches hold about as many real tokens; `4:4` and `16:16` are the same
+micro-batch in both modes. Positions per micro-batch (mean and max) are reported because
+activation memory follows them.
 
-Reports useful (non-padding) tokens per second of a full training step (forward, backward,
+    .venv/bin/python bench/bench_packing.py                          # ~10 minutes on 2 cores
+    .venv/bin/python bench/bench_packing.py --examples 32 --layouts 4:16   # quick look
+
+Reports useful (non-padding) tokens per second of full training steps (forward, backward,
 AdamW) for both modes and their ratio. Model: a random-init LLaMA-architecture model (the
 embedded SmolLM2 tokenizer and vocabulary, 4 layers of width 256) -- the ratio measures the
 data layout, not the model.
@@ -67,40 +76,55 @@ def alpaca_like_examples(tok, n: int, max_length: int, seed: int):
     return encode_records(alpaca_like_records(n, seed), tok, fmt="alpaca", max_length=max_length)
 
 
-def step_time(model, opt, batch) -> float:
+def optimizer_step(model, opt, collate, examples, micro: int) -> tuple[float, list[int]]:
+    """One optimizer step over `examples`, in micro-batches of `micro` examples with gradient
+    accumulation, as the Trainer runs it. Returns seconds and positions per micro-batch."""
     import torch
 
+    chunks = [examples[i:i + micro] for i in range(0, len(examples), micro)]
     t0 = time.perf_counter()
-    out = model(**batch, use_cache=False)
-    out.loss.backward()
+    positions = []
+    for chunk in chunks:
+        batch = collate(chunk)
+        positions.append(batch["input_ids"].numel())
+        out = model(**batch, use_cache=False)
+        (out.loss / len(chunks)).backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     torch.cuda.synchronize() if torch.cuda.is_available() else None
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, positions
 
 
-def compare(model, opt, tok, examples, batch_size: int, max_length: int) -> dict:
-    """Both layouts over the same examples in the same batches, alternating batch by batch.
-    Packing as training does it on SDPA: rows of at most max_length tokens, position_ids resets."""
+def compare(model, opt, tok, examples, padded_micro: int, packed_micro: int, step_examples: int,
+            max_length: int, layout: str) -> dict:
+    """Both layouts over the same examples in the same optimizer steps of `step_examples`,
+    alternating step by step so machine noise hits both alike. Packing as training does it:
+    `layout` is what prepare_for_packing chose (on CPU: one row per micro-batch, sdpa_varlen)."""
     from lib.train.packing import make_collator
 
-    pad, pack = make_collator(tok, packing=False), make_collator(tok, packing=True, row_tokens=max_length)
-    batches = [examples[i:i + batch_size] for i in range(0, len(examples) - batch_size + 1, batch_size)]
-    step_time(model, opt, pad(batches[0]))  # warm-up, not timed
-    step_time(model, opt, pack(batches[0]))
+    collate = {"padded": make_collator(tok, packing=False),
+               "packed": make_collator(tok, packing=True, layout=layout, row_tokens=max_length)}
+    micro = {"padded": padded_micro, "packed": packed_micro}
+    steps = [examples[i:i + step_examples] for i in range(0, len(examples) - step_examples + 1, step_examples)]
+    for mode in collate:  # warm-up, not timed
+        optimizer_step(model, opt, collate[mode], steps[0], micro[mode])
     t = {"padded": 0.0, "packed": 0.0}
-    positions = {"padded": 0, "packed": 0}
+    pos: dict[str, list[int]] = {"padded": [], "packed": []}
     useful = 0
-    for i, b in enumerate(batches):
-        useful += sum(len(e["input_ids"]) for e in b)
+    for i, group in enumerate(steps):
+        useful += sum(len(e["input_ids"]) for e in group)
         for mode in (("padded", "packed") if i % 2 == 0 else ("packed", "padded")):
-            batch = (pad if mode == "padded" else pack)(b)
-            positions[mode] += batch["input_ids"].numel()
-            t[mode] += step_time(model, opt, batch)
+            s, p = optimizer_step(model, opt, collate[mode], group, micro[mode])
+            t[mode] += s
+            pos[mode] += p
     return {
-        "batch_size": batch_size, "batches": len(batches), "useful_tokens": useful,
-        "padded_useful_share": round(useful / positions["padded"], 3),
-        "packed_useful_share": round(useful / positions["packed"], 3),
+        "padded_micro_batch": padded_micro, "packed_micro_batch": packed_micro, "step_examples": step_examples,
+        "optimizer_steps": len(steps), "useful_tokens": useful,
+        "padded_useful_share": round(useful / sum(pos["padded"]), 3),
+        "packed_useful_share": round(useful / sum(pos["packed"]), 3),
+        # activation memory follows the positions of one micro-batch
+        "padded_positions_per_micro": [round(sum(pos["padded"]) / len(pos["padded"])), max(pos["padded"])],
+        "packed_positions_per_micro": [round(sum(pos["packed"]) / len(pos["packed"])), max(pos["packed"])],
         "padded_useful_tokens_per_s": round(useful / t["padded"], 1),
         "packed_useful_tokens_per_s": round(useful / t["packed"], 1),
         "ratio": round(t["padded"] / t["packed"], 2),
@@ -109,8 +133,11 @@ def compare(model, opt, tok, examples, batch_size: int, max_length: int) -> dict
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--examples", type=int, default=64, help="examples, the same for every batch size")
-    p.add_argument("--batch-sizes", default="4,16", help="per-device batch sizes to compare (Alpaca used 4)")
+    p.add_argument("--examples", type=int, default=96, help="examples, the same for every layout")
+    p.add_argument("--layouts", default="4:16,4:4,16:16",
+                   help="padded:packed micro-batch pairs; 4:16 = each mode as the Alpaca recipes configure it")
+    p.add_argument("--step-examples", type=int, default=16,
+                   help="examples per optimizer step on one device (Alpaca: 128 over 8 GPUs)")
     p.add_argument("--max-length", type=int, default=512, help="Alpaca's max length")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
@@ -128,22 +155,26 @@ def main(argv=None) -> dict:
     tok = AutoTokenizer.from_pretrained(embedded_model_dir())
     examples, report = alpaca_like_examples(tok, args.examples, args.max_length, args.seed)
     model = tiny_model("llama", tok, seed=args.seed, hidden=args.hidden, layers=args.layers, heads=4)
-    prepare_for_packing(model)
+    layout = prepare_for_packing(model)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     lengths = sorted(len(e["input_ids"]) for e in examples)
     res = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch_threads": torch.get_num_threads(), "model": f"random LLaMA {args.layers}x{args.hidden}, vocab {len(tok)}",
+        "torch_threads": torch.get_num_threads(), "packed_layout": layout,
+        "model": f"random LLaMA {args.layers}x{args.hidden}, vocab {len(tok)}",
         "data": "bench_instructions.jsonl text cut to Alpaca-shaped lengths (Alpaca 52K not available offline)",
         "examples": len(examples), "median_tokens": lengths[len(lengths) // 2], "max_tokens": lengths[-1],
-        "runs": [compare(model, opt, tok, examples, int(bs), args.max_length) for bs in args.batch_sizes.split(",")],
+        "runs": [compare(model, opt, tok, examples, int(a), int(b), args.step_examples, args.max_length, layout)
+                 for a, b in (pair.split(":") for pair in args.layouts.split(","))],
     }
     print(json.dumps(res, indent=1))
     for r in res["runs"]:
-        print(f"batch {r['batch_size']:>3}: packing {r['ratio']:.2f}x useful tokens/s "
-              f"({r['packed_useful_tokens_per_s']:.0f} vs {r['padded_useful_tokens_per_s']:.0f}); "
-              f"padding leaves {r['padded_useful_share']:.0%} of positions useful")
+        print(f"padded micro-batch {r['padded_micro_batch']:>2} vs packed {r['packed_micro_batch']:>2}: packing "
+              f"{r['ratio']:.2f}x useful tokens/s ({r['packed_useful_tokens_per_s']:.0f} vs "
+              f"{r['padded_useful_tokens_per_s']:.0f}); useful share {r['padded_useful_share']:.0%} vs "
+              f"{r['packed_useful_share']:.0%}; positions per micro-batch mean/max "
+              f"{r['padded_positions_per_micro']} vs {r['packed_positions_per_micro']}")
     return res
 
 

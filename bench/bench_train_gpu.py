@@ -8,9 +8,9 @@ examples as bench/bench_packing.py, the same batches in both layouts, alternatin
     python bench/bench_train_gpu.py --attn flash_attention_2 --batch-size 16
 
 MFU = model FLOPs (6*N*tokens + 12*layers*hidden*sum(len^2), useful tokens only) / time /
-the device's dense bf16 peak (lib/train/metrics.py). Packing uses position_ids resets: with
-flash_attention_2 that is the varlen kernel; with sdpa, transformers builds a block-diagonal
-mask (correct, but without flash's skipping of masked blocks).
+the device's dense bf16 peak (lib/train/metrics.py). Packing is one row per batch with
+cu_seq_lens: flash_attention_2 runs its varlen kernel; with sdpa, lib.train.packing swaps in
+sdpa_varlen (one SDPA call per example; no mask, no cross-example work).
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def main(argv=None) -> dict:
     from bench_packing import alpaca_like_examples
     from lib.model import embedded_model_dir
     from lib.train.metrics import PEAK_BF16, device_peak_flops, non_embedding_params, train_flops
-    from lib.train.packing import make_collator
+    from lib.train.packing import make_collator, prepare_for_packing
 
     tok = AutoTokenizer.from_pretrained(embedded_model_dir())
     examples, _ = alpaca_like_examples(tok, args.examples, args.max_length, seed=0)
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     peak, peak_src = device_peak_flops()
     collators = {"padded": make_collator(tok, packing=False),
-                 "packed": make_collator(tok, packing=True, flash=args.attn.startswith("flash"),
+                 "packed": make_collator(tok, packing=True, layout=prepare_for_packing(model),
                                          row_tokens=args.max_length)}
     batches = [examples[i:i + args.batch_size] for i in range(0, len(examples) - args.batch_size + 1, args.batch_size)]
 

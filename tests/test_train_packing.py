@@ -46,7 +46,7 @@ def per_example_losses(model, batch, lengths):
 
 def rows_losses(model, tok, examples, row_tokens):
     """Per-example losses from the bounded-rows packing (several examples per row + pad run)."""
-    batch = make_collator(tok, packing=True, row_tokens=row_tokens)(examples)
+    batch = make_collator(tok, packing=True, layout="rows", row_tokens=row_tokens)(examples)
     assert batch["input_ids"].shape[0] < len(examples)  # really packed: fewer rows than examples
     labels = batch.pop("labels")
     with torch.no_grad():
@@ -66,13 +66,14 @@ def rows_losses(model, tok, examples, row_tokens):
 
 def check_packed_equals_alone(model, tok, examples, layouts=("flat", "rows", "padded")):
     assert supports_packing(model)
-    prepare_for_packing(model)
+    assert prepare_for_packing(model) == "varlen"  # SDPA swapped for per-example SDPA calls
     model.eval()
     lengths = [len(e["input_ids"]) for e in examples]
     packed_batch = make_collator(tok, packing=True)(examples)
     assert packed_batch["input_ids"].shape == (1, sum(lengths))
     alone = [per_example_losses(model, make_collator(tok, packing=False)([e]), [n])[0] for e, n in zip(examples, lengths)]
-    if "flat" in layouts:  # one row, the flash/varlen layout
+    assert "cu_seq_lens_q" in packed_batch
+    if "flat" in layouts:  # one row, the flash/varlen layout (the default)
         assert per_example_losses(model, packed_batch, lengths) == pytest.approx(alone, rel=1e-4)
     if "rows" in layouts:  # rows of bounded length, the SDPA layout: 2 rows, one ending in padding
         assert rows_losses(model, tok, examples, max(lengths) + min(lengths)) == pytest.approx(alone, rel=1e-4)
@@ -83,7 +84,7 @@ def check_packed_equals_alone(model, tok, examples, layouts=("flat", "rows", "pa
 
 def test_packed_losses_match_alone_on_smollm2(embedded_model, tok, examples):
     model = AutoModelForCausalLM.from_pretrained(embedded_model, attn_implementation="sdpa", dtype=torch.float32)
-    check_packed_equals_alone(model, tok, examples, layouts=("rows",))  # 30 layers on CPU: one layout
+    check_packed_equals_alone(model, tok, examples, layouts=("flat", "rows"))
 
 
 @pytest.mark.parametrize("family", ["llama", "glm"])
@@ -92,14 +93,16 @@ def test_packed_losses_match_alone_on_tiny_models(family, tok, examples):
 
 
 def test_cross_attention_would_change_the_loss(tok, examples):
-    # The same packed row without position_ids resets attends across examples: the loss of
-    # later examples changes. Proves the equality above is not vacuous.
+    # The same packed row without its boundaries (no cu_seq_lens, no position_ids resets)
+    # attends across examples: the loss of later examples changes. Proves the equality above
+    # is not vacuous.
     model = tiny_model("llama", tok, seed=1)
     prepare_for_packing(model)
     model.eval()
     lengths = [len(e["input_ids"]) for e in examples]
     batch = dict(make_collator(tok, packing=True)(examples))
-    leaky = dict(batch, position_ids=torch.arange(sum(lengths)).unsqueeze(0))
+    leaky = {k: v for k, v in batch.items() if not k.startswith(("cu_seq_lens", "max_length"))}
+    leaky["position_ids"] = torch.arange(sum(lengths)).unsqueeze(0)
     sealed = per_example_losses(model, batch, lengths)
     mixed = per_example_losses(model, leaky, lengths)
     assert sealed[0] == pytest.approx(mixed[0], rel=1e-5)
@@ -132,6 +135,23 @@ def test_meter_counts_useful_tokens(tok, examples):
     meter2 = TokenMeter()
     MeteredCollator(make_collator(tok, packing=True), meter2)(examples)
     assert meter2.positions == meter2.useful == useful
+
+
+def test_varlen_attention_equals_a_block_diagonal_mask_with_grouped_query_heads(tok, examples):
+    """sdpa_varlen against transformers' own SDPA with the block-diagonal mask it builds from
+    position_ids resets: same logits and same gradients, on a model with 2 KV heads for 4 query heads."""
+    ref = tiny_model("llama", tok, seed=2, heads=4)
+    var = tiny_model("llama", tok, seed=2, heads=4)
+    ref.config.use_cache = False
+    assert prepare_for_packing(var) == "varlen" and ref.config._attn_implementation == "sdpa"
+    batch = make_collator(tok, packing=True)(examples)
+    plain = {k: v for k, v in batch.items() if not k.startswith(("cu_seq_lens", "max_length"))}
+    out_ref, out_var = ref(**plain), var(**batch)
+    assert torch.allclose(out_ref.logits, out_var.logits, atol=1e-5)
+    out_ref.loss.backward()
+    out_var.loss.backward()
+    for (n, a), (_, b) in zip(ref.named_parameters(), var.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), n
 
 
 def test_bloom_cannot_pack_by_position_ids(tok):

@@ -19,7 +19,18 @@ def test_effective_batch_is_per_device_times_accum_times_gpus_times_nodes(name):
     h = r.hardware
     assert r.is_full_size and h.gpus_per_node >= 1 and h.nodes >= 1
     assert h.per_device_batch * h.grad_accum * h.gpus_per_node * h.nodes == r.effective_batch == 128
+    for packing in (True, False):  # both layouts keep the seed's effective batch
+        b, a = h.micro_batch(packing)
+        assert b * a * h.gpus_per_node * h.nodes == 128
     assert h.expected_hours > 0 and h.expected_usd > 0 and h.price_basis
+
+
+def test_alpaca_packs_more_examples_per_micro_batch_and_pads_like_the_seed():
+    for name in ("alpaca_7b", "alpaca_13b"):
+        h = load_recipe(name).hardware
+        assert h.micro_batch(packing=False) == (4, 4)  # stanford_alpaca's per-device 4, accumulation 4 on 8 GPUs
+        b, a = h.micro_batch(packing=True)
+        assert b > 4 and b * a == 16
 
 
 def test_alpaca_seed_hyperparameters():
@@ -69,7 +80,9 @@ def test_bad_recipes_get_one_clear_line(tmp_path):
     with pytest.raises(UserError, match=r"unknown key 'learning_rat'.*did you mean 'learning_rate'"):
         load_recipe(_write(tmp_path, base.replace("learning_rate:", "learning_rat:")))
     with pytest.raises(UserError, match="not effective_batch 128"):
-        load_recipe(_write(tmp_path, base.replace("grad_accum: 4 ", "grad_accum: 2 ")))
+        load_recipe(_write(tmp_path, base.replace("  grad_accum: 1 ", "  grad_accum: 2 ")))
+    with pytest.raises(UserError, match="not effective_batch 128: fix hardware.padded_grad_accum"):
+        load_recipe(_write(tmp_path, base.replace("padded_grad_accum: 4", "padded_grad_accum: 2")))
     with pytest.raises(UserError, match="unknown recipe 'alpaca7b'.*did you mean 'alpaca_7b'"):
         load_recipe("alpaca7b")
     with pytest.raises(UserError, match="not valid YAML"):

@@ -55,3 +55,13 @@ def test_missing_data_is_one_clear_line(tmp_path):
     with pytest.raises(UserError, match=r"bad.jsonl:2 is not valid JSON"):
         train(TrainConfig(recipe="tiny", model="tiny", data=str(bad), output_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("packing, micro", [("true", (16, 1)), ("false", (4, 4))])
+def test_the_layout_picks_the_recipes_micro_batch(tmp_path, packing, micro):
+    """alpaca_7b packs 16 examples per micro-batch (same memory as Alpaca's padded 4) and pads 4 when packing is off."""
+    cfg = TrainConfig(recipe="alpaca_7b", model="tiny", data=_data(tmp_path / "t.jsonl", 20),
+                      output_dir=str(tmp_path / "model"), max_steps=1, max_length=48, packing=packing)
+    m = train(cfg)
+    assert (m["packing"], m["per_device_batch"], m["grad_accum"]) == (packing == "true", *micro)
+    assert m["packing_layout"] == ("varlen" if packing == "true" else "padded")

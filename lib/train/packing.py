@@ -1,19 +1,22 @@
 """Padding-free packing (the default) and Alpaca-style per-batch padding (for comparison).
 
-Packing concatenates the examples of a batch with `position_ids` restarting at 0 for each
-example: into one row of shape [1, total_tokens] via transformers' own
-`DataCollatorWithFlattening` when flash-attention's varlen kernel is used, or into rows of
-at most max_length tokens (`PackedRowsCollator`) for SDPA/eager, whose block-diagonal mask
-is dense and would otherwise cost the square of the whole batch's length. The first label of every example is -100, so the last token of
-one example is never trained to predict the first token of the next. No attention crosses
-an example boundary:
+Packing concatenates the examples of a micro-batch into one row of shape [1, total_tokens]
+(transformers' own `DataCollatorWithFlattening`), `position_ids` restarting at 0 for each
+example and `cu_seq_lens_*` marking the boundaries. Not one position is padding. The first
+label of every example is -100, so the last token of one example is never trained to predict
+the first token of the next. No attention crosses an example boundary:
 
-* flash-attention (GPU) reads the boundaries from `cu_seq_lens_*` (`flash=True`);
-* SDPA/eager (CPU and GPU): transformers' mask builder finds the boundaries from the
-  `position_ids` resets and builds a block-diagonal causal mask -- but only when no
-  attention_mask and no KV cache are passed, hence `use_cache=False` in training
-  (`prepare_for_packing`). tests/test_train_packing.py proves per-example losses match.
+* flash-attention's varlen kernel (GPU, `flash_attention_2`) reads the boundaries from
+  `cu_seq_lens_*`;
+* everywhere else SDPA is swapped for `sdpa_varlen` (`prepare_for_packing`), the same
+  contract written with torch's SDPA: causal attention within each example, one call per
+  example. Its cost is the sum of the examples' squared lengths, not the square of the row.
+* attention implementations we cannot swap (eager) pack into rows of at most max_length
+  (`PackedRowsCollator`); transformers' mask builder finds the boundaries from the
+  `position_ids` resets and builds a dense block-diagonal mask per row.
 
+All need `use_cache=False` in training (a KV cache disables the packed-sequence handling),
+set by `prepare_for_packing`. tests/test_train_packing.py proves per-example losses match.
 Architectures whose forward takes no `position_ids` (BLOOM's ALiBi) cannot be packed this
 way; `supports_packing` says so and training falls back to padding with a printed note.
 """
@@ -38,9 +41,52 @@ def supports_packing(model) -> bool:
         "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
-def prepare_for_packing(model) -> None:
+VARLEN = "sdpa_varlen"
+
+
+def sdpa_varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                          cu_seq_lens_q=None, **kwargs):
+    """Varlen attention with torch SDPA: query/key/value are one packed row [1, heads, T, dim]
+    and cu_seq_lens_q holds the example boundaries; each example attends causally to itself
+    only. Anything else (padded batches, generation) goes to transformers' own SDPA."""
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    if cu_seq_lens_q is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    bounds = cu_seq_lens_q.tolist()
+    out = torch.cat([torch.nn.functional.scaled_dot_product_attention(
+        query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], dropout_p=dropout, scale=scaling, is_causal=True)
+        for a, b in zip(bounds, bounds[1:])], dim=2)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_varlen_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(VARLEN, sdpa_varlen_attention)
+    AttentionMaskInterface.register(VARLEN, sdpa_mask)  # padded batches keep their padding mask
+
+
+def prepare_for_packing(model) -> str:
+    """Make `model` train on packed rows; returns the layout its collator must produce:
+    "flash" (flash-attention varlen), "varlen" (SDPA swapped for sdpa_varlen) or "rows"."""
+    m = base_model(model)
     # A KV cache disables transformers' packed-sequence detection: examples would attend to each other.
-    base_model(model).config.use_cache = False
+    m.config.use_cache = False
+    attn = getattr(m.config, "_attn_implementation", None) or "eager"
+    if attn.startswith("flash_attention"):
+        return "flash"
+    if attn in ("sdpa", VARLEN) and not getattr(m.config, "sliding_window", None):
+        register_varlen_attention()
+        m.set_attn_implementation(VARLEN)  # the saved config.json is unaffected: it stores no implementation
+        return "varlen"
+    return "rows"
 
 
 class PackedRowsCollator:
@@ -89,14 +135,16 @@ class PackedRowsCollator:
         return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "position_ids": torch.tensor(pos)}
 
 
-def make_collator(tokenizer, *, packing: bool, flash: bool = False, row_tokens: int | None = None):
-    """packing + flash (GPU varlen kernel): the whole batch in one row with cu_seq_lens.
-    packing + row_tokens (SDPA/eager): rows of at most row_tokens (PackedRowsCollator).
-    packing alone: one row (transformers' DataCollatorWithFlattening). No packing: padding."""
-    if packing and row_tokens and not flash:
+def make_collator(tokenizer, *, packing: bool, layout: str = "varlen", row_tokens: int | None = None):
+    """packing, layout "flash" or "varlen" (what prepare_for_packing returned): the whole
+    micro-batch in one row with cu_seq_lens. Layout "rows": rows of at most row_tokens
+    (PackedRowsCollator), or one row without cu_seq_lens when row_tokens is None. No packing:
+    Alpaca's per-batch padding."""
+    if packing and layout == "rows" and row_tokens:
         return PackedRowsCollator(tokenizer.pad_token_id, row_tokens)
     if packing:
-        return DataCollatorWithFlattening(return_flash_attn_kwargs=flash, separator_id=IGNORE_INDEX)
+        return DataCollatorWithFlattening(return_flash_attn_kwargs=layout in ("flash", "varlen"),
+                                          separator_id=IGNORE_INDEX)
     # Alpaca's recipe: pad each batch to its longest example; padded labels are -100.
     return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX,
                                   return_tensors="pt")

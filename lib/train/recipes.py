@@ -31,6 +31,11 @@ class Hardware:
     nodes: int = 1
     per_device_batch: int = 4
     grad_accum: int = 4
+    # With packing, memory follows real tokens, so a packed micro-batch can hold more examples
+    # than a padded one (whose worst case is per_device_batch x max_length). These two give the
+    # padded layout (packing off, or an architecture that cannot pack); 0 = same as above.
+    padded_per_device_batch: int = 0
+    padded_grad_accum: int = 0
     spot: bool = True
     expected_hours: float = 0.0
     expected_usd: float = 0.0
@@ -39,6 +44,12 @@ class Hardware:
     @property
     def processes(self) -> int:
         return max(self.gpus_per_node, 1) * max(self.nodes, 1)
+
+    def micro_batch(self, packing: bool) -> tuple[int, int]:
+        """(per-device batch, gradient accumulation) for the packed or the padded layout."""
+        if packing or not self.padded_per_device_batch:
+            return self.per_device_batch, self.grad_accum
+        return self.padded_per_device_batch, self.padded_grad_accum or self.grad_accum
 
 
 @dataclass
@@ -121,6 +132,13 @@ def _validate(r: Recipe, where: str) -> Recipe:
         raise UserError(
             f"{where}: per_device_batch {h.per_device_batch} x grad_accum {h.grad_accum} x gpus {h.gpus_per_node} "
             f"x nodes {h.nodes} = {r.per_step_batch}, not effective_batch {r.effective_batch}: fix hardware.grad_accum")
+    if r.is_full_size and r.hardware.padded_per_device_batch:
+        h = r.hardware
+        b, a = h.micro_batch(packing=False)
+        if b * a * h.processes != r.effective_batch:
+            raise UserError(
+                f"{where}: padded_per_device_batch {b} x padded_grad_accum {a} x gpus {h.gpus_per_node} x nodes "
+                f"{h.nodes} = {b * a * h.processes}, not effective_batch {r.effective_batch}: fix hardware.padded_grad_accum")
     return r
 
 

@@ -249,8 +249,6 @@ def train(cfg: TrainConfig) -> dict:
     ckpt_dir = Path(cfg.checkpoint_dir or str(out_dir) + ".checkpoints").resolve()
     metrics_path = Path(cfg.metrics_path or out_dir.parent / "train" / "metrics.json").resolve()
     max_length = cfg.max_length or recipe.max_length
-    per_device = cfg.per_device_batch or recipe.hardware.per_device_batch
-    accum = cfg.grad_accum or recipe.hardware.grad_accum
     packing = recipe.packing if cfg.packing == "recipe" else cfg.packing.lower() in ("1", "true", "yes")
     t_start = time.time()
 
@@ -281,10 +279,12 @@ def train(cfg: TrainConfig) -> dict:
             print(f"packing: {type(model).__name__} takes no position_ids (ALiBi/absolute positions); "
                   "using per-batch padding instead", file=sys.stderr)
         packing = False
-    if packing:
-        prepare_for_packing(model)
-    else:
+    layout = prepare_for_packing(model) if packing else "padded"
+    if not packing:
         model.config.use_cache = False
+    # The micro-batch follows the layout: packed micro-batches hold more examples in the same memory.
+    per_device, accum = recipe.hardware.micro_batch(packing)
+    per_device, accum = cfg.per_device_batch or per_device, cfg.grad_accum or accum
     pad_collator = make_collator(tok, packing=False)
 
     # Base model loss, before any update (and before LoRA, which starts as the identity anyway).
@@ -302,8 +302,7 @@ def train(cfg: TrainConfig) -> dict:
     total_steps = cfg.max_steps or math.ceil(steps_per_epoch * (cfg.num_train_epochs or recipe.num_train_epochs))
     save_steps = cfg.save_steps or max(1, total_steps // 4)
     meter = TokenMeter()
-    flash = "flash" in recipe.attn_implementation
-    collator = MeteredCollator(make_collator(tok, packing=packing, flash=flash, row_tokens=max_length), meter)
+    collator = MeteredCollator(make_collator(tok, packing=packing, layout=layout, row_tokens=max_length), meter)
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=per_device,
@@ -422,7 +421,7 @@ def train(cfg: TrainConfig) -> dict:
             tuned_loss = heldout_loss(tuned, held_ex, pad_collator)
         logs = trainer.state.log_history
         result = {
-            "recipe": recipe.name, "model": model_src, "format": recipe.format, "packing": packing,
+            "recipe": recipe.name, "model": model_src, "format": recipe.format, "packing": packing, "packing_layout": layout,
             "fsdp": use_fsdp, "fsdp_units": wrapped, "lora": lora_on, "world_size": world, "max_length": max_length,
             "per_device_batch": per_device, "grad_accum": accum, "global_step": trainer.state.global_step,
             "resumed_from": str(resume) if resume else None,
