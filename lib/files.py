@@ -9,17 +9,19 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+def atomic_write_via(path: str | os.PathLike, write: Callable[[str], object]) -> None:
+    """`write(tmp_name)` fills a temporary sibling (for writers that want a file name, such
+    as matplotlib's savefig); it is fsynced and renamed over `path` only once complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
@@ -31,8 +33,13 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         raise
 
 
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    atomic_write_via(path, lambda tmp: Path(tmp).write_bytes(raw))
+
+
 def atomic_write_json(path: str | os.PathLike, obj, *, indent: int | None = 1) -> None:
-    atomic_write(path, json.dumps(obj, ensure_ascii=False, indent=indent))
+    atomic_write(path, json.dumps(obj, ensure_ascii=False, indent=indent, default=str))
 
 
 def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:

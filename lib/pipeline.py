@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from lib.errors import UserError, cli
+from lib.files import atomic_write
 from lib.paths import BUDGETS_YAML, NOTEBOOKS, REPO, new_run_id, runs_dir, valid_run_id
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
@@ -115,9 +116,7 @@ def read_state(run_dir: Path) -> dict:
 
 
 def write_state(run_dir: Path, state: dict) -> None:
-    tmp = run_dir / f".{STATE}.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, run_dir / STATE)
+    atomic_write(run_dir / STATE, json.dumps(state, indent=2))
 
 
 # ----------------------------------------------------------------------------- checks

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from lib.files import atomic_write, atomic_write_json, atomic_write_jsonl
+from lib.files import atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via
 
 
 def test_jsonl_round_trip_and_ordinary_permissions(tmp_path):
@@ -35,3 +35,19 @@ def test_bytes_and_text(tmp_path):
     atomic_write(tmp_path / "b", b"\x00\x01")
     atomic_write(tmp_path / "t", "é")
     assert (tmp_path / "b").read_bytes() == b"\x00\x01" and (tmp_path / "t").read_text(encoding="utf-8") == "é"
+
+
+def test_a_writer_that_fails_half_way_keeps_the_old_file(tmp_path):
+    p = tmp_path / "chart.png"
+    atomic_write(p, b"old")
+
+    def half(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"new but incomp")
+        raise OSError(27, "File too large")  # what RLIMIT_FSIZE / a full disk raises mid-write
+
+    with pytest.raises(OSError):
+        atomic_write_via(p, half)
+    assert p.read_bytes() == b"old" and os.listdir(tmp_path) == ["chart.png"]
+    atomic_write_via(p, lambda tmp: open(tmp, "wb").write(b"new"))
+    assert p.read_bytes() == b"new"

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.errors import UserError
+from lib.files import atomic_write_via
 
 from .config import PHASES, Budgets, load_budgets
 from .gpu import parse_accelerator, reference_gpu_hourly
@@ -274,20 +274,8 @@ def render_figure(budgets: Budgets, s: Summary, path: Path) -> None:
     ax.set_title("This run beside the 2023 seed recipes")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write_via(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(run_dir: str | os.PathLike, budgets: Budgets | str | os.PathLike | None = None) -> tuple[Path, Path]:
@@ -301,5 +289,5 @@ def write_report(run_dir: str | os.PathLike, budgets: Budgets | str | os.PathLik
     md_path, png_path = run_dir / "report" / "budget.md", run_dir / "report" / "budget.png"
     render_figure(budgets, s, png_path)
     text = render_markdown(run_dir, budgets, s)
-    _atomic(md_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_via(md_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return md_path, png_path

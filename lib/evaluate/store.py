@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
+from lib.files import atomic_write
+
 
 class JsonlStore:
     def __init__(self, path: str | os.PathLike, key: Iterable[str],
@@ -110,12 +112,4 @@ def json_safe(obj):
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     """Write strict JSON (NaN as null) to a temporary file beside `path`, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(json_safe(obj), f, ensure_ascii=False, indent=2, default=str, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(json_safe(obj), ensure_ascii=False, indent=2, default=str, allow_nan=False) + "\n")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.errors import UserError, cli
+from lib.files import atomic_write_json, atomic_write_jsonl
 
 
 @dataclass
@@ -77,15 +78,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    atomic_write_jsonl(path, records)
 
 
 def _key(rec: dict, i: int, seed: int) -> str:
@@ -190,16 +183,6 @@ def _dist_barrier():
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-
-
-def _atomic_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def gpu_hourly_usd(budgets, accelerator: str, count: int, spot: bool) -> tuple[float, str]:
@@ -440,7 +423,7 @@ def train(cfg: TrainConfig) -> dict:
         if main:
             result["training_usd_spent"] = ledger.spent("training")
     if main:
-        _atomic_json(metrics_path, result)
+        atomic_write_json(metrics_path, result)
     _dist_barrier()
     return result
 
