@@ -12,6 +12,22 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 
+def parse_jsonl(text: str, where: str, fix: str) -> list:
+    """Every non-blank line is one JSON value; the first bad line is one UserError naming
+    `where:line` and the `fix`. Lines end at "\\n" only: a U+2028 inside a JSON string (which
+    str.splitlines would break on) is text, not a line break."""
+    from lib.errors import UserError
+
+    out = []
+    for n, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UserError(f"{where}:{n} is not valid JSON: {fix}") from None
+    return out
+
+
 def atomic_write_via(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """`write(tmp_name)` fills a temporary sibling (for writers that want a file name, such
     as matplotlib's savefig); it is fsynced and renamed over `path` only once complete."""

@@ -86,5 +86,5 @@ def test_wrong_file_for_loader(tmp_path, shared_data):
         load_question_set(f"selfinstruct:{shared_data}/vicuna_bench_questions.jsonl")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question_id": 1}\nnot json\n')
-    with pytest.raises(UserError, match="line 2"):
+    with pytest.raises(UserError, match=r"bad.jsonl:2 is not valid JSON: fix or re-download"):
         read_records(str(bad))

@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from lib.files import atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via
+from lib.errors import UserError
+from lib.files import atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via, parse_jsonl
 
 
 def test_jsonl_round_trip_and_ordinary_permissions(tmp_path):
@@ -51,3 +52,10 @@ def test_a_writer_that_fails_half_way_keeps_the_old_file(tmp_path):
     assert p.read_bytes() == b"old" and os.listdir(tmp_path) == ["chart.png"]
     atomic_write_via(p, lambda tmp: open(tmp, "wb").write(b"new"))
     assert p.read_bytes() == b"new"
+
+
+def test_parse_jsonl_keeps_u2028_inside_strings_and_names_the_bad_line():
+    text = json.dumps({"t": "a\u2028b"}, ensure_ascii=False) + "\n\n" + '{"ok": 2}\n'
+    assert parse_jsonl(text, "q.jsonl", "fix it") == [{"t": "a\u2028b"}, {"ok": 2}]
+    with pytest.raises(UserError, match=r"^q.jsonl:3 is not valid JSON: fix it$"):
+        parse_jsonl('{"a": 1}\n\n{broken\n', "q.jsonl", "fix it")

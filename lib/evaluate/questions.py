@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.errors import UserError
+from lib.files import parse_jsonl
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 OWN_SETS = {"own_en": ["questions_en.jsonl"], "own_zh": ["questions_zh.jsonl"],
@@ -85,14 +86,7 @@ def read_records(path_or_url: str) -> list[dict]:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise UserError(f"{path_or_url} is not valid JSON ({e}): fix or re-download it") from None
-    out = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise UserError(f"{path_or_url} line {i} is not valid JSON: fix or re-download the file") from None
-    return out
+    return parse_jsonl(text, path_or_url, "fix or re-download the file")
 
 
 def _require(rec: dict, keys: tuple[str, ...], where: str) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.errors import UserError, cli
-from lib.files import atomic_write_json, atomic_write_jsonl
+from lib.files import atomic_write_json, atomic_write_jsonl, parse_jsonl
 
 
 @dataclass
@@ -66,15 +66,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"training data {p} does not exist: run the clean phase first (it writes data/clean.jsonl)")
-    out = []
-    with open(p, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise UserError(f"{p}:{n} is not valid JSON: fix or remove that line") from None
-    return out
+    return parse_jsonl(p.read_text(encoding="utf-8"), str(p), "fix or remove that line")
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
