@@ -34,6 +34,7 @@ from pathlib import Path
 from lib.errors import UserError
 from lib.evaluate.questions import Question, QuestionSet
 from lib.evaluate.store import JsonlStore
+from lib.train.masking import bos_prefix  # answers are prompted exactly as training saw them
 
 PROMPT_FORMATS = ("chat", "alpaca", "vicuna")
 # The training recipes' names for the same formats (lib/recipes/*.yaml `format:`).
@@ -164,14 +165,6 @@ def _eos_ids(tok, model) -> list[int]:
     if tok.eos_token_id is not None and tok.eos_token_id not in ids:
         ids.append(tok.eos_token_id)
     return ids
-
-
-def bos_prefix(tok) -> list[int]:
-    """The BOS the tokenizer's post-processor puts first (LLaMA: yes, SmolLM2/GPT-2: no), as in training."""
-    if tok.bos_token_id is None:
-        return []
-    ids = tok("a", add_special_tokens=True)["input_ids"]
-    return [tok.bos_token_id] if ids and ids[0] == tok.bos_token_id else []
 
 
 def encode_prompt(tok, fmt: str, prompt: str) -> list[int]:

@@ -87,7 +87,7 @@ def ensure_pad_token(tok) -> bool:
     return True
 
 
-def _bos_prefix(tok) -> list[int]:
+def bos_prefix(tok) -> list[int]:
     """The BOS the tokenizer's own post-processor would put in front (LLaMA yes, GPT-2 no)."""
     if tok.bos_token_id is None:
         return []
@@ -106,7 +106,7 @@ def alpaca_segments(record: dict, tok) -> list[Segment]:
         raise MaskingError("empty instruction: nothing to condition on")
     if not output.strip():
         raise MaskingError("empty response: there would be no tokens to learn")
-    prompt = _bos_prefix(tok) + _ids(tok, alpaca_prompt(instruction, record.get("input") or ""))
+    prompt = bos_prefix(tok) + _ids(tok, alpaca_prompt(instruction, record.get("input") or ""))
     response = _ids(tok, output) + [eos_id(tok)]
     return [Segment(prompt, False), Segment(response, True, eos_at=len(response) - 1)]
 
@@ -140,7 +140,7 @@ def _check_turns(messages: list[dict]) -> None:
 def vicuna_segments(messages: list[dict], tok, template=VICUNA_V1_1) -> list[Segment]:
     _check_turns(messages)
     eos = eos_id(tok)
-    segs = [Segment(_bos_prefix(tok) + _ids(tok, template.system_prefix(messages)), False)]
+    segs = [Segment(bos_prefix(tok) + _ids(tok, template.system_prefix(messages)), False)]
     first = True
     for m in messages:
         if m["role"] == "user":

@@ -19,22 +19,13 @@ def tiny_config(family: str, vocab_size: int, *, hidden: int = 64, layers: int =
 
     common = dict(vocab_size=vocab_size, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
                   pad_token_id=pad_token_id, tie_word_embeddings=True)
-    if family == "llama":
-        return tf.LlamaConfig(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-                              num_attention_heads=heads, num_key_value_heads=heads // 2,
-                              max_position_embeddings=4096, **common)
-    if family == "mistral":
-        return tf.MistralConfig(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-                                num_attention_heads=heads, num_key_value_heads=heads // 2,
-                                max_position_embeddings=4096, **common)
-    if family == "qwen2":
-        return tf.Qwen2Config(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-                              num_attention_heads=heads, num_key_value_heads=heads // 2,
-                              max_position_embeddings=4096, **common)
+    # LLaMA-style decoders share one shape: grouped-query attention with two query heads per KV head.
+    decoder = dict(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+                   num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=4096, **common)
+    if family in ("llama", "mistral", "qwen2"):
+        return {"llama": tf.LlamaConfig, "mistral": tf.MistralConfig, "qwen2": tf.Qwen2Config}[family](**decoder)
     if family == "glm":
-        return tf.GlmConfig(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-                            num_attention_heads=heads, num_key_value_heads=heads // 2, head_dim=hidden // heads,
-                            max_position_embeddings=4096, **common)
+        return tf.GlmConfig(head_dim=hidden // heads, **decoder)
     if family == "bloom":
         return tf.BloomConfig(hidden_size=hidden, n_layer=layers, n_head=heads, **common)
     raise UserError(f"no tiny form for architecture family {family!r}: use one of {', '.join(FAMILIES)}")
