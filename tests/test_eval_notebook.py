@@ -15,9 +15,7 @@ SECRET = "sk-canary-" + os.urandom(12).hex()  # made at run time: no key-shaped 
 def test_committed_notebook_is_clean_and_parameterised():
     nb = nbformat.read(NB, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    assert code[1].source.startswith("import sys, pathlib")
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert code[1].source.startswith("import sys, pathlib")  # outputs and the parameters cell: test_hardening_notebooks
     declared = papermill.inspect_notebook(str(NB))
     for name in ("run_dir", "budgets_path", "judge_base_url", "judge_model", "api_key_env", "price_model",
                  "question_set", "max_questions", "models", "max_new_tokens", "judge_max_tokens", "mode"):

@@ -4,12 +4,9 @@
 """
 from __future__ import annotations
 
-import os
-
 import json
+import os
 from pathlib import Path
-
-import nbformat
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "01_generate.ipynb"
@@ -19,18 +16,13 @@ TINY = {"num_instructions_to_generate": 5, "max_requests": 1, "tasks_per_request
         "temperature": 0.0, "concurrency": 1}
 
 
-def test_notebook_is_committed_without_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    assert all(not c.outputs and c.execution_count is None for c in code)
+def test_notebook_declares_its_parameters():  # outputs and typing: tests/test_hardening_notebooks.py
     import papermill
 
     declared = papermill.inspect_notebook(str(NOTEBOOK))
     assert {"run_dir", "budgets_path", "teacher_base_url", "teacher_model", "api_key_env", "price_model", "seed_path",
             "num_instructions_to_generate", "concurrency", "max_tokens", "temperature", "use_batch_api",
             "language"} <= set(declared)
-    assert all(p["inferred_type_name"] != "None" and p["help"] for p in declared.values())
 
 
 def test_notebook_generates_charts_and_cost(local_server, tmp_path, monkeypatch):

@@ -50,6 +50,18 @@ def test_the_runner_sees_every_parameter(path: Path):
     assert {"run_dir", "budgets_path"} <= declared
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_without_outputs_parameters_first_typed_and_commented(path: Path):
+    import papermill
+
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), f"{path.name}: the first code cell is not `parameters`"
+    assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} was committed with outputs"
+    declared = papermill.inspect_notebook(str(path))
+    bare = [n for n, p in declared.items() if p["inferred_type_name"] == "None" or not p["help"]]
+    assert not bare, f"{path.name}: parameters without a type or a comment: {bare}"
+
+
 def _declared(path: Path) -> set[str]:
     from lib import pipeline
 
