@@ -36,6 +36,16 @@ class Endpoint:
         host = urllib.parse.urlparse(self.base_url).hostname or ""
         return host in LOCAL_HOSTS or host.startswith("127.")
 
+    @property
+    def billed_as(self) -> str | None:
+        """The one billing rule: the model this endpoint's calls are priced as, or None when
+        they cost nothing. An explicit `price_model` is always charged, also on a local server
+        (to rehearse a paid run, or to test a cap); otherwise a remote endpoint is priced as
+        its `model` and a local server is free. Ledger, guards and checks all ask this."""
+        if self.price_model:
+            return self.price_model
+        return None if self.is_local else self.model
+
     def api_key(self) -> str:
         if self.is_local:
             return os.environ.get(self.api_key_env) or LOCAL_KEY

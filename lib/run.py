@@ -59,11 +59,11 @@ class RunContext:
         """Yield an Endpoint; with no base_url, serve `model` (default: the embedded one) locally."""
         if base_url:
             ep = Endpoint(base_url=base_url, model=model, api_key_env=api_key_env, price_model=price_model or None)
-            if not ep.is_local or ep.price_model:
+            if ep.billed_as:
                 from lib.budget import check_priced
 
                 # an unpriced paid model fails here, before a single token is bought
-                check_priced(ep.price_model or ep.model, prices=self.budgets.prices)
+                check_priced(ep.billed_as, prices=self.budgets.prices)
             if check:
                 check_endpoint(ep)
             yield ep

@@ -9,6 +9,10 @@ Reservations are shared by every guard on the same ledger directory and phase in
 process (thread pools and asyncio tasks alike: `reserve` never awaits, and a lock makes the
 check-and-add atomic). Between the ledger record and `settle` the money counts twice, which
 errs on the safe side.
+
+What to reserve for one chat call is decided here too, once for every phase and mode
+(generation, judging, online and Batch API): `worst_case_usd` = the prompt's byte bound
+(`prompt_token_bound`) plus the completion limit, at the endpoint's price.
 """
 from __future__ import annotations
 
@@ -20,6 +24,32 @@ from lib.errors import BudgetExceeded, UserError
 
 from .config import Budgets
 from .ledger import Ledger
+from .prices import api_cost
+
+# Role markers and the assistant header of a chat template; per message, and once per call.
+MESSAGE_OVERHEAD_TOKENS = 4
+CHAT_OVERHEAD_TOKENS = 16
+
+
+def prompt_token_bound(messages) -> int:
+    """An upper bound on a chat prompt's tokens without the model's tokenizer.
+
+    Every byte-level BPE token (GPT-4o, Llama, Qwen, SmolLM...) covers at least one UTF-8
+    byte, so bytes + the template's few tokens bound the count from above. Characters do
+    NOT: one Chinese character is 3 bytes and may be 2-3 tokens, an emoji 4 bytes.
+    """
+    return sum(len(m["content"].encode("utf-8")) + MESSAGE_OVERHEAD_TOKENS for m in messages) + CHAT_OVERHEAD_TOKENS
+
+
+def worst_case_usd(price_model: str | None, requests, max_tokens: int, *, batch: bool = False, prices=None) -> float:
+    """The most a set of chat calls can cost: each request is a list of messages answered with
+    at most `max_tokens`. `price_model` None means the endpoint is not billed (see
+    Endpoint.billed_as): $0."""
+    if price_model is None:
+        return 0.0
+    prompt = sum(prompt_token_bound(messages) for messages in requests)
+    usd, _ = api_cost(price_model, prompt, max_tokens * len(requests), batch=batch, prices=prices)
+    return usd
 
 _LOCK = threading.Lock()
 _OUTSTANDING: dict[tuple[str, str], dict[int, float]] = {}  # (ledger root, phase) -> {res id: usd}

@@ -112,17 +112,17 @@ class Ledger:
 
     def record_api(self, phase: str, endpoint, usage: Any, request_id: str | None = None, batch: bool = False,
                    purpose: str = "", record_id: str | None = None) -> dict:
-        """One API call, priced at `endpoint.price_model` (or its model); a local endpoint with no
-        explicit price model costs $0. Every call is also priced at the reference model."""
+        """One API call, priced as `endpoint.billed_as` (lib.client's one billing rule); an
+        endpoint that is not billed costs $0. Every call is also priced at the reference model."""
         prompt, completion, cached = usage_tokens(usage)
         prices = self.budgets.prices if self.budgets else None
         ref_model = (self.budgets.reference if self.budgets else {}).get("api_model", "gpt-4o-mini")
-        # An explicit price_model on a local server rehearses a paid run (and tests the caps).
-        local = bool(getattr(endpoint, "is_local", False)) and not getattr(endpoint, "price_model", None)
-        price_model = getattr(endpoint, "price_model", None) or getattr(endpoint, "model", "")
+        billed_as = endpoint.billed_as
+        local = billed_as is None
+        price_model = billed_as or endpoint.model
         rec = {
-            "kind": "api", "phase": phase, "model": getattr(endpoint, "model", ""),
-            "base_url": getattr(endpoint, "base_url", ""), "local": local, "price_model": price_model,
+            "kind": "api", "phase": phase, "model": endpoint.model,
+            "base_url": endpoint.base_url, "local": local, "price_model": price_model,
             "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached,
             "batch": bool(batch), "request_id": request_id, "purpose": purpose,
             "reference_model": ref_model,

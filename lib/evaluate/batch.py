@@ -47,14 +47,8 @@ def judge_batch(judge: Judge, jobs: list[Job], store: JsonlStore, state_path: st
     client = judge.client
     reservation = None
     if not state:
-        if judge.guard is not None and not judge.ep.is_local:
-            from lib.budget.prices import api_cost
-
-            prices = getattr(judge.guard.budgets, "prices", None)
-            chars = sum(sum(len(m["content"]) for m in j.messages) + 64 for j in todo.values())
-            usd, _ = api_cost(judge.ep.price_model or judge.ep.model, chars,
-                              judge.settings.max_tokens * len(todo), batch=True, prices=prices)
-            reservation = judge.guard.reserve(usd)
+        if judge.guard is not None and judge.ep.billed_as:
+            reservation = judge.guard.reserve(judge.worst_case_usd([j.messages for j in todo.values()], batch=True))
         data = "".join(json.dumps(_line(judge, j), ensure_ascii=False) + "\n" for j in todo.values()).encode()
         uploaded = client.files.create(file=("judge_batch.jsonl", data), purpose="batch")
         state = {"input_file_id": uploaded.id, "jobs": len(todo)}

@@ -89,31 +89,32 @@ class Judge:
         self.guard = guard
         self.name = name or judge_name(ep)
         self.client = make_client(ep)  # a remote judge without a key fails here, in one line
-        if not ep.is_local and (ledger is not None or guard is not None):
+        if ep.billed_as and (ledger is not None or guard is not None):
             from lib.budget.prices import check_priced
 
             # Spend that cannot be priced cannot be capped: refuse before the first call.
-            check_priced(ep.price_model or ep.model, prices=getattr(getattr(guard, "budgets", None), "prices", None))
+            check_priced(ep.billed_as, prices=self.prices)
         self._errors = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ one call
-    def _worst_case_usd(self, messages: list[dict]) -> float:
-        from lib.budget.prices import api_cost
+    @property
+    def prices(self):
+        """budgets.yaml's price overrides, when a guard carries the budgets."""
+        return getattr(getattr(self.guard, "budgets", None), "prices", None)
 
-        chars = sum(len(m["content"]) for m in messages)
-        prices = getattr(getattr(self.guard, "budgets", None), "prices", None)
-        # <= 1 token per character is a safe upper bound for any BPE tokenizer.
-        usd, _ = api_cost(self.ep.price_model or self.ep.model, chars + 16 * len(messages),
-                          self.settings.max_tokens, prices=prices)
-        return usd
+    def worst_case_usd(self, requests: list[list[dict]], *, batch: bool = False) -> float:
+        """What `requests` (each a list of messages) can cost at most: lib.budget.guard's one bound."""
+        from lib.budget.guard import worst_case_usd
+
+        return worst_case_usd(self.ep.billed_as, requests, self.settings.max_tokens, batch=batch, prices=self.prices)
 
     def _call(self, messages: list[dict], temperature: float, purpose: str):
         from lib.client import chat
 
         reservation = None
-        if self.guard is not None and not self.ep.is_local:
-            reservation = self.guard.reserve(self._worst_case_usd(messages))
+        if self.guard is not None and self.ep.billed_as:
+            reservation = self.guard.reserve(self.worst_case_usd([messages]))
         try:
             text, resp = chat(self.client, self.ep, messages, ledger=self.ledger, phase="evaluation",
                               purpose=purpose, max_tokens=self.settings.max_tokens, temperature=temperature)

@@ -138,18 +138,6 @@ def with_demonstration(messages: list[dict]) -> list[dict]:
     return [messages[0], demo, {"role": "assistant", "content": DEMO_REPLY}, *messages[1:]]
 
 
-def conversation_text(turns: list[str], answers: list[str] | None = None) -> str:
-    """A multi-turn question (and optional answers) as one block for the pairwise judge."""
-    if len(turns) == 1 and not answers:
-        return turns[0]
-    parts = []
-    for i, q in enumerate(turns):
-        parts.append(f"### User (turn {i + 1}):\n{q}")
-        if answers and i < len(answers) - 1:
-            parts.append(f"### Assistant (turn {i + 1}):\n{answers[i]}")
-    return "\n\n".join(parts)
-
-
 def pairwise_messages(question: str, answer_1: str, answer_2: str) -> list[dict]:
     return [
         {"role": "system", "content": PAIRWISE_SYSTEM},

@@ -7,15 +7,16 @@ Chinese set (`zh_seed_tasks.json`, same schema) are not shipped: pass their path
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from lib.errors import UserError
+from lib.files import atomic_write
 from lib.generate.tokenizer import detect_lang
 from lib.paths import REPO, cache_dir
 
@@ -36,19 +37,17 @@ class SeedTask:
 def _fetch(url: str) -> Path:
     """Download a seed file once into the cache (atomic), return its path."""
     name = url.rstrip("/").rsplit("/", 1)[-1] or "seeds.jsonl"
-    target = cache_dir() / "seeds" / f"{abs(hash(url)) % 10**8:08d}-{name}"
+    # A digest, not hash(): str hashes are salted per process, so the name must not depend on it.
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    target = cache_dir() / "seeds" / f"{digest}-{name}"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(url, timeout=30) as r:
             data = r.read()
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         raise UserError(f"cannot download seed tasks from {url} ({e}): check the URL or pass a local seed_path") from None
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".seed-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+    atomic_write(target, data)
     return target
 
 
