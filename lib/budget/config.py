@@ -20,7 +20,7 @@ import yaml
 from lib.errors import UserError
 
 PHASES = ("data", "training", "evaluation", "serving")
-TOP_KEYS = ("currency", "phases", "prices", "reference")
+TOP_KEYS = ("currency", "phases", "prices", "reference", "human_review_usd_per_hour")
 PHASE_KEYS = ("target", "cap", "warn")
 PRICE_KEYS = ("input", "output", "cached_input", "batch_discount")
 REFERENCE_KEYS = ("api_model", "gpu", "cloud", "region", "spot", "gpu_hourly_usd_fallback",
@@ -73,6 +73,8 @@ class Budgets:
     prices: dict[str, PriceOverride] = field(default_factory=dict)
     reference: Reference = field(default_factory=lambda: Reference(REFERENCE_DEFAULTS))
     path: Path | None = None
+    # What an hour of a person's blind review costs (07_review's cost of trust); 0 = unpaid.
+    human_review_usd_per_hour: float = 0.0
 
     def phase(self, name: str) -> PhaseBudget:
         if name not in self.phases:
@@ -206,4 +208,7 @@ def load_budgets(path: str | os.PathLike | None = None) -> Budgets:
     if not isinstance(reference["gpu"], str) or ":" not in reference["gpu"]:
         raise UserError(f"{path}: reference.gpu must look like 'A100-80GB:8', got {reference['gpu']!r}")
 
-    return Budgets(currency=currency, phases=phases, prices=prices, reference=reference, path=path)
+    review_rate = _amount(raw.get("human_review_usd_per_hour", 0), "human_review_usd_per_hour", path)
+
+    return Budgets(currency=currency, phases=phases, prices=prices, reference=reference, path=path,
+                   human_review_usd_per_hour=review_rate)
