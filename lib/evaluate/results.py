@@ -3,6 +3,9 @@
     results = summarize(qset, specs, answers, judgments, pairs=[("tuned", "base")], judge=...,
                         spent_usd=ctx.ledger.spent("evaluation"))
 
+results["scorecard"] puts the run beside published figures (lib/data/published_results.yaml)
+when the question set and judge make them comparable, and says why not otherwise.
+
 Each win rate sits beside both models' mean answer lengths and a length-controlled win rate,
 because judges favour longer answers; the judge's identity (configured name, served
 model, prompt versions) is recorded so results from different judges never mix unnoticed.
@@ -18,6 +21,7 @@ import numpy as np
 from lib.evaluate import prompts, stats
 from lib.evaluate.metrics import answer_length
 from lib.evaluate.questions import QuestionSet
+from lib.evaluate.scorecard import scorecard
 
 
 def mean_lengths(answers: dict[str, dict[str, list[str]]], question_ids: list[str]) -> dict[str, float]:
@@ -92,6 +96,9 @@ def summarize(qset: QuestionSet, specs: list, answers: dict, judgments: list[dic
         "evaluation_usd": spent_usd,
     }
     results["category_scores"], results["category_scores_source"] = category_scores(relevant, name)
+    # Beside the published figures only when question set and judge make them comparable;
+    # otherwise each row carries the reason (scorecard.py, lib/data/published_results.yaml).
+    results["scorecard"] = scorecard(results)
     results["headline"] = headline(results)
     return results
 
