@@ -4,15 +4,22 @@
     python -m lib.launch sky/train_7b.yaml                    # managed spot job (sky jobs launch)
     python -m lib.launch sky/train_7b.yaml --on-demand --run-dir runs/cloud-1 --force
 
+    python -m lib.launch sky/train_7b.yaml --dry-run --run-dir runs/cloud-1   # plan from its data/clean.jsonl
+
 The estimate, all from data:
-    hours = TRAIN_TOKENS x epochs (recipe) / (TOKENS_PER_S_PER_GPU x GPUs per node x nodes) / 3600
-            + OVERHEAD_HOURS                                  (provisioning, setup, final save)
-      or EST_HOURS from the task's envs when it is not a training task;
+    training tasks (env RECIPE): the launch plan (lib/plan.py) -- data tokens counted from
+        clean.jsonl (--data, or --run-dir's data/clean.jsonl; the task's TRAIN_TOKENS env only
+        when neither is given, labelled ASSUMED), optimizer steps, and
+        hours = tokens x epochs (recipe) / (tokens/s/GPU x GPUs per node x nodes) / 3600
+                + OVERHEAD_HOURS                               (provisioning, setup, final save)
+        with tokens/s/GPU from lib/data/throughput.yaml (its source printed);
+      other tasks: EST_HOURS from the task's envs;
     USD   = hours x hourly price of one node (SkyPilot's catalog, cheapest matching instance)
             x nodes + EST_API_USD (teacher / judge calls the task makes).
 The remaining budget is the phase's cap (budgets.yaml, phase = the task's BUDGET_PHASE env)
 minus what the run's ledger (--run-dir) already spent. A launch whose estimate exceeds the
-remaining budget is refused unless --force.
+remaining budget is refused unless --force. With --run-dir the plan is saved as
+<run_dir>/plan/<task>.json, and the budget report sets it beside what the run measured.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lib.errors import BudgetExceeded, UserError, cli
 
@@ -39,6 +47,7 @@ class Estimate:
     spot: bool
     price_source: str
     basis: str  # how the hours were derived
+    plan: Any = None  # lib.plan.Plan for training tasks
 
     @property
     def usd(self) -> float:
@@ -103,8 +112,9 @@ def _price_option(res, cloud: str, spot: bool | None, options: list, errors: lis
         errors.append(str(e))
 
 
-def estimate(task, budgets, *, spot: bool | None = None) -> Estimate:
-    """Hours and dollars for one run of `task` at catalog prices."""
+def estimate(task, budgets, *, spot: bool | None = None, data: Path | None = None,
+             tokenizer: str | None = None) -> Estimate:
+    """Hours and dollars for one run of `task` at catalog prices (training tasks: from the plan)."""
     envs = dict(task.envs)
     phase = envs.get("BUDGET_PHASE") or "training"
     budgets.phase(phase)  # unknown phase -> UserError
@@ -122,29 +132,27 @@ def estimate(task, budgets, *, spot: bool | None = None) -> Estimate:
     hourly, instance, source, accelerator, gpus, use_spot = min(options)
 
     est_hours = _float_env(envs, "EST_HOURS")
-    train_tokens = _float_env(envs, "TRAIN_TOKENS")
-    if train_tokens:
-        from lib.train.recipes import load_recipe
+    plan = None
+    if envs.get("RECIPE"):
+        from lib.plan import make_plan
 
-        recipe = load_recipe(envs.get("RECIPE") or "alpaca_7b")
-        tps = _float_env(envs, "TOKENS_PER_S_PER_GPU", budgets.reference["train_tokens_per_s_per_gpu"])
         overhead = _float_env(envs, "OVERHEAD_HOURS", 0.0)
-        if tps <= 0 or gpus < 1:
-            raise UserError("TOKENS_PER_S_PER_GPU must be > 0 and the task must request GPUs to estimate training hours")
-        epochs = float(recipe.num_train_epochs)
-        compute_h = train_tokens * epochs / (tps * gpus * nodes) / 3600.0
-        hours = compute_h + overhead
-        basis = (f"{train_tokens:,.0f} tokens x {epochs:g} epochs ({recipe.name}) / ({tps:g} tok/s/GPU x {gpus} GPUs"
-                 f" x {nodes} node(s)) = {compute_h:.3f} h + {overhead:g} h overhead")
+        plan = make_plan(task.name, envs, accelerator=accelerator.partition(":")[0], gpus_per_node=gpus, nodes=nodes,
+                         data=data, tokenizer=tokenizer, tokens_override=_float_env(envs, "TRAIN_TOKENS"),
+                         tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), overhead_hours=overhead)
+        hours = plan.compute_hours + overhead
+        basis = (f"{plan.tokens_per_epoch:,.0f} tokens x {plan.epochs:g} epochs ({plan.recipe}) / "
+                 f"({plan.tokens_per_s_per_gpu:g} tok/s/GPU x {gpus} GPUs x {nodes} node(s)) = "
+                 f"{plan.compute_hours:.3f} h + {overhead:g} h overhead")
     elif est_hours is not None:
         hours = est_hours
         basis = f"EST_HOURS={est_hours:g} from the task's envs"
     else:
-        raise UserError(f"{task.name}: no way to estimate hours: set envs TRAIN_TOKENS (+ RECIPE) or EST_HOURS in the YAML")
+        raise UserError(f"{task.name}: no way to estimate hours: set env RECIPE (a training task) or EST_HOURS in the YAML")
     api_usd = _float_env(envs, "EST_API_USD", 0.0)
     return Estimate(phase=phase, hours=hours, compute_usd=hours * hourly * nodes, api_usd=api_usd, hourly_usd=hourly,
                     nodes=nodes, gpus_per_node=gpus, accelerator=accelerator, instance=instance, spot=use_spot,
-                    price_source=source, basis=basis)
+                    price_source=source, basis=basis, plan=plan)
 
 
 def cpu_price(res, *, cloud: str, region: str | None, spot: bool) -> tuple[float, str, str]:
@@ -188,7 +196,12 @@ def check_budget(est: Estimate, budgets, spent: float, remaining: float, *, forc
 def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
     pb = budgets.phase(est.phase)
     kind = "spot" if est.spot else "on-demand"
-    lines = [
+    lines = []
+    if est.plan is not None:
+        from lib.plan import describe_plan
+
+        lines += describe_plan(est.plan)
+    lines += [
         f"resources: {est.nodes} x {est.instance} ({est.accelerator}, {kind}) at ${est.hourly_usd:,.3f}/h per node "
         f"[{est.price_source}]",
         f"hours:     {est.hours:.2f} h  [{est.basis}]",
@@ -215,7 +228,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--force", action="store_true", help="launch even if the estimate exceeds the remaining budget")
     ap.add_argument("--dry-run", action="store_true", help="print the estimate and stop")
     ap.add_argument("--cluster", default=None, help="launch as a cluster (sky launch -c NAME) instead of a managed job")
-    ap.add_argument("--run-dir", default=os.environ.get("SHEAR_RUN_DIR"), help="run whose ledger counts as spent")
+    ap.add_argument("--run-dir", default=os.environ.get("SHEAR_RUN_DIR"),
+                    help="run whose ledger counts as spent, whose data/clean.jsonl is planned, where the plan is saved")
+    ap.add_argument("--data", default=None, help="clean.jsonl to plan from (default: <run-dir>/data/clean.jsonl)")
+    ap.add_argument("--tokenizer", default=None,
+                    help="count tokens with this tokenizer (a local directory) instead of the recipe's base model's")
     ap.add_argument("--budgets", default=str(BUDGETS_YAML))
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="override a task env")
     args = ap.parse_args(argv)
@@ -228,10 +245,19 @@ def main(argv: list[str] | None = None) -> None:
         env[key] = value
     budgets = load_budgets(args.budgets)
     task = load_task(args.task_yaml, env)
-    est = estimate(task, budgets, spot=args.spot)
+    from lib.plan import find_data, save_plan
+
+    est = estimate(task, budgets, spot=args.spot, data=find_data(args.data, args.run_dir), tokenizer=args.tokenizer)
     spent, remaining = remaining_budget(budgets, est.phase, args.run_dir)
     print(f"task:      {task.name} ({args.task_yaml})")
     print(describe(est, budgets, spent, remaining))
+    if est.plan is not None:
+        p = est.plan
+        p.hours, p.hourly_usd, p.usd, p.price_source = est.hours, est.hourly_usd, est.usd, est.price_source
+        p.spent_usd, p.remaining_usd = spent, remaining
+        p.lines = describe(est, budgets, spent, remaining).splitlines()
+        if args.run_dir:  # saved before the budget check: a refused plan is worth keeping too
+            print(f"plan:      saved to {save_plan(args.run_dir, p)}")
     check_budget(est, budgets, spent, remaining, force=args.force)
     if args.dry_run:
         print("dry run: nothing launched")

@@ -28,7 +28,7 @@ def make_run(run_dir):
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
     (run_dir / "data" / "clean.jsonl").write_text("".join(json.dumps({"id": i}) + "\n" for i in range(2)))
     (run_dir / "train").mkdir(exist_ok=True)
-    (run_dir / "train" / "metrics.json").write_text(json.dumps({"base": {"loss": 2.0}, "train_tokens": 86_400_000}))
+    (run_dir / "train" / "metrics.json").write_text(json.dumps({"base": {"loss": 2.0}, "trained_tokens": 86_400_000}))
     (run_dir / "eval").mkdir(exist_ok=True)
     (run_dir / "eval" / "judgments.jsonl").write_text("{}\n{}\n{}\n{}\n")
     return budgets
@@ -74,3 +74,93 @@ def test_empty_run_still_reports(tmp_path):
     (tmp_path / "run").mkdir()
     md, png = write_report(tmp_path / "run", BUDGETS_YAML)
     assert "Total spent: **$0**" in md.read_text() and png.is_file()
+
+
+def test_trained_tokens_come_from_a_real_train_run(tmp_path):
+    """A tiny model trains one epoch on real records: the report's trained tokens are metrics.json's
+    `trained_tokens`, which equal optimizer steps x tokens per step from the training log and every
+    encoded example's length (each seen once), and "$ per 1M trained tokens" divides by them."""
+    from transformers import AutoTokenizer
+
+    from lib.model import resolve_model
+    from lib.train.masking import encode_records, ensure_pad_token
+    from lib.train.recipes import load_recipe
+    from lib.train.sft import TrainConfig, read_jsonl, train
+
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    records = [{"id": f"r{i}", "instruction": f"Repeat the number {i} a few times.", "output": f"{i} " * (i % 5 + 1)}
+               for i in range(24)]
+    data = run / "data" / "clean.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    m = train(TrainConfig(recipe="tiny", model="tiny", data=str(data), output_dir=str(run / "model"),
+                          num_train_epochs=1, per_device_batch=4, grad_accum=2, max_length=64, run_dir=str(run),
+                          budgets_path=str(BUDGETS_YAML), hourly_usd=36.0))
+    saved = json.loads((run / "train" / "metrics.json").read_text())
+    assert saved["trained_tokens"] == m["trained_tokens"] > 0
+    assert (saved["model_id"], saved["nodes"], saved["procs_per_node"], saved["epochs"]) == ("tiny", 1, 1, 1)
+    # 24 examples / (4 x 2 per step) = 3 optimizer steps, each logged with its running token count
+    assert saved["optimizer_steps"] == 3 == len(saved["loss_curve"])
+    seen = [0] + [r["tokens_seen"] for r in saved["loss_curve"]]
+    per_step = [b - a for a, b in zip(seen, seen[1:])]
+    assert all(t > 0 for t in per_step)
+    assert saved["trained_tokens"] == saved["optimizer_steps"] * (sum(per_step) / len(per_step))
+    # independent count: one epoch feeds every encoded example once, padding never counted
+    tok = AutoTokenizer.from_pretrained(resolve_model("embedded"))
+    ensure_pad_token(tok)
+    examples, _ = encode_records(read_jsonl(data), tok, fmt=load_recipe("tiny").format, max_length=64)
+    assert saved["trained_tokens"] == sum(len(e["input_ids"]) for e in examples)
+
+    md, _ = write_report(run, BUDGETS_YAML)
+    text = md.read_text()
+    spent = Ledger(run / "ledger", writer="report").spent("training")
+    assert spent > 0
+    tokens = saved["trained_tokens"]
+    per_m = spent * 1e6 / tokens
+    shown = f"${per_m:,.2f}" if per_m >= 0.01 else f"${per_m:.6f}"
+    assert f"| 1M trained tokens (training) | {tokens:,} tokens | {shown} |" in text
+
+
+def test_report_reads_trained_tokens_from_the_one_key_only(tmp_path):
+    run = tmp_path / "run"
+    make_run(run)
+    metrics = run / "train" / "metrics.json"
+    # other counters that look like token counts (the masking pass, a nested total) are not trained tokens
+    metrics.write_text(json.dumps({"masking": {"tokens": 113}, "train_tokens": 5, "total_tokens": 7}))
+    text = write_report(run, BUDGETS_YAML)[0].read_text()
+    assert "| 1M trained tokens (training) | n/a tokens |" in text
+    assert "no `trained_tokens` in train/metrics.json" in text
+    metrics.write_text(json.dumps({"masking": {"tokens": 113}, "trained_tokens": 86_400_000}))
+    text = write_report(run, BUDGETS_YAML)[0].read_text()
+    assert "| 1M trained tokens (training) | 86,400,000 tokens |" in text
+
+
+def test_plan_and_actual_side_by_side(tmp_path):
+    from lib.plan import load_plans, make_plan, save_plan
+
+    run = tmp_path / "run"
+    budgets = make_run(run)
+    clean = run / "data" / "clean.jsonl"
+    clean.write_text("".join(json.dumps({"id": f"r{i}", "instruction": "Say hi.", "output": "hi " * 40}) + "\n"
+                             for i in range(300)))
+    plan = make_plan("shear-train-7b", {"RECIPE": "alpaca_7b"}, accelerator="A100-80GB", gpus_per_node=8, nodes=1,
+                     data=clean, overhead_hours=0.3)
+    # 300 records - 30 held out = 270 examples; batch 16 x 1 x 8 = 128 -> ceil(270/128) = 3 steps x 3 epochs
+    assert (plan.data.examples, plan.steps_per_epoch, plan.optimizer_steps) == (270, 3, 9)
+    assert plan.trained_tokens == plan.tokens_per_epoch * 3
+    plan.hours, plan.usd = plan.compute_hours + 0.3, (plan.compute_hours + 0.3) * 8.65
+    path = save_plan(run, plan)
+    assert path == run / "plan" / "shear-train-7b.json" and load_plans(run)[0]["optimizer_steps"] == 9
+    # what training measured: 2 logged intervals of 900 s at 24,000 useful tokens/s over 8 processes
+    (run / "train" / "metrics.json").write_text(json.dumps({
+        "model_id": "huggyllama/llama-7b", "nodes": 1, "procs_per_node": 8, "world_size": 8, "epochs": 3,
+        "optimizer_steps": 9, "trained_tokens": 43_200_000,
+        "throughput": [{"seconds": 900.0, "useful_tokens_per_s": 24_000.0}] * 2}))
+    text = write_report(run, budgets)[0].read_text()
+    assert "## Plan vs actual (training, plan `shear-train-7b`" in text
+    assert f"| trained tokens | {plan.trained_tokens:,.0f} | 43,200,000 |" in text
+    assert "| optimizer steps | 9 | 9 | 1.00x |" in text
+    assert "| tokens/s/GPU | 1,500.0 | 3,000.0 | 2.00x |" in text  # 24,000 / 8
+    assert f"| hours (wall) | {plan.hours:.3f} | 0.500 |" in text  # the ledger's 1800 s interval
+    assert f"| dollars (training) | ${plan.usd:,.2f} | $4.33 |" in text
+    assert "throughput.yaml: assumed" in text

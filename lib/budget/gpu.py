@@ -1,12 +1,12 @@
 """GPU prices from SkyPilot's catalog, never from a hand-typed table.
 
     usd_per_hour, instance, source = gpu_price("A100-80GB:8", cloud="aws", region="us-east-1", spot=True)
-    usd_per_hour = gpu_hourly_usd("A100-80GB:8", spot=True)     # just the number
+    usd_per_hour, source = gpu_hourly_usd(budgets.reference, "A100-80GB:4", spot=True)  # with the fallback
 
 SkyPilot keeps one CSV per cloud in `~/.sky/catalogs/v8/<cloud>/vms.csv` (or under
 `$SKY_RUNTIME_DIR`) and downloads it on first use. A machine with no catalog and no network
 must not hang on that download, so we look for the file first and only then ask SkyPilot;
-`reference_gpu_hourly` falls back to `reference.gpu_hourly_usd_fallback` in budgets.yaml and
+`gpu_hourly_usd` falls back to `reference.gpu_hourly_usd_fallback` in budgets.yaml and
 says so in its `source`.
 """
 from __future__ import annotations
@@ -66,18 +66,30 @@ def gpu_price(accelerator: str | None = "A100-80GB:8", *, cloud: str = "aws", re
     return float(usd), instance_type, source
 
 
-def gpu_hourly_usd(accelerator: str = "A100-80GB:8", *, cloud: str = "aws", region: str | None = None,
-                   spot: bool = True) -> float:
-    """Per-node hourly price from SkyPilot's catalog (UserError when the catalog is absent)."""
-    return gpu_price(accelerator, cloud=cloud, region=region, spot=spot)[0]
+def gpu_hourly_usd(reference, accelerator: str, *, cloud: str | None = None, region: str | None = None,
+                   spot: bool = True) -> tuple[float, str]:
+    """Hourly price of ONE node carrying `accelerator` ('A100-80GB:8') and where it comes from.
+
+    SkyPilot's catalog when it is on this machine; otherwise budgets.yaml's
+    reference.gpu_hourly_usd_fallback, scaled by this node's GPU count over the reference
+    node's (the fallback prices reference.gpu), and the source says so. Never raises for a
+    missing catalog: a paid run must not stop over a price lookup. The one price rule for the
+    trainer's ledger intervals and the budget report's reference column.
+    """
+    cloud = str(cloud or reference["cloud"]).lower()
+    try:
+        usd, _, source = gpu_price(accelerator, cloud=cloud, region=region, spot=spot)
+        return usd, source
+    except (UserError, ImportError, ValueError, KeyError) as e:  # no catalog here: the documented fallback
+        why = "no SkyPilot catalog here" if isinstance(e, UserError) else f"catalog lookup failed: {e.__class__.__name__}"
+        _, count = parse_accelerator(accelerator)
+        _, ref_count = parse_accelerator(reference["gpu"])
+        usd = float(reference["gpu_hourly_usd_fallback"]) * count / ref_count
+        scale = "" if count == ref_count else f" x {count}/{ref_count} GPUs"
+        return usd, f"budgets.yaml reference.gpu_hourly_usd_fallback{scale} ({why})"
 
 
 def reference_gpu_hourly(reference: dict) -> tuple[float, str]:
     """Hourly price of the reference GPU node in budgets.yaml, from the catalog when present."""
-    try:
-        usd, _, source = gpu_price(reference["gpu"], cloud=reference["cloud"], region=reference.get("region"),
-                                        spot=reference["spot"])
-        return usd, source
-    except (UserError, ImportError, ValueError, KeyError) as e:  # no catalog here: the documented fallback
-        why = "no SkyPilot catalog here" if isinstance(e, UserError) else f"catalog lookup failed: {e.__class__.__name__}"
-        return float(reference["gpu_hourly_usd_fallback"]), f"budgets.yaml reference.gpu_hourly_usd_fallback ({why})"
+    return gpu_hourly_usd(reference, reference["gpu"], cloud=reference["cloud"], region=reference.get("region"),
+                          spot=reference["spot"])

@@ -43,6 +43,7 @@ class RunFacts:
     train_tokens: int | None = None
     judged: int | None = None
     sources: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # train/metrics.json as written
 
 
 def _count_lines(path: Path) -> int | None:
@@ -52,18 +53,11 @@ def _count_lines(path: Path) -> int | None:
         return sum(1 for line in f if line.strip())
 
 
-def _find_tokens(obj) -> int | None:
-    """The number of trained tokens in train/metrics.json, whatever the trainer called it."""
-    if isinstance(obj, dict):
-        for key in ("train_tokens", "tokens_trained", "trained_tokens", "num_train_tokens", "total_tokens", "tokens"):
-            v = obj.get(key)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-                return int(v)
-        for v in obj.values():
-            found = _find_tokens(v)
-            if found:
-                return found
-    return None
+def trained_tokens(metrics: dict) -> int | None:
+    """Trained tokens of a run: train/metrics.json's `trained_tokens`, the one documented key
+    (lib/train/sft.py writes it; docs/architecture.md). No other counter stands in for it."""
+    v = metrics.get("trained_tokens")
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
 
 
 def run_facts(run_dir: Path) -> RunFacts:
@@ -73,9 +67,10 @@ def run_facts(run_dir: Path) -> RunFacts:
     metrics = run_dir / "train" / "metrics.json"
     if metrics.is_file():
         try:
-            facts.train_tokens = _find_tokens(json.loads(metrics.read_text()))
+            facts.metrics = json.loads(metrics.read_text())
         except json.JSONDecodeError:
-            facts.train_tokens = None
+            facts.metrics = {}
+        facts.train_tokens = trained_tokens(facts.metrics) if isinstance(facts.metrics, dict) else None
     judgments = run_dir / "eval" / "judgments.jsonl"
     facts.judged = _count_lines(judgments)
     return facts
@@ -148,6 +143,55 @@ def _per(total: float, n: int | None) -> str:
     return _usd(total / n) if n else "n/a"
 
 
+def _ratio(actual, planned) -> str:
+    return f"{actual / planned:.2f}x" if (actual is not None and planned) else "n/a"
+
+
+def plan_vs_actual(run_dir: Path, s: Summary) -> list[str]:
+    """The newest launch plan (<run_dir>/plan/*.json, lib/plan.py) beside what training measured:
+    the next estimate is only as good as this comparison."""
+    from lib.plan import load_plans
+
+    plans = load_plans(run_dir)
+    if not plans:
+        return []
+    p = plans[-1]
+    m = s.facts.metrics or {}
+    world = m.get("world_size") or None
+    rows = m.get("throughput") or []
+    secs = sum(r.get("seconds") or 0.0 for r in rows)
+    # useful_tokens_per_s already sums all ranks; per GPU divides by the world size
+    tps = (sum((r.get("useful_tokens_per_s") or 0.0) * (r.get("seconds") or 0.0) for r in rows) / secs / world
+           if (secs and world) else None)
+    nodes = m.get("nodes") or p.get("nodes") or 1
+    hours = s.compute_hours["training"] / nodes if s.compute_hours["training"] else None
+
+    def num(x, fmt=",.0f"):
+        return "n/a" if x is None else format(x, fmt)
+
+    lines = ["", f"## Plan vs actual (training, plan `{p.get('task')}` of "
+             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(p.get('created') or 0))})", "",
+             "| what | plan | actual | actual / plan |", "|---|---:|---:|---:|",
+             f"| base model | {p.get('base_model')} | {m.get('model_id', 'n/a')} | |",
+             f"| nodes x GPUs | {p.get('nodes')} x {p.get('gpus_per_node')} | "
+             f"{m.get('nodes', 'n/a')} x {m.get('procs_per_node', 'n/a')} | |",
+             f"| epochs | {num(p.get('epochs'), 'g')} | {num(m.get('epochs'), 'g')} | |",
+             f"| optimizer steps | {num(p.get('optimizer_steps'))} | {num(m.get('optimizer_steps'))} | "
+             f"{_ratio(m.get('optimizer_steps'), p.get('optimizer_steps'))} |",
+             f"| trained tokens | {num(p.get('trained_tokens'))} | {num(s.facts.train_tokens)} | "
+             f"{_ratio(s.facts.train_tokens, p.get('trained_tokens'))} |",
+             f"| tokens/s/GPU | {num(p.get('tokens_per_s_per_gpu'), ',.1f')} | {num(tps, ',.1f')} | "
+             f"{_ratio(tps, p.get('tokens_per_s_per_gpu'))} |",
+             f"| hours (wall) | {num(p.get('hours'), '.3f')} | {num(hours, '.3f')} | {_ratio(hours, p.get('hours'))} |",
+             f"| dollars (training) | {_usd(p.get('usd'))} | {_usd(s.spent['training'])} | "
+             f"{_ratio(s.spent['training'], p.get('usd'))} |", "",
+             f"Planned speed from {p.get('throughput_source')}; planned tokens from {p.get('tokens_source')}. "
+             "Actual hours are the ledger's training node-hours / nodes (excluding provisioning); "
+             "actual tokens/s/GPU is the trainer's useful tokens/s over its logged intervals / world size. "
+             "A measured speed on the planned hardware belongs in lib/data/throughput.yaml."]
+    return lines
+
+
 def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
     ref = budgets.reference
     f = s.facts
@@ -178,7 +222,7 @@ def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
               f"| training compute | {_usd(s.gpu_usd['training'])} | {_usd(s.reference_train_usd)} | "
               + (f"{f.train_tokens:,} trained tokens / ({ref['train_tokens_per_s_per_gpu']:g} tok/s/GPU x "
                  f"{ref['gpu']}) = {s.reference_train_hours:.4f} h at {_usd(s.gpu_hourly)}/h ({s.gpu_source}) |"
-                 if f.train_tokens else "no trained-token count in train/metrics.json |")]
+                 if f.train_tokens else "no `trained_tokens` in train/metrics.json |")]
     lines += ["", "## Unit costs", "",
               "| unit | count | this run | on the reference API |", "|---|---:|---:|---:|",
               f"| kept example (data) | {f.kept if f.kept is not None else 'n/a'} | {_per(s.spent['data'], f.kept)} "
@@ -188,6 +232,7 @@ def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
               f"(on {ref['gpu']}) |",
               f"| judged answer (evaluation) | {f.judged if f.judged is not None else 'n/a'} | "
               f"{_per(s.spent['evaluation'], f.judged)} | {_per(s.reference_api_usd['evaluation'], f.judged)} |"]
+    lines += plan_vs_actual(run_dir, s)
     lines += ["", "## Projection to the seed recipes' scale", ""]
     if f.kept:
         data_at_scale = s.reference_api_usd["data"] / f.kept * ALPACA_EXAMPLES

@@ -177,23 +177,16 @@ def _dist_barrier():
         dist.barrier()
 
 
-def gpu_hourly_usd(budgets, accelerator: str, count: int, spot: bool) -> tuple[float, str]:
-    """Per-node hourly price of this node's GPUs from SkyPilot's catalog (lib.budget.gpu_price),
-    for the cloud/region SkyPilot put us in; budgets.yaml's fallback when the catalog is absent."""
-    from lib.budget import gpu_price
+def _node_hourly_usd(budgets, accelerator: str, count: int, spot: bool) -> tuple[float, str]:
+    """This node's hourly price (lib.budget.gpu_hourly_usd) in the cloud/region SkyPilot put us in."""
+    from lib.budget import gpu_hourly_usd
 
-    info = {}
     try:
         info = json.loads(os.environ.get("SKYPILOT_CLUSTER_INFO") or "{}")
     except json.JSONDecodeError:
-        pass
-    cloud = str(info.get("cloud") or getattr(budgets.reference, "cloud", "aws")).lower()
-    try:
-        usd, _, source = gpu_price(f"{accelerator}:{count}", cloud=cloud, region=info.get("region"), spot=spot)
-        return usd, source
-    except (UserError, ImportError, ValueError) as e:  # never stop a paid run over a price lookup
-        fallback = float(budgets.reference.gpu_hourly_usd_fallback) * count / 8.0
-        return fallback, f"budgets.yaml reference.gpu_hourly_usd_fallback x {count}/8 GPUs ({str(e)[:80]})"
+        info = {}
+    return gpu_hourly_usd(budgets.reference, f"{accelerator}:{count}", cloud=info.get("cloud"),
+                          region=info.get("region"), spot=spot)
 
 
 # ---------------------------------------------------------------------------- train
@@ -305,6 +298,9 @@ def train(cfg: TrainConfig) -> dict:
         dataloader_num_workers=0,
         remove_unused_columns=False,
         disable_tqdm=True,
+        # Trainer sums every micro-batch's non-padding tokens over all ranks into its state (saved
+        # in each checkpoint, so a resumed run keeps counting): metrics.json's trained_tokens.
+        include_num_input_tokens_seen="non_padding",
     )
 
     callbacks = [CompleteMarkerCallback()]
@@ -319,8 +315,8 @@ def train(cfg: TrainConfig) -> dict:
         nodes = int(os.environ.get("WORLD_SIZE", "1")) // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
         if hourly < 0:
             if on_gpu:
-                hourly, price_src = gpu_hourly_usd(budgets, recipe.hardware.accelerator,
-                                                   int(os.environ.get("LOCAL_WORLD_SIZE", "1")), recipe.hardware.spot)
+                hourly, price_src = _node_hourly_usd(budgets, recipe.hardware.accelerator,
+                                                     int(os.environ.get("LOCAL_WORLD_SIZE", "1")), recipe.hardware.spot)
             else:
                 hourly, price_src = 0.0, "local CPU"
         budget_cb = BudgetCallback(ledger, guard, hourly_usd=hourly,
@@ -395,7 +391,19 @@ def train(cfg: TrainConfig) -> dict:
             tuned.config.use_cache = False
             tuned_loss = heldout_loss(tuned, held_ex, pad_collator)
         logs = trainer.state.log_history
+        steps = trainer.state.global_step
+        trained = int(trainer.state.num_input_tokens_seen or 0)
+        procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         result = {
+            # The run contract (docs/architecture.md): what was trained, where, and how much.
+            # trained_tokens = non-padding tokens through forward/backward, summed over every
+            # micro-batch of every optimizer step on every rank = optimizer_steps x tokens_per_step
+            # (tokens_per_step is the mean: packed steps differ in length). The budget report
+            # reads trained tokens from this key only.
+            "model_id": cfg.model or recipe.base_model, "nodes": max(world // max(procs, 1), 1),
+            "procs_per_node": procs, "epochs": cfg.num_train_epochs or recipe.num_train_epochs,
+            "epochs_trained": trainer.state.epoch, "optimizer_steps": steps, "trained_tokens": trained,
+            "tokens_per_step": trained / steps if steps else None,
             "recipe": recipe.name, "model": model_src, "format": recipe.format, "packing": packing, "packing_layout": layout,
             "fsdp": use_fsdp, "fsdp_units": wrapped, "lora": lora_on, "world_size": world, "max_length": max_length,
             "per_device_batch": per_device, "grad_accum": accum, "global_step": trainer.state.global_step,
@@ -403,7 +411,8 @@ def train(cfg: TrainConfig) -> dict:
             "base_heldout_loss": base_loss, "tuned_heldout_loss": tuned_loss,
             "heldout_examples": len(held_ex), "train_examples": len(train_ex),
             "masking": report.as_dict(), "heldout_masking": held_report.as_dict(),
-            "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in logs if "loss" in r],
+            "loss_curve": [{"step": r["step"], "loss": r["loss"], "tokens_seen": r.get("num_input_tokens_seen")}
+                           for r in logs if "loss" in r],
             "throughput": throughput.rows, "peak_flops": peak, "peak_source": peak_src,
             "non_embedding_params": n_params,
             "stopped_for_budget": bool(budget_cb and budget_cb.stopped_for_budget),
