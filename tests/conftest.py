@@ -49,6 +49,11 @@ def local_endpoint(local_server):
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """../shared/data beside the checkout. CI always has it, so there its absence is a failure:
+    a skip would turn every comparison against the reference data into a silent pass."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is absent: the reference data sits beside the checkout in CI")
+        where = f"{SHARED_DATA} is absent (the reference data sits beside the checkout)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{where}: CI must provide it", pytrace=False)
+        pytest.skip(f"{where}: these tests run where it is, and fail in CI (CI=true) without it")
     return SHARED_DATA
