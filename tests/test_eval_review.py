@@ -81,7 +81,7 @@ def test_keyboard_shortcuts_vote_skip_and_ignore(tmp_path):
     s = _session(tmp_path, n=4)
     first = s.current().question_id
     assert s.press("s") is None and s.current().question_id != first  # skip: to the end, nothing written
-    assert not (tmp_path / "eval" / "human.jsonl").read_text()
+    assert not (tmp_path / "eval" / "human.jsonl").exists()
     assert s.press("?") is None and s.done == 0  # an unknown key does nothing
     assert s.press("b")["choice"] == "B"
     assert s.press("t")["choice"] == "tie"
@@ -218,3 +218,63 @@ def test_widget_clicks_and_keys_go_through_the_session(tmp_path):
     s.queue[0] = review.ReviewItem("q9", "x", "<script>alert(1)</script>", "tuned", "base", "a", "b")
     w.render()
     assert "<script>" not in w.question.value and "&lt;script&gt;" in w.question.value
+
+
+# ----------------------------------------------------------------------------- 07_review.ipynb
+def make_reviewed_run(run_dir: Path, n: int = 6) -> None:
+    """A run directory as 04_evaluate leaves it (answers, judgments, results.json on own_en) plus
+    votes by two reviewers, written through the project's own stores."""
+    from lib.evaluate.answers import ANSWER_KEY
+    from lib.evaluate.judge import judgments_store
+    from lib.evaluate.questions import load_question_set
+    from lib.evaluate.results import summarize
+    from lib.evaluate.store import JsonlStore
+    from lib.files import atomic_write_json
+
+    qset = load_question_set("own_en", max_questions=n)
+    ev = run_dir / "eval"
+    answers = JsonlStore(ev / "answers.jsonl", ANSWER_KEY)
+    for m in PAIR:
+        for q in qset.questions:
+            answers.append({"model": m, "question_id": q.question_id, "turns": [f"{m} answers: {t[:40]}" for t in q.turns]})
+    judge = "smollm2-135m-instruct@test"
+    store = judgments_store(ev / "judgments.jsonl")
+    for i, q in enumerate(qset.questions):
+        for order, (sa, sb) in zip(("ab", "ba"), [(8, 3), (7, 4)] if i % 3 else [(8, 3), (3, 8)]):
+            store.append({**_judgment(q.question_id, order, sa, sb, judge=judge), "category": q.category})
+    table = {m: {q.question_id: [f"{m} answers"] * len(q.turns) for q in qset.questions} for m in PAIR}
+    atomic_write_json(ev / "results.json", summarize(qset, [], table, store.records(), pairs=[PAIR],
+                                                     judge={"name": judge, "local": True}, n_boot=50))
+    items = review_items(qset.questions, table, [PAIR], store.records(), judge=judge)
+    for name, k in (("ana", n), ("bo", n // 2)):
+        s = ReviewSession(items, ev / "human.jsonl", ReviewConfig(reviewer=name, seed=1))
+        for j in range(k):
+            s.current()
+            s.vote(("A", "B", "tie", "both_bad")[(j + len(name)) % 4], note=f"{name} {j}")
+
+
+def test_notebook_executes_with_the_widget_and_summaries(tmp_path):
+    import nbformat
+    import papermill
+
+    run_dir = tmp_path / "run"
+    make_reviewed_run(run_dir)
+    out = tmp_path / "07_review.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "07_review.ipynb"), str(out), cwd=str(REPO),
+                               kernel_name="python3", progress_bar=False,
+                               parameters=dict(run_dir=str(run_dir), reviewer="cy", order="disagreements", n_boot=200))
+    ev = run_dir / "eval"
+    rep = json.loads((ev / "review.json").read_text())
+    assert rep["reviewers"] == ["ana", "bo"] and rep["votes"] == 9
+    assert rep["judge_vs_human"]["compared"] == 9 and rep["human_vs_human"]["overlapping_items"] == 3
+    assert {r["model"] for r in rep["ratings"]["judge"]} == set(PAIR)
+    assert all(not r["comparable"] for r in rep["scorecard"])
+    assert "a 135M local judge" in rep["scorecard"][0]["reason"]
+    assert rep["cost_of_trust"]["usd_per_hour"] == 0.0 and rep["cost_of_trust"]["judged_items"] == 6
+    for png in ("agreement.png", "ratings.png"):
+        assert (ev / png).stat().st_size > 5000
+    nb = nbformat.read(out, as_version=4)
+    views = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 1  # the review widget rendered in the kernel
+    assert len(load_votes(ev / "human.jsonl")) == 9  # executing the notebook casts no vote

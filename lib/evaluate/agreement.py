@@ -179,3 +179,36 @@ def cost_of_trust(report: dict, votes: list[dict], *, judge_usd: float, judged_i
             "votes_for_agreement": need_raw, "more_votes_for_agreement": max(0, need_raw - ov["n"]),
             "non_tie_votes_for_non_tie_agreement": need_non_tie, "votes_for_non_tie_agreement": votes_for_non_tie,
             "usd_for_agreement": need_raw * per_review if seconds else math.nan}
+
+
+def agreement_chart(report: dict, human_human: dict | None = None):
+    """Raw, non-tie and kappa per category and overall, with intervals; people vs people beside."""
+    import matplotlib.pyplot as plt
+
+    groups = [("overall", report["overall"]), *report["by_category"].items()]
+    if human_human and human_human["overall"]["n"]:
+        groups.append(("human vs human", human_human["overall"]))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups) + 2), 3.6))
+    measures = (("agreement", "agreement_ci", "raw", "#264653"), ("non_tie_agreement", "non_tie_ci", "non-tie", "#2a9d8f"),
+                ("kappa", "kappa_ci", "Cohen's κ", "#e9c46a"))
+    width, labelled = 0.26, set()
+    for k, (key, ci, label, color) in enumerate(measures):
+        for g, (_, st) in enumerate(groups):
+            v = st[key]
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                continue
+            lo, hi = st[ci]
+            x = g + (k - 1) * width
+            ax.bar(x, v, width, color=color, label=None if label in labelled else label)
+            labelled.add(label)
+            if lo is not None and not (math.isnan(lo) or math.isnan(hi)):
+                ax.plot([x, x], [lo, hi], color="#333333", lw=1.2)
+    ax.set_xticks(range(len(groups)), [f"{name}\n(n={st['n']})" for name, st in groups], fontsize=8)
+    ax.axhline(0.85, color="#bdbdbd", ls="--", lw=1)
+    ax.text(len(groups) - 0.5, 0.86, "GPT-4 vs people, non-tie (MT-bench): ~0.85", ha="right", fontsize=7, color="#777777")
+    ax.set_ylim(min(0, ax.get_ylim()[0]), 1.05)
+    ax.set_ylabel("agreement / κ")
+    ax.set_title("Judge vs people (95% bootstrap intervals)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig

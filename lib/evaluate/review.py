@@ -19,19 +19,19 @@ the earlier line instead of adding a second vote; a reviewer who changes their m
 re-votes and the latest line counts. A resumed session skips every item this reviewer has
 already voted on.
 
-Several reviewers share the one file: each opens its own session with its own name. All
-writers hold an exclusive `flock` on the file while they trim a torn tail or append, so a
-reviewer opening the file can never trim a line another reviewer is in the middle of
-writing; lines never interleave because each is one `write` on an O_APPEND file.
+Several reviewers share the one file (one file, not one per reviewer, so every summary reads
+one place and a reviewer's name is data, not a path): each opens its own session with its
+own name, so their vote ids never collide. lib/files.py's append-only rule makes sharing
+safe: each vote is one `write` on an O_APPEND descriptor under an exclusive `flock`, and
+the torn-tail repair takes the same lock, so lines never interleave and a reviewer opening
+the file can never trim a line another reviewer is in the middle of writing.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import html
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,22 +105,8 @@ def outcome_for_a(choice: str, shown: list[str], model_a: str) -> str:
 
 
 # ----------------------------------------------------------------------------- the file
-@contextmanager
-def _locked(path: Path):
-    """Exclusive advisory lock on the votes file itself, held while trimming or appending."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def votes_store(path: str | Path) -> JsonlStore:
-    path = Path(path)
-    with _locked(path):
-        return JsonlStore(path, VOTE_KEY)
+    return JsonlStore(path, VOTE_KEY)
 
 
 def load_votes(path: str | Path) -> list[dict]:
@@ -132,8 +118,7 @@ def load_votes(path: str | Path) -> list[dict]:
 
 
 def append_vote(store: JsonlStore, rec: dict) -> None:
-    with _locked(store.path):
-        store.append(rec)
+    store.append(rec)  # on disk (fsynced) when this returns
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -357,3 +342,55 @@ class ReviewWidget:
 
     def show(self):
         return self.box
+
+
+# ----------------------------------------------------------------------------- 07_review's inputs
+@dataclass
+class ReviewInputs:
+    """What 04_evaluate left in eval/: the questions, every model's answers, the judgments."""
+    qset: object
+    answers: dict
+    judgments: list[dict]
+    judge: str | None
+    pairs: list[tuple[str, str]]
+    results: dict
+
+
+def load_review_inputs(eval_dir: str | Path, question_set: str = "", pairs: list | None = None) -> ReviewInputs:
+    """Read eval/answers.jsonl, judgments.jsonl and results.json; one line for anything missing."""
+    import json
+
+    from lib.evaluate.agreement import judged_pairs
+    from lib.evaluate.answers import ANSWER_KEY, answer_table
+    from lib.evaluate.judge import judgments_store
+    from lib.evaluate.questions import load_question_set
+
+    eval_dir = Path(eval_dir)
+    answers_path = eval_dir / "answers.jsonl"
+    if not answers_path.is_file():
+        raise UserError(f"{answers_path} is missing: run 04_evaluate with this run_dir first (its answers are what you review)")
+    results_path = eval_dir / "results.json"
+    results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
+    spec = question_set or results.get("question_set") or ""
+    if not spec:
+        raise UserError("question_set is empty and eval/results.json names none: pass the question_set 04_evaluate used")
+    try:
+        qset = load_question_set(spec)
+    except UserError as e:
+        raise UserError(f"{e} (for a public set pass question_set='<kind>:<path>' exactly as 04_evaluate had it)") from None
+    answers = answer_table(JsonlStore(answers_path, ANSWER_KEY))
+    jpath = eval_dir / "judgments.jsonl"
+    judgments = judgments_store(jpath).records() if jpath.is_file() else []
+    judge = (results.get("judge") or {}).get("name")
+    chosen = [tuple(p) for p in (pairs or [])] or judged_pairs(judgments, judge) or \
+        [(p["model_a"], p["model_b"]) for p in (results.get("pairwise") or {}).get("pairs", [])]
+    if not chosen:
+        raise UserError("nothing to review: the judge compared no pair; pass pairs=[['tuned', 'base']] (two models in answers.jsonl)")
+    for pair in chosen:
+        if len(pair) != 2 or pair[0] == pair[1]:
+            raise UserError(f"pair {list(pair)!r} is not two different models: write pairs=[['tuned', 'base']]")
+        missing = [m for m in pair if m not in answers]
+        if missing:
+            raise UserError(f"pair {list(pair)!r}: no answers from {missing} in {answers_path} "
+                            f"(it has {sorted(answers)}): fix pairs or run 04_evaluate with those models")
+    return ReviewInputs(qset, answers, judgments, judge, chosen, results)
