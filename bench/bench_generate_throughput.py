@@ -39,7 +39,7 @@ def main() -> int:
         budgets = load_budgets()
         ledger = Ledger(Path(tmp) / "ledger", writer="generate", budgets=budgets)
         ep = Endpoint(base_url=api.base_url, model="canned", price_model="gpt-4o-mini")
-        cfg = GenerateConfig(num_instructions=10**9, max_requests=a.requests, concurrency=a.concurrency, max_tokens=512)
+        cfg = GenerateConfig(num_instructions_to_generate=10**9, max_requests=a.requests, concurrency=a.concurrency, max_tokens=512)
         gen = Generator(tmp, ep, seeds, cfg, ledger=ledger, budgets=budgets, show_progress=False)
         t = time.perf_counter()
         summary = gen.run()

@@ -1,15 +1,31 @@
-"""Files that are either whole or absent: write to a temporary sibling, fsync, rename.
+"""Every file the project writes goes through here, under two rules.
 
-A reader (or a resumed run after `kill -9`) never sees half a file; the previous version
-stays in place until the new one is complete.
+Whole files (state, summaries, results, pictures) are whole or absent: written to a
+temporary sibling, fsynced, renamed over the target, then the directory is fsynced so the
+new name survives a power cut. A reader (or a resumed run after `kill -9`) never sees half
+a file; the previous version stays in place until the new one is complete.
+
+JSON is written one way: strict JSON (NaN and infinities become null, so any reader
+accepts it), UTF-8 kept as text, indent 1, ending in a newline.
+
+Append-only JSONL logs (paid replies, judgments, the ledger) grow one record at a time:
+each batch of records is ONE `write()` of whole lines on an O_APPEND descriptor, followed
+by fsync, so the record is on disk when `append` returns and a kill leaves at most a torn
+last line. The one torn-line policy: `repair_torn_tail` cuts it off (together with a last
+line that does not parse) before the file is appended to again -- it was never
+acknowledged, so the work that produced it is re-done on resume -- and `read_jsonl` yields
+only complete lines that parse. An exclusive `flock` around every append and every repair
+keeps a repair from cutting a record another process is appending at the same time.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 
 def parse_jsonl(text: str, where: str, fix: str) -> list:
@@ -47,6 +63,16 @@ def atomic_write_via(path: str | os.PathLike, write: Callable[[str], object]) ->
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make a new or renamed name in `directory` durable (its entry lives in the directory)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
@@ -54,8 +80,29 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     atomic_write_via(path, lambda tmp: Path(tmp).write_bytes(raw))
 
 
-def atomic_write_json(path: str | os.PathLike, obj, *, indent: int | None = 1) -> None:
-    atomic_write(path, json.dumps(obj, ensure_ascii=False, indent=indent, default=str))
+def json_safe(obj):
+    """NaN/inf -> None, recursively: what json.dumps would write as NaN is not JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """The one JSON rule (module doc): strict, NaN as null, indent 1, a final newline."""
+    text = json.dumps(json_safe(obj), ensure_ascii=False, indent=1, default=str, allow_nan=False)
+    atomic_write(path, text + "\n")
+
+
+def read_json(path: str | os.PathLike, default=None):
+    """A whole JSON file, or `default` when there is none."""
+    path = Path(path)
+    if not path.exists():
+        return default
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
@@ -63,3 +110,101 @@ def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
     lines = [json.dumps(rec, ensure_ascii=False) + "\n" for rec in records]
     atomic_write(path, "".join(lines))
     return len(lines)
+
+
+# ----------------------------------------------------------------------------- append-only JSONL
+
+def jsonl_line(record) -> str:
+    """One record as one JSONL line (UTF-8 kept as text)."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def repair_torn_tail(path: str | os.PathLike) -> int:
+    """Cut a torn last line (no newline, or not parsable) off `path`; returns bytes removed.
+
+    A complete-looking last line can still be garbage if a kill hit between the bytes and
+    the newline of an older writer, hence the parse check; lines before the last are never
+    touched (the readers skip an unparsable one rather than lose what follows it)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # no appender may land between our read and truncate
+        data = f.read()
+        keep = len(data)
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+        while keep:
+            start = data.rfind(b"\n", 0, keep - 1) + 1
+            try:
+                json.loads(data[start:keep])
+                break
+            except ValueError:
+                keep = start
+        if keep != len(data):
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        return len(data) - keep
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator:
+    """The records of an append-only log: complete lines that parse, in order (a torn or
+    garbled line is skipped; only a killed writer leaves one, and its work is re-done)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n") or not raw.strip():
+                continue
+            try:
+                yield json.loads(raw)
+            except ValueError:
+                continue
+
+
+class AppendLog:
+    """An append-only JSONL file; every `append` is on disk when it returns (module doc).
+
+    `repair=False` skips the torn-tail repair on open, for a writer that reopens the same
+    file for every record and repaired it once already (the ledger)."""
+
+    def __init__(self, path: str | os.PathLike, *, repair: bool = True):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if repair:
+            repair_torn_tail(self.path)
+        new = not self.path.exists()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if new:
+            fsync_dir(self.path.parent)
+
+    def append(self, record) -> None:
+        self.append_many([record])
+
+    def append_many(self, records) -> None:
+        if records:
+            self.write_lines("".join(jsonl_line(r) for r in records).encode("utf-8"))
+
+    def write_lines(self, data: bytes) -> None:
+        """Whole lines, already serialised (each ending in a newline): one write, one fsync."""
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            view = memoryview(data)
+            while view:  # one write() in practice; the loop only guards against short writes
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "AppendLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

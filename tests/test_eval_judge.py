@@ -11,7 +11,7 @@ from lib.evaluate.answers import GenerationSettings, answer_table, generate_answ
 from lib.evaluate.judge import Judge, JudgeSettings, judgments_store
 from lib.evaluate.questions import QuestionSet, load_question_set
 from lib.evaluate.results import pairs_for, summarize
-from lib.evaluate.store import write_json_atomic
+from lib.files import atomic_write_json
 from lib.server import free_port
 
 ANSWERS = {
@@ -117,7 +117,7 @@ def _selfinstruct_run(tmp_path, shared_data, local_endpoint, ledger, n):
     judge.pairwise(qset.questions, answers, pairs, jstore)
     results = summarize(qset, specs, answers, jstore.records(), pairs=pairs,
                         judge={"name": judge.name, "local": True}, spent_usd=ledger.spent("evaluation"))
-    write_json_atomic(tmp_path / "results.json", results)
+    atomic_write_json(tmp_path / "results.json", results)
     return qset, results
 
 

@@ -2,7 +2,8 @@
 import json
 
 from lib.evaluate.judge import JUDGMENT_KEY, judgments_store
-from lib.evaluate.store import JsonlStore, write_json_atomic
+from lib.evaluate.store import JsonlStore
+from lib.files import atomic_write_json
 
 
 def _j(q, order, status="ok", **kw):
@@ -47,6 +48,6 @@ def test_torn_tail_is_cut_back(tmp_path):
 def test_key_fields_and_atomic_json(tmp_path):
     assert JUDGMENT_KEY == ("kind", "question_id", "model_a", "model_b", "order", "turn", "judge")
     out = tmp_path / "r" / "results.json"
-    write_json_atomic(out, {"x": 1, "中": "文", "ci": [float("nan"), 0.5]})
+    atomic_write_json(out, {"x": 1, "中": "文", "ci": [float("nan"), 0.5]})
     assert json.loads(out.read_text(encoding="utf-8")) == {"x": 1, "中": "文", "ci": [None, 0.5]}
     assert [p.name for p in out.parent.iterdir()] == ["results.json"]

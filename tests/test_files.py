@@ -6,7 +6,8 @@ import stat
 import pytest
 
 from lib.errors import UserError
-from lib.files import atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via, parse_jsonl
+from lib.files import (AppendLog, atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via, parse_jsonl,
+                       read_json, read_jsonl, repair_torn_tail)
 
 
 def test_jsonl_round_trip_and_ordinary_permissions(tmp_path):
@@ -59,3 +60,32 @@ def test_parse_jsonl_keeps_u2028_inside_strings_and_names_the_bad_line():
     assert parse_jsonl(text, "q.jsonl", "fix it") == [{"t": "a\u2028b"}, {"ok": 2}]
     with pytest.raises(UserError, match=r"^q.jsonl:3 is not valid JSON: fix it$"):
         parse_jsonl('{"a": 1}\n\n{broken\n', "q.jsonl", "fix it")
+
+
+def test_the_one_json_rule_is_strict_json_with_nan_as_null(tmp_path):
+    p = tmp_path / "r.json"
+    atomic_write_json(p, {"x": float("nan"), "y": [float("inf"), 0.5], "中": "文"})
+    text = p.read_text(encoding="utf-8")
+    assert text.endswith("\n") and "NaN" not in text and "Infinity" not in text and "中" in text
+    assert json.loads(text) == {"x": None, "y": [None, 0.5], "中": "文"}
+    assert read_json(p) == json.loads(text) and read_json(tmp_path / "none.json", default={}) == {}
+
+
+def test_the_one_torn_line_policy_for_append_only_logs(tmp_path):
+    """A kill mid-write leaves a torn tail: readers skip it, the next appender cuts it off
+    (a newline-less tail, and a complete last line that does not parse), nothing else moves."""
+    p = tmp_path / "log.jsonl"
+    with AppendLog(p) as log:
+        log.append({"n": 1})
+        log.append_many([{"n": 2}, {"t": "中文"}])
+    with open(p, "ab") as f:
+        f.write(b'{"n": 3, "half')
+    assert list(read_jsonl(p)) == [{"n": 1}, {"n": 2}, {"t": "中文"}]
+    assert repair_torn_tail(p) == len(b'{"n": 3, "half')
+    with open(p, "ab") as f:
+        f.write(b'{"garbled\n')
+    with AppendLog(p) as log:  # opening for append repairs
+        log.append({"n": 4})
+    assert [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines()] == [
+        {"n": 1}, {"n": 2}, {"t": "中文"}, {"n": 4}]
+    assert repair_torn_tail(p) == 0

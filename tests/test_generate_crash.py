@@ -1,7 +1,7 @@
 """kill -9 at several points of generation (including mid-write), then resume.
 
 Each case runs the real CLI in a subprocess against the real embedded model server, makes
-it SIGKILL itself at a chosen point (SHEAR_GENERATE_CRASH, see lib/generate/engine.py),
+it SIGKILL itself at a chosen point (SHEAR_GENERATE_CRASH, see lib/generate/journal.py),
 then runs the same command again. Afterwards: every request answered exactly once in the
 response log and in the ledger, generated.jsonl is exactly what the response log implies
 (nothing lost, nothing duplicated), and the ids are unique.
@@ -18,7 +18,7 @@ import pytest
 
 from lib.budget import Ledger
 from lib.generate import GenerateConfig, Generator, load_seed_tasks
-from lib.generate.store import read_jsonl
+from lib.files import read_jsonl
 from lib.paths import REPO
 
 SEEDS = load_seed_tasks("", language="en")
@@ -26,8 +26,8 @@ N_REQUESTS = 3
 
 
 def command(run_dir, endpoint) -> list[str]:
-    return [sys.executable, "-m", "lib.generate", "--run-dir", str(run_dir), "--base-url", endpoint.base_url,
-            "--model", endpoint.model, "--num", "100", "--max-requests", str(N_REQUESTS), "--tasks-per-request", "3",
+    return [sys.executable, "-m", "lib.generate", "--run-dir", str(run_dir), "--teacher-base-url", endpoint.base_url,
+            "--teacher-model", endpoint.model, "--num-instructions-to-generate", "100", "--max-requests", str(N_REQUESTS), "--tasks-per-request", "3",
             "--max-tokens", "96", "--temperature", "0", "--concurrency", "1", "--no-progress"]
 
 
@@ -53,7 +53,7 @@ def check_consistent(run_dir, endpoint) -> list[dict]:
     # records: exactly the deterministic replay of the log
     records = list(read_jsonl(run_dir / "data/generated.jsonl"))
     assert (run_dir / "data/generated.jsonl").read_bytes().count(b"torn") == 0
-    cfg = GenerateConfig(num_instructions=100, max_requests=N_REQUESTS, tasks_per_request=3, max_tokens=96, temperature=0.0)
+    cfg = GenerateConfig(num_instructions_to_generate=100, max_requests=N_REQUESTS, tasks_per_request=3, max_tokens=96, temperature=0.0)
     gen = Generator(run_dir, endpoint, SEEDS, cfg, show_progress=False)
     gen.recover()
     assert [r["id"] for r in records] == [r["id"] for r in gen.records]

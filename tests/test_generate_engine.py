@@ -10,8 +10,8 @@ import yaml
 from lib.budget import Ledger, load_budgets
 from lib.client import Endpoint
 from lib.generate import GenerateConfig, Generator, load_seed_tasks
-from lib.generate.engine import prompt_token_bound
-from lib.generate.store import read_jsonl
+from lib.budget.guard import prompt_token_bound
+from lib.files import read_jsonl
 from lib.testing.batch_server import BatchServer
 
 SEEDS = load_seed_tasks("", language="en")
@@ -19,7 +19,7 @@ SEEDS = load_seed_tasks("", language="en")
 
 def tiny_config(**kw) -> GenerateConfig:
     # greedy (temperature 0) so the embedded model's replies are reproducible
-    base = dict(num_instructions=50, max_requests=1, concurrency=1, tasks_per_request=3, max_tokens=96,
+    base = dict(num_instructions_to_generate=50, max_requests=1, concurrency=1, tasks_per_request=3, max_tokens=96,
                 temperature=0.0, backoff_base_s=0.05)
     base.update(kw)
     return GenerateConfig(**base)
@@ -126,9 +126,9 @@ def test_batch_resumes_from_the_saved_batch_id(local_endpoint, tmp_path):
     from lib.paths import REPO
 
     with BatchServer(local_endpoint.base_url, hold_batches=True) as api:
-        args = [sys.executable, "-m", "lib.generate", "--run-dir", str(tmp_path), "--base-url", api.base_url,
-                "--model", local_endpoint.model, "--num", "50", "--max-requests", "2", "--tasks-per-request", "3",
-                "--max-tokens", "48", "--temperature", "0", "--batch-api", "--batch-poll-s", "0.2", "--no-progress"]
+        args = [sys.executable, "-m", "lib.generate", "--run-dir", str(tmp_path), "--teacher-base-url", api.base_url,
+                "--teacher-model", local_endpoint.model, "--num-instructions-to-generate", "50", "--max-requests", "2", "--tasks-per-request", "3",
+                "--max-tokens", "48", "--temperature", "0", "--use-batch-api", "--batch-poll-s", "0.2", "--no-progress"]
         proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         state_path = tmp_path / "data/generate/batch.json"
         deadline = time.monotonic() + 120
@@ -154,9 +154,9 @@ def test_listed_tasks_without_output_get_a_follow_up_answer(tmp_path):
              "5. Instruction: Describe how rain forms in clouds.\n5. Output: Water vapour condenses into drops.")
     with BatchServer(None, canned_reply=reply) as api:
         ep = Endpoint(base_url=api.base_url, model="canned")
-        cfg = GenerateConfig(num_instructions=10, max_requests=1, concurrency=2, answer_missing_outputs=True)
+        cfg = GenerateConfig(num_instructions_to_generate=10, max_requests=1, concurrency=2, answer_missing_outputs=True)
         summary = Generator(tmp_path, ep, SEEDS, cfg, show_progress=False).run()
-        off = Generator(tmp_path / "off", ep, SEEDS, GenerateConfig(num_instructions=10, max_requests=1),
+        off = Generator(tmp_path / "off", ep, SEEDS, GenerateConfig(num_instructions_to_generate=10, max_requests=1),
                         show_progress=False).run()
     records = {r["id"]: r for r in read_jsonl(tmp_path / "data/generated.jsonl")}
     assert set(records) == {"gen-0-000000-0", "gen-0-000000-1"}

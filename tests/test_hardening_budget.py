@@ -42,7 +42,7 @@ def _generate(run_dir: Path, base_url: str, model: str, budgets: Path, seeds_pat
 
     ctx = RunContext(run_dir, phase="data", writer="generate", budgets_path=budgets)
     ep = Endpoint(base_url=base_url, model=model, price_model="gpt-4o-mini")
-    config = GenerateConfig(**{"num_instructions": 1000, "concurrency": 2, "max_tokens": 24, "tasks_per_request": 2,
+    config = GenerateConfig(**{"num_instructions_to_generate": 1000, "concurrency": 2, "max_tokens": 24, "tasks_per_request": 2,
                                "backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_retries": 30, **cfg})
     gen = Generator(run_dir, ep, load_seed_tasks(seeds_path), config, ledger=ctx.ledger, budgets=ctx.budgets,
                     show_progress=False)

@@ -239,7 +239,7 @@ from lib.run import RunContext
 run_dir, base_url, model, budgets, seeds = sys.argv[1:6]
 ctx = RunContext(run_dir, phase="data", writer="generate", budgets_path=budgets)
 ep = Endpoint(base_url=base_url, model=model, price_model="gpt-4o-mini")  # priced: the ledger has real amounts
-cfg = GenerateConfig(num_instructions=1000, max_requests=int(sys.argv[6]), concurrency=1, max_tokens=32,
+cfg = GenerateConfig(num_instructions_to_generate=1000, max_requests=int(sys.argv[6]), concurrency=1, max_tokens=32,
                      tasks_per_request=3)
 print(json.dumps(Generator(run_dir, ep, load_seed_tasks(seeds), cfg, ledger=ctx.ledger, budgets=ctx.budgets,
                            show_progress=False).run()))

@@ -13,8 +13,9 @@ Why it is built this way:
 - Every record is flushed and fsynced before the call returns: money already spent is on disk.
 - Every record has an id; reading keeps one record per id (the highest `rev`), so recording the
   same API response twice, or re-writing an open GPU interval at each heartbeat, counts once.
-- A kill in the middle of a write leaves at most a torn last line; readers skip it and the next
-  writer that opens the file ends it with a newline, so nothing after it is lost either.
+- The file is an append-only log under lib/files.py's one rule: a kill in the middle of a
+  write leaves at most a torn last line; readers skip it, and the next writer that opens the
+  file cuts it off (under the same lock every append takes, so no live record is cut).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.errors import UserError
+from lib.files import AppendLog, repair_torn_tail
 
 from .config import PHASES, Budgets
 from .prices import api_cost, usage_tokens
@@ -60,43 +62,15 @@ class Ledger:
         self._by_id: dict[str, dict] = {}
         self.bad_lines = 0  # torn or foreign lines skipped while reading
         self._warned: set[str] = set()
-        self._repair_tail()
+        repair_torn_tail(self.path)
         if budgets is not None:
             budgets.check_spent(self.spent_by_phase())
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _repair_tail(self) -> None:
-        """End a torn last line (a kill mid-write) so the next record starts on its own line."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                if f.tell() == 0:
-                    return
-                f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-        except FileNotFoundError:
-            return
-        if torn:
-            self._write_bytes(b"\n")
-
     def _write_bytes(self, data: bytes) -> None:
-        new = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(data)
-            while view:  # one write() in practice; the loop only guards against short writes
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:  # make the new file's directory entry durable too
-            dfd = os.open(self.root, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        with AppendLog(self.path, repair=False) as log:  # repaired once, in __init__
+            log.write_lines(data)
 
     def append(self, record: dict) -> dict:
         """Write one record (must carry `id`, `kind`, `phase`, `usd`); returns it."""

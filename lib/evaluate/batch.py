@@ -21,7 +21,8 @@ from pathlib import Path
 
 from lib.errors import UserError
 from lib.evaluate.judge import Job, Judge
-from lib.evaluate.store import JsonlStore, write_json_atomic
+from lib.evaluate.store import JsonlStore
+from lib.files import atomic_write_json, jsonl_line, read_json
 from lib.generate.batch import poll_batch
 
 
@@ -40,7 +41,7 @@ def judge_batch(judge: Judge, jobs: list[Job], store: JsonlStore, state_path: st
                 poll_s: float = 30.0, completion_window: str = "24h") -> dict:
     """Run `jobs` as one batch (or finish the batch a crashed run left); returns counts by status."""
     state_path = Path(state_path)
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state = read_json(state_path, default={})
     todo = {_custom_id(j): j for j in jobs if not store.done(j.key)}
     if not state and not todo:
         return {}
@@ -49,10 +50,10 @@ def judge_batch(judge: Judge, jobs: list[Job], store: JsonlStore, state_path: st
     if not state:
         if judge.guard is not None and judge.ep.billed_as:
             reservation = judge.guard.reserve(judge.worst_case_usd([j.messages for j in todo.values()], batch=True))
-        data = "".join(json.dumps(_line(judge, j), ensure_ascii=False) + "\n" for j in todo.values()).encode()
+        data = "".join(jsonl_line(_line(judge, j)) for j in todo.values()).encode("utf-8")
         uploaded = client.files.create(file=("judge_batch.jsonl", data), purpose="batch")
         state = {"input_file_id": uploaded.id, "jobs": len(todo)}
-        write_json_atomic(state_path, state)
+        atomic_write_json(state_path, state)
     try:
         batch = _submit(client, state, state_path, completion_window)
         batch = poll_batch(client, batch, poll_s, label="judge batch")
@@ -74,12 +75,12 @@ def _submit(client, state: dict, state_path: Path, completion_window: str):
     for b in client.batches.list(limit=100):
         if b.input_file_id == state["input_file_id"]:
             state["batch_id"] = b.id
-            write_json_atomic(state_path, state)
+            atomic_write_json(state_path, state)
             return b
     batch = client.batches.create(input_file_id=state["input_file_id"], endpoint="/v1/chat/completions",
                                   completion_window=completion_window, metadata={"shear": "judge"})
     state["batch_id"] = batch.id
-    write_json_atomic(state_path, state)
+    atomic_write_json(state_path, state)
     return batch
 
 

@@ -2,7 +2,8 @@
 
     from lib.generate import Generator, GenerateConfig, load_seed_tasks, NoveltyFilter
 """
-from lib.generate.engine import GenerateConfig, Generator
+from lib.generate.config import GenerateConfig
+from lib.generate.engine import Generator
 from lib.generate.novelty import NoveltyFilter
 from lib.generate.seeds import SeedTask, load_seed_tasks
 

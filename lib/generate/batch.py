@@ -19,29 +19,54 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
+from typing import Iterator, Protocol
 
-from lib.client import make_client
+from lib.client import Endpoint, make_client
 from lib.errors import BudgetExceeded, UserError
-from lib.generate.store import AppendLog, read_json, write_json_atomic
+from lib.files import atomic_write_json, atomic_write_jsonl, read_json
+from lib.generate.config import GenerateConfig
+from lib.generate.prompt import Request
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
-def _plan_size(gen) -> int:
+class Host(Protocol):
+    """What the batch mode needs from the Generator (engine.py), and nothing else."""
+
+    cfg: GenerateConfig
+    ep: Endpoint
+    work_dir: Path
+    retries: dict
+
+    def done(self) -> bool: ...
+    def yield_so_far(self) -> tuple[int, int]: ...
+    def pending_indices(self) -> Iterator[int]: ...
+    def request(self, index: int) -> Request: ...
+    def request_body(self, req: Request) -> dict: ...
+    def is_logged(self, rid: str) -> bool: ...
+    def worst_case_usd(self, req: Request, *, batch: bool = False) -> float: ...
+    def reserve(self, usd: float): ...
+    def budget_left(self) -> float: ...
+    def ingest(self, req: Request, completion, *, batch: bool = False) -> float: ...
+    def stop(self, reason: str) -> None: ...
+
+
+def _plan_size(gen: Host) -> int:
     """How many requests the next batch needs to reach the target, from the yield so far."""
-    p = gen.progress
-    remaining = gen.cfg.num_instructions - len(gen.records)
-    per_request = (p.kept / p.requests_done) if p.requests_done and p.kept else max(1.0, gen.cfg.tasks_per_request * 0.25)
+    kept, requests = gen.yield_so_far()
+    remaining = gen.cfg.num_instructions_to_generate - kept
+    per_request = (kept / requests) if requests and kept else max(1.0, gen.cfg.tasks_per_request * 0.25)
     return max(1, min(gen.cfg.batch_max_requests, math.ceil(remaining / per_request)))
 
 
-def _line(gen, req) -> dict:
+def _line(gen: Host, req: Request) -> dict:
     body = gen.request_body(req)
     body.update(body.pop("extra_body", None) or {})  # a batch line is the raw JSON body
     return {"custom_id": req.id, "method": "POST", "url": "/v1/chat/completions", "body": body}
 
 
-def _reserve_fitting(gen, reqs):
+def _reserve_fitting(gen: Host, reqs: list[Request]):
     """Reserve the worst case of as many requests as the cap allows; returns (reqs, reservation)."""
     costs = [gen.worst_case_usd(r, batch=True) for r in reqs]
     while reqs:
@@ -49,11 +74,10 @@ def _reserve_fitting(gen, reqs):
             return reqs, gen.reserve(sum(costs))
         except BudgetExceeded as e:
             if len(reqs) == 1:
-                gen.progress.stop_reason = f"budget cap: {e}"
-                print(f"stopping before the cap: {e}", file=sys.stderr)
+                gen.stop(f"budget cap: {e}")
                 return [], None
             # shrink to what fits: the guard knows what is left
-            left = gen.guard.remaining() if gen.guard else 0.0
+            left = gen.budget_left()
             n = 0
             acc = 0.0
             for c in costs:
@@ -63,59 +87,58 @@ def _reserve_fitting(gen, reqs):
                 n += 1
             n = min(n, len(reqs) - 1)
             if n == 0:
-                gen.progress.stop_reason = f"budget cap: {e}"
-                print(f"stopping before the cap: {e}", file=sys.stderr)
+                gen.stop(f"budget cap: {e}")
                 return [], None
             reqs, costs = reqs[:n], costs[:n]
     return [], None
 
 
-def run_batches(gen) -> None:
+def run_batches(gen: Host) -> None:
+    """Batch rounds until the target is kept, the requests run out or the cap stops them."""
     client = make_client(gen.ep, timeout=gen.cfg.request_timeout_s, max_retries=3)
     state_path = gen.work_dir / "batch.json"
-    with AppendLog(gen.responses_path) as log, AppendLog(gen.generated_path) as out:
-        while not gen.done():
-            state = read_json(state_path)
-            res = None
-            if state is None:
-                indices = []
-                want = _plan_size(gen)
-                for i in gen.pending_indices():
-                    indices.append(i)
-                    if len(indices) >= want:
-                        break
-                if not indices:
-                    return
-                reqs, res = _reserve_fitting(gen, [gen.request(i) for i in indices])
-                if not reqs:
-                    return
-                state = {"indices": [r.index for r in reqs], "input_file_id": None, "batch_id": None,
-                         "created": time.time()}
-                write_json_atomic(state_path, state)
-            else:
-                reqs = [gen.request(i) for i in state["indices"]]
-                todo = [r for r in reqs if r.id not in gen.logged_ids]
-                try:  # the batch is already submitted: hold its worst case while we wait
-                    res = gen.reserve(sum(gen.worst_case_usd(r, batch=True) for r in todo))
-                except BudgetExceeded:
-                    res = None
-            try:
-                batch = _submit(gen, client, state, state_path, reqs)
-                batch = poll_batch(client, batch, gen.cfg.batch_poll_s)
-                ok = _ingest(gen, client, batch, {r.id: r for r in reqs}, out, log)
-            finally:
-                if res is not None:
-                    res.release()  # the ledger now holds the real cost of every ingested reply
-            state_path.unlink()
-            if batch.status != "completed" and not ok:
-                raise UserError(f"batch {batch.id} ended {batch.status} with no usable output: "
-                                f"check the endpoint's batch errors, then re-run to resume")
-            if not ok:
-                raise UserError(f"batch {batch.id} returned no successful replies: check the request format "
-                                "(data/generate/batch-*.jsonl) and the model name")
+    while not gen.done():
+        state = read_json(state_path)
+        res = None
+        if state is None:
+            indices = []
+            want = _plan_size(gen)
+            for i in gen.pending_indices():
+                indices.append(i)
+                if len(indices) >= want:
+                    break
+            if not indices:
+                return
+            reqs, res = _reserve_fitting(gen, [gen.request(i) for i in indices])
+            if not reqs:
+                return
+            state = {"indices": [r.index for r in reqs], "input_file_id": None, "batch_id": None,
+                     "created": time.time()}
+            atomic_write_json(state_path, state)
+        else:
+            reqs = [gen.request(i) for i in state["indices"]]
+            todo = [r for r in reqs if not gen.is_logged(r.id)]
+            try:  # the batch is already submitted: hold its worst case while we wait
+                res = gen.reserve(sum(gen.worst_case_usd(r, batch=True) for r in todo))
+            except BudgetExceeded:
+                res = None
+        try:
+            batch = _submit(gen, client, state, state_path, reqs)
+            batch = poll_batch(client, batch, gen.cfg.batch_poll_s)
+            ok = _ingest(gen, client, batch, {r.id: r for r in reqs})
+        finally:
+            if res is not None:
+                res.release()  # the ledger now holds the real cost of every ingested reply
+        state_path.unlink()
+        if batch.status != "completed" and not ok:
+            raise UserError(f"batch {batch.id} ended {batch.status} with no usable output: "
+                            f"check the endpoint's batch errors, then re-run to resume")
+        if not ok:
+            raise UserError(f"batch {batch.id} returned no successful replies: check the request format "
+                            "(data/generate/batch-*.jsonl) and the model name")
 
 
-def _submit(gen, client, state: dict, state_path, reqs):
+def _submit(gen: Host, client, state: dict, state_path, reqs):
     if state.get("batch_id"):
         return client.batches.retrieve(state["batch_id"])
     if state.get("input_file_id"):
@@ -123,23 +146,19 @@ def _submit(gen, client, state: dict, state_path, reqs):
         for b in client.batches.list(limit=100):
             if b.input_file_id == state["input_file_id"]:
                 state["batch_id"] = b.id
-                write_json_atomic(state_path, state)
+                atomic_write_json(state_path, state)
                 return b
     else:
         path = gen.work_dir / f"batch-{state['indices'][0]:06d}.jsonl"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in reqs:
-                f.write(json.dumps(_line(gen, r), ensure_ascii=False) + "\n")
-        tmp.replace(path)
+        atomic_write_jsonl(path, [_line(gen, r) for r in reqs])
         with open(path, "rb") as f:
             uploaded = client.files.create(file=f, purpose="batch")
         state["input_file_id"] = uploaded.id
-        write_json_atomic(state_path, state)
+        atomic_write_json(state_path, state)
     batch = client.batches.create(input_file_id=state["input_file_id"], endpoint="/v1/chat/completions",
                                   completion_window="24h", metadata={"shear_requests": f"{reqs[0].id}..{reqs[-1].id}"})
     state["batch_id"] = batch.id
-    write_json_atomic(state_path, state)
+    atomic_write_json(state_path, state)
     return batch
 
 
@@ -157,7 +176,7 @@ def poll_batch(client, batch, poll_s: float, label: str = "batch"):
     return batch
 
 
-def _ingest(gen, client, batch, by_id: dict, out, log) -> int:
+def _ingest(gen: Host, client, batch, by_id: dict) -> int:
     if not batch.output_file_id:
         return 0
     text = client.files.content(batch.output_file_id).text
@@ -168,9 +187,8 @@ def _ingest(gen, client, batch, by_id: dict, out, log) -> int:
     for row in rows:
         resp = row.get("response") or {}
         if resp.get("status_code") != 200 or not resp.get("body"):
-            gen.progress.retries["batch_line_failed"] += 1
+            gen.retries["batch_line_failed"] += 1
             continue  # not logged: the request is sent again in a later round
-        req = by_id[row["custom_id"]]
-        gen.ingest(req, gen.response_record(req, resp["body"], batch=True), out, log)
+        gen.ingest(by_id[row["custom_id"]], resp["body"], batch=True)
         ok += 1
     return ok

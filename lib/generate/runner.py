@@ -1,7 +1,9 @@
-"""One call that does generation inside a run directory (used by notebook 01 and the CLI)."""
+"""One call that does generation inside a run directory (the CLI's; notebook 01 runs the same
+steps in its own cells so that it can show them: RunContext, endpoint, Generator.run)."""
 from __future__ import annotations
 
-from lib.generate.engine import GenerateConfig, Generator
+from lib.generate.config import GenerateConfig
+from lib.generate.engine import Generator
 from lib.generate.seeds import load_seed_tasks
 
 
