@@ -1,5 +1,7 @@
-"""One call that does generation inside a run directory (the CLI's; notebook 01 runs the same
-steps in its own cells so that it can show them: RunContext, endpoint, Generator.run)."""
+"""One call that does generation inside a run directory: what the CLI runs.
+
+Notebook 01 runs the same steps in its own cells (RunContext, endpoint, Generator.run) so
+that it can show them; it does not call this."""
 from __future__ import annotations
 
 from lib.generate.config import GenerateConfig
