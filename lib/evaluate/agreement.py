@@ -200,6 +200,7 @@ def agreement_chart(report: dict, human_human: dict | None = None):
             lo, hi = st[ci]
             x = g + (k - 1) * width
             ax.bar(x, v, width, color=color, label=None if label in labelled else label)
+            ax.text(x, max(v, 0) + 0.02, f"{v:.2f}", ha="center", fontsize=7)  # a 0 bar is still read
             labelled.add(label)
             if lo is not None and not (math.isnan(lo) or math.isnan(hi)):
                 ax.plot([x, x], [lo, hi], color="#333333", lw=1.2)
