@@ -262,10 +262,9 @@ def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
 
 
 def render_figure(budgets: Budgets, s: Summary, path: Path) -> None:
-    import matplotlib
+    import matplotlib.pyplot as plt  # no matplotlib.use(): switching backends inside Jupyter hides later figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lib.figures import save
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     ax = axes[0]
@@ -319,8 +318,7 @@ def render_figure(budgets: Budgets, s: Summary, path: Path) -> None:
     ax.set_title("This run beside the 2023 seed recipes")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write_via(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save(fig, path)
 
 
 def write_report(run_dir: str | os.PathLike, budgets: Budgets | str | os.PathLike | None = None) -> tuple[Path, Path]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from lib.files import atomic_write
@@ -138,10 +137,7 @@ _atomic_write = atomic_write
 
 def plot_funnel(report: CleanReport, path: str | os.PathLike | None = None):
     """Funnel (records left after each stage, dropped in red) beside reply-length histograms."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no matplotlib.use(): switching backends inside Jupyter hides later figures
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * max(6, len(report.stages) + 2)),
                                   gridspec_kw={"width_ratios": [3, 2]})
@@ -171,22 +167,18 @@ def plot_funnel(report: CleanReport, path: str | os.PathLike | None = None):
     ax2.legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        from lib.figures import save
+
+        save(fig, path)  # whole or absent, and closed
     return fig
 
 
 def write_report(report: CleanReport, report_dir: str | os.PathLike) -> dict[str, Path]:
-    import matplotlib.pyplot as plt
-
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": report_dir / "clean.md", "json": report_dir / "clean_counts.json",
              "png": report_dir / "clean_funnel.png"}
     _atomic_write(paths["json"], json.dumps(report.counts(), indent=2, ensure_ascii=False).encode())
     _atomic_write(paths["md"], (report.markdown() + "\n\n![funnel](clean_funnel.png)\n").encode())
-    plt.close(plot_funnel(report, paths["png"]))
+    plot_funnel(report, paths["png"])
     return paths

@@ -67,6 +67,7 @@ def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None =
                  run_dir: str | Path = "") -> list[ModelSpec]:
     """Notebook parameters -> ModelSpecs, with one clear line for each thing that is wrong."""
     from lib.model import resolve_model
+    from lib.paths import repo_path
 
     if not isinstance(models, dict) or not models:
         raise UserError("models must map names to specs, e.g. {'base': 'embedded', 'tuned': '{run_dir}/model'}")
@@ -91,7 +92,7 @@ def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None =
         elif spec == "premade" or spec.startswith("premade:"):
             specs.append(ModelSpec(name, "premade", model=spec.partition(":")[2] or name))
         else:
-            path = Path(resolve_model(spec))
+            path = repo_path(resolve_model(spec))  # a relative checkpoint dir is under the repository
             if not (path / "config.json").is_file():
                 raise UserError(f"model {name!r}: {path} holds no Hugging Face checkpoint (config.json): "
                                 "train it first (03_train) or fix the path in models")

@@ -72,7 +72,9 @@ def read_source(path_or_url: str) -> str:
                 return r.read().decode("utf-8")
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             raise UserError(f"cannot download {path_or_url} ({e}): check the URL or download it and pass the path") from None
-    p = Path(path_or_url).expanduser()
+    from lib.paths import repo_path
+
+    p = repo_path(path_or_url)  # relative to the repository, as every notebook path parameter
     if not p.is_file():
         raise UserError(f"question file {p} does not exist: pass an existing path or an http(s) URL")
     return p.read_text(encoding="utf-8")

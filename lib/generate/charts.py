@@ -5,21 +5,19 @@
 * rejection reasons
 * ROUGE-L of each kept instruction to its nearest earlier instruction (seeds included)
 
-Each function saves one PNG and returns its path; nothing here decides anything.
+Each function saves one PNG (lib/figures.save) and returns its path; nothing here decides anything.
 """
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # no matplotlib.use(): switching backends inside Jupyter hides later figures
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from lib.generate.filters import count_words  # noqa: E402
-from lib.generate.novelty import NoveltyFilter  # noqa: E402
-from lib.generate.verbs import verb_object  # noqa: E402
+from lib.figures import save
+from lib.generate.filters import count_words
+from lib.generate.novelty import NoveltyFilter
+from lib.generate.verbs import verb_object
 
 
 def nearest_scores(seed_instructions: list[str], instructions: list[str], threshold: float = 0.7) -> list[float]:
@@ -85,9 +83,7 @@ def verb_object_chart(instructions: list[str], path: Path, *, top_verbs: int = 2
         ax.set_title(f"Top {len(top)} root verbs (inner) and their top objects (outer)\n"
                      f"{parsed} instructions with a verb-object form; {skipped} questions/other left out")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def length_histograms(records: list[dict], path: Path) -> Path:
@@ -105,9 +101,7 @@ def length_histograms(records: list[dict], path: Path) -> Path:
         ax.set_xlabel("words")
     axes[0].set_ylabel("records")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def rejection_chart(kept: int, rejected: dict[str, int], path: Path) -> Path:
@@ -121,9 +115,7 @@ def rejection_chart(kept: int, rejected: dict[str, int], path: Path) -> Path:
     ax.set_xlabel("candidate tasks")
     ax.set_title("Where the generated tasks went")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def nearest_histogram(scores: list[float], path: Path, threshold: float = 0.7) -> Path:
@@ -135,6 +127,4 @@ def nearest_histogram(scores: list[float], path: Path, threshold: float = 0.7) -
     ax.set_ylabel("kept instructions")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
