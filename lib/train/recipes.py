@@ -58,6 +58,9 @@ class Lora:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    # Modules trained in full beside the adapters: Chinese-LLaMA's stage 2 keeps the (extended)
+    # embeddings and LM head trainable, since new token rows must learn from scratch.
+    modules_to_save: list[str] = field(default_factory=list)
     quantize: str | None = None  # "4bit" = QLoRA (CUDA + bitsandbytes only)
 
 
@@ -67,7 +70,7 @@ class Recipe:
     description: str
     base_model: str  # hub id or path of the seed's base; "embedded" / "tiny" for local recipes
     family: str  # architecture family: the tiny CPU form builds a random model of it
-    format: str = "alpaca"  # alpaca | vicuna_v1.1 | chat (the model's own template)
+    format: str = "alpaca"  # alpaca | vicuna_v1.1 | chat (the model's own template) | text (raw documents)
     language: str = "en"
     max_length: int = 512
     packing: bool = True
@@ -84,6 +87,10 @@ class Recipe:
     fsdp: bool = True
     hardware: Hardware = field(default_factory=Hardware)
     lora: Lora | None = None
+    # "all", or "new_embeddings": Chinese-LLaMA's stage 1, where only the rows a vocabulary
+    # extension appended (ids >= new_embeddings_from) learn and everything else stays frozen.
+    trainable: str = "all"
+    new_embeddings_from: int = 0  # first appended token id (the base vocabulary's size)
     source: str = ""  # where the numbers come from
 
     @property
@@ -117,9 +124,17 @@ def _build(cls, data: dict, where: str):
         raise UserError(f"{where}: {e}: add the missing keys") from None
 
 
+TRAIN_FORMATS = (*FORMATS, "text")  # text: continued pretraining on raw documents (lib/train/text.py)
+
+
 def _validate(r: Recipe, where: str) -> Recipe:
-    if r.format not in FORMATS:
-        raise UserError(f"{where}: format {r.format!r} is unknown: use one of {', '.join(FORMATS)}")
+    if r.format not in TRAIN_FORMATS:
+        raise UserError(f"{where}: format {r.format!r} is unknown: use one of {', '.join(TRAIN_FORMATS)}")
+    if r.trainable not in ("all", "new_embeddings"):
+        raise UserError(f"{where}: trainable {r.trainable!r} is unknown: use 'all' or 'new_embeddings'")
+    if r.trainable == "new_embeddings" and (r.new_embeddings_from < 1 or r.lora is not None):
+        raise UserError(f"{where}: trainable: new_embeddings needs new_embeddings_from (the base vocabulary size) "
+                        "and no lora")
     for key in ("max_length", "effective_batch"):
         if int(getattr(r, key)) < 1:
             raise UserError(f"{where}: {key} must be a positive integer")
