@@ -276,5 +276,25 @@ def test_notebook_executes_with_the_widget_and_summaries(tmp_path):
     nb = nbformat.read(out, as_version=4)
     views = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
              if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
-    assert len(views) == 1  # the review widget rendered in the kernel
+    assert len(views) == 1  # the review widget rendered in the kernel...
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert views[0]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] in state  # ...and its state is saved
+    assert any(m["state"].get("description") == "A is better [a]" for m in state.values())
     assert len(load_votes(ev / "human.jsonl")) == 9  # executing the notebook casts no vote
+
+
+def test_review_inputs_say_what_is_missing_in_one_line(tmp_path):
+    from lib.evaluate.review import load_review_inputs
+
+    with pytest.raises(UserError, match="answers.jsonl is missing: run 04_evaluate with this run_dir first"):
+        load_review_inputs(tmp_path / "eval")
+    make_reviewed_run(tmp_path / "run", n=2)
+    ev = tmp_path / "run" / "eval"
+    got = load_review_inputs(ev)
+    assert got.pairs == [PAIR] and got.judge == "smollm2-135m-instruct@test" and got.qset.name == "own_en"
+    with pytest.raises(UserError, match=r"no answers from \['gpt'\]"):
+        load_review_inputs(ev, pairs=[["tuned", "gpt"]])
+    with pytest.raises(UserError, match="not two different models"):
+        load_review_inputs(ev, pairs=[["tuned", "tuned"]])
+    with pytest.raises(UserError, match=r"/nonexistent.jsonl does not exist.*pass question_set='<kind>:<path>' exactly"):
+        load_review_inputs(ev, question_set="mtbench:/nonexistent.jsonl")
