@@ -156,3 +156,81 @@ def test_varlen_attention_equals_a_block_diagonal_mask_with_grouped_query_heads(
 
 def test_bloom_cannot_pack_by_position_ids(tok):
     assert not supports_packing(tiny_model("bloom", tok))
+
+
+class _Attn(torch.nn.Module):
+    num_key_value_groups = 2  # 4 query heads share 2 KV heads
+
+
+def _qkv(n=23, heads=4, kv=2, dim=8, device="cpu", dtype=torch.float32, grad=False):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, h, n, dim, generator=g, dtype=dtype).to(device).requires_grad_(grad)
+               for h in (heads, kv, kv))
+    return q, k, v
+
+
+def test_device_mask_kernel_equals_the_per_example_loop(monkeypatch):
+    """The no-host-sync fallback (block-diagonal causal mask built on the device) computes what the
+    CPU loop computes: same outputs, same gradients, grouped query heads included."""
+    from lib.train import packing
+
+    cu = torch.tensor([0, 5, 6, 17, 23], dtype=torch.int32)
+    results = {}
+    for kernel in ("loop", "masked"):
+        monkeypatch.setattr(packing, "varlen_kernel", lambda q, d, kernel=kernel: kernel)
+        q, k, v = _qkv(grad=True)
+        out, _ = packing.sdpa_varlen_attention(_Attn(), q, k, v, None, scaling=0.3, cu_seq_lens_q=cu, max_length_q=11)
+        (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
+        results[kernel] = (out.detach(), q.grad, k.grad, v.grad)
+    assert results["loop"][0].shape == (1, 23, 4, 8)
+    for a, b in zip(results["loop"], results["masked"]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_kernel_choice():
+    from lib.train.packing import varlen_kernel
+
+    assert varlen_kernel(torch.zeros(1, 2, 4, 8), 0.0) == "loop"  # CPU: the exact per-example loop
+    meta = torch.zeros(1, 2, 4, 8, device="meta", dtype=torch.bfloat16)
+    assert varlen_kernel(meta, 0.0) == "masked"  # not CUDA: no flash kernel, still no host sync
+
+
+def test_cuda_path_calls_torchs_varlen_kernel_once_per_layer_without_host_sync(monkeypatch, tok, examples):
+    """No GPU here, so the CUDA path runs on the meta device, where torch's varlen_attn has its
+    shape-checking fake kernel (forward and backward) and any .tolist()/.item() raises: a whole
+    packed forward + backward of a GQA model takes the library kernel in every layer, with the
+    collator's host-side max_length_q and never a read of device data. The one host read left is
+    transformers' own, once per forward (not per layer): create_causal_mask asks whether
+    position_ids hold packed sequences; it is counted here and answered "no mask needed"."""
+    import transformers.masking_utils as mu
+    from torch.nn.attention.varlen import varlen_attn
+
+    from lib.train import packing
+
+    calls, mask_checks = [], []
+    monkeypatch.setattr(mu, "find_packed_sequence_indices", lambda position_ids: mask_checks.append(1))
+
+    def spy(q, k, v, cu_q, cu_k, max_q, max_k, **kw):
+        calls.append((q.shape, k.shape, cu_q.dtype, max_q, max_k, kw))
+        return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, **kw)
+
+    monkeypatch.setattr(packing, "LIBRARY_DEVICES", ("cuda", "meta"))
+    monkeypatch.setattr(packing, "library_varlen", lambda: spy)
+    model = tiny_model("llama", tok, seed=0, heads=4).to(torch.bfloat16)
+    assert prepare_for_packing(model) == "varlen"
+    model = model.to("meta")
+    batch = make_collator(tok, packing=True)(examples)
+    lengths = [len(e["input_ids"]) for e in examples]
+    assert batch["max_length_q"] == max(lengths) and isinstance(batch["max_length_q"], int)
+    batch = {k: v.to("meta") if torch.is_tensor(v) else v for k, v in batch.items()}
+    out = model(**batch)
+    out.loss.backward()
+    cfg = model.config
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    assert len(calls) == cfg.num_hidden_layers > 1 and len(mask_checks) == 1
+    for q_shape, k_shape, dtype, max_q, max_k, kw in calls:
+        assert q_shape == (sum(lengths), cfg.num_attention_heads, head_dim)
+        assert k_shape == (sum(lengths), cfg.num_key_value_heads, head_dim) and cfg.num_key_value_heads < 4
+        assert (dtype, max_q, max_k) == (torch.int32, max(lengths), max(lengths))
+        assert kw["window_size"] == (-1, 0) and kw["enable_gqa"] is True  # causal, K/V not repeated
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -8,9 +8,17 @@ the first token of the next. No attention crosses an example boundary:
 
 * flash-attention's varlen kernel (GPU, `flash_attention_2`) reads the boundaries from
   `cu_seq_lens_*`;
-* everywhere else SDPA is swapped for `sdpa_varlen` (`prepare_for_packing`), the same
-  contract written with torch's SDPA: causal attention within each example, one call per
-  example. Its cost is the sum of the examples' squared lengths, not the square of the row.
+* everywhere else SDPA is swapped for `sdpa_varlen` (`prepare_for_packing`): causal
+  attention within each example, no attention across. It picks its kernel per call
+  (`varlen_kernel`), and on an accelerator never synchronises the host (no `.tolist()` /
+  `.item()` per layer; the boundaries stay on the device, the longest example is the
+  collator's `max_length_q`, a Python int computed once per batch):
+    - "library": CUDA, fp16/bf16 -> torch's flash-attention varlen kernel
+      (`torch.nn.attention.varlen.varlen_attn`, PyTorch >= 2.10), GQA without repeating K/V;
+    - "masked":  other accelerators, fp32 or dropout -> one SDPA call with a block-diagonal
+      causal mask built on the device from `cu_seq_lens_q`;
+    - "loop":    CPU -> one SDPA call per example (exact; the CPU is the host, so reading the
+      boundaries costs nothing). Its cost is the sum of the examples' squared lengths.
 * attention implementations we cannot swap (eager) pack into rows of at most max_length
   (`PackedRowsCollator`); transformers' mask builder finds the boundaries from the
   `position_ids` resets and builds a dense block-diagonal mask per row.
@@ -44,11 +52,36 @@ def supports_packing(model) -> bool:
 VARLEN = "sdpa_varlen"
 
 
+def library_varlen():
+    """torch's varlen flash-attention entry point, or None on a torch without it."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn
+
+
+LIBRARY_DEVICES = ("cuda",)  # devices with torch's flash-attention varlen kernel (tests add "meta")
+
+
+def varlen_kernel(query, dropout: float) -> str:
+    """Which kernel a packed row takes: "library", "masked" or "loop" (see the module docstring)."""
+    import torch
+
+    if query.device.type == "cpu":
+        return "loop"
+    if (query.device.type in LIBRARY_DEVICES and query.dtype in (torch.float16, torch.bfloat16) and not dropout
+            and query.shape[-1] <= 256 and library_varlen() is not None):
+        return "library"  # the flash kernel: half precision, head dim <= 256, no dropout (varlen_attn has none)
+    return "masked"
+
+
 def sdpa_varlen_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-                          cu_seq_lens_q=None, **kwargs):
-    """Varlen attention with torch SDPA: query/key/value are one packed row [1, heads, T, dim]
-    and cu_seq_lens_q holds the example boundaries; each example attends causally to itself
-    only. Anything else (padded batches, generation) goes to transformers' own SDPA."""
+                          cu_seq_lens_q=None, max_length_q=None, **kwargs):
+    """Varlen attention: query/key/value are one packed row [1, heads, T, dim] and
+    cu_seq_lens_q holds the example boundaries; each example attends causally to itself
+    only. Anything else (padded batches, generation) goes to transformers' own SDPA.
+    Returns [1, T, heads, dim] as transformers' attention functions do."""
     import torch
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
@@ -56,9 +89,29 @@ def sdpa_varlen_attention(module, query, key, value, attention_mask, dropout: fl
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)
+    kernel = varlen_kernel(query, dropout)
+    if kernel == "library":
+        # varlen_attn wants [T, heads, dim] (a view here) and int32 boundaries (the collator's dtype).
+        # An unknown longest example takes the row length: an upper bound the kernel accepts, and
+        # reading the true maximum from the device would stall the host in every layer.
+        max_len = max_length_q if isinstance(max_length_q, int) else query.shape[2]
+        cu = cu_seq_lens_q.to(torch.int32)
+        out = library_varlen()(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), cu, cu,
+                               max_len, max_len, scale=scaling, window_size=(-1, 0), enable_gqa=groups > 1)
+        return out.unsqueeze(0), None
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    bounds = cu_seq_lens_q.tolist()
+    if kernel == "masked":
+        n = query.shape[2]
+        pos = torch.arange(n, device=query.device)
+        # example index of every position, on the device: position p belongs to example i when
+        # cu[i] <= p < cu[i + 1]
+        example = torch.searchsorted(cu_seq_lens_q[1:].to(pos.dtype), pos, right=True)
+        mask = (example[:, None] == example[None, :]) & (pos[:, None] >= pos[None, :])
+        out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout,
+                                                               scale=scaling)
+        return out.transpose(1, 2).contiguous(), None
+    bounds = cu_seq_lens_q.tolist()  # CPU tensor: a read, not a device synchronisation
     out = torch.cat([torch.nn.functional.scaled_dot_product_attention(
         query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], dropout_p=dropout, scale=scaling, is_causal=True)
         for a, b in zip(bounds, bounds[1:])], dim=2)
