@@ -166,3 +166,32 @@ def test_listed_tasks_without_output_get_a_follow_up_answer(tmp_path):
     assert ids == ["gen-0-000000", "gen-0-000000-0-answer"]
     assert summary["answered"] == 1 and summary["pending_answers"] == 0
     assert off["kept"] == 1 and off["rejected"] == {"no_output": 1}  # Alpaca's behaviour when off
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["online", "batch"])
+def test_both_modes_meter_every_reply_once_and_resume_without_resending(tmp_path, batch):
+    """The split engine end to end against the fast stand-in API (lib/testing/batch_server.py,
+    real HTTP, real openai client): every logged reply is in the ledger once, priced at batch
+    rates in batch mode, kept records match the log, and a second run sends nothing."""
+    with BatchServer(upstream=None, latency_s=0.0) as api:
+        ep = Endpoint(base_url=api.base_url, model="stand-in", price_model="gpt-4o-mini")
+        budgets = load_budgets()
+        ledger = Ledger(tmp_path / "ledger", writer="generate", budgets=budgets)
+        cfg = tiny_config(num_instructions_to_generate=30, max_requests=6, concurrency=3, tasks_per_request=5,
+                          max_tokens=256, use_batch_api=batch, batch_poll_s=0.05)
+        summary = Generator(tmp_path, ep, SEEDS, cfg, ledger=ledger, budgets=budgets, show_progress=False).run()
+        responses = list(read_jsonl(tmp_path / "data/generate/responses.jsonl"))
+        api_recs = ledger.records(kind="api")
+        assert summary["requests"] == len(responses) == len(api_recs) == 6
+        assert sorted(r["id"] for r in api_recs) == sorted(f"api:{r['request_id']}" for r in responses)
+        assert all(r["batch"] is batch for r in api_recs) and summary["usd"] == pytest.approx(ledger.spent("data"))
+        assert summary["kept"] == len(list(read_jsonl(tmp_path / "data/generated.jsonl"))) > 0
+        again = Generator(tmp_path, ep, SEEDS, cfg, ledger=ledger, budgets=budgets, show_progress=False).run()
+        assert (again["requests"], again["kept"]) == (6, summary["kept"])
+        assert len(ledger.records(kind="api")) == 6
+    if batch:  # half price: the same tokens online would cost twice as much
+        rec = api_recs[0]
+        from lib.budget import api_cost
+
+        full, _ = api_cost("gpt-4o-mini", rec["prompt_tokens"], rec["completion_tokens"])
+        assert rec["usd"] == pytest.approx(full / 2)

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from lib.budget import api_cost
+from lib.budget import check_priced
 from lib.budget.guard import worst_case_usd
 from lib.client import Endpoint
 from lib.files import atomic_write_json, atomic_write_jsonl
@@ -57,7 +57,7 @@ class Generator:
 
             self.guard = BudgetGuard(budgets, ledger, phase=phase)
         if self.price_model:  # an unpriced paid model must fail before the first call, not after
-            api_cost(self.price_model, 1, 1, prices=getattr(budgets, "prices", None))
+            check_priced(self.price_model, prices=getattr(budgets, "prices", None))
         self.journal = Journal(self.run_dir / "data", endpoint, ledger=ledger, phase=phase)
         self.harvest = Harvest(seeds, config, endpoint.model)
         self.retries: Counter = Counter()
