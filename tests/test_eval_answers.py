@@ -3,10 +3,14 @@ import pytest
 
 from lib.budget import Ledger, load_budgets
 from lib.errors import UserError
-from lib.evaluate.answers import (GenerationSettings, answer_table, generate_answers, parse_models,
-                                  render_prompt)
+from lib.evaluate.answers import GenerationSettings, answer_table, generate_answers, parse_models
 from lib.evaluate.questions import Question, QuestionSet
-from lib.train.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT
+from lib.train.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, turns_to_messages
+from lib.train.templates import render_prompt as render_messages
+
+
+def render_prompt(tok, fmt, turns, answers):
+    return render_messages(fmt, turns_to_messages(turns, answers), tok)
 
 QS = QuestionSet("t", [Question("one", ["Name a fruit that is yellow."], category="generic"),
                        Question("two", ["What is 2 + 2?", "And times 3?"], category="math", reference=["4", "12"])],

@@ -1,9 +1,12 @@
 """Masking on real tokenizers: labels cover exactly the answer tokens plus EOS.
 
-Tokenizers: the embedded SmolLM2 one (GPT-2-style byte BPE, ChatML template) and two built
-offline here (tests/train_tokenizers.py): a LLaMA-style SentencePiece-like BPE and a
-Chinese-capable Unigram. Cases: single-turn with and without input, multi-turn (the model's
-chat template and Vicuna v1.1), truncated, Chinese, and samples that must be reported.
+Tokenizers: the embedded SmolLM2 one (GPT-2-style byte BPE, ChatML template), the real
+LLaMA-format SentencePiece model (Mistral-7B v0.1's, through transformers' LlamaTokenizer,
+non-legacy) and two built offline here (tests/train_tokenizers.py): a LLaMA-style
+SentencePiece-like BPE and a Chinese-capable Unigram. Cases: single-turn with and without
+input, multi-turn (the model's chat template and Vicuna v1.1), truncated, Chinese, and
+samples that must be reported. Every example is one tokenization of its whole text.
+Comparisons with Stanford Alpaca and FastChat themselves are in tests/test_parity_*.py.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from transformers import AutoTokenizer
 from lib.errors import UserError
 from lib.train.masking import IGNORE_INDEX, encode_record, encode_records, ensure_pad_token
 from lib.train.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, alpaca_prompt
-from train_tokenizers import chinese_unigram_tokenizer, llama_style_tokenizer
+from train_tokenizers import chinese_unigram_tokenizer, llama_fast_tokenizer, llama_style_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +24,12 @@ def smol(embedded_model):
     return AutoTokenizer.from_pretrained(embedded_model)
 
 
-@pytest.fixture(scope="module", params=["smollm2", "llama_style", "chinese_unigram"])
+@pytest.fixture(scope="module", params=["smollm2", "mistral_sp", "llama_style", "chinese_unigram"])
 def tok(request, embedded_model):
     if request.param == "smollm2":
         return AutoTokenizer.from_pretrained(embedded_model)
-    return llama_style_tokenizer() if request.param == "llama_style" else chinese_unigram_tokenizer()
+    return {"mistral_sp": lambda: llama_fast_tokenizer(False), "llama_style": llama_style_tokenizer,
+            "chinese_unigram": chinese_unigram_tokenizer}[request.param]()
 
 
 def ids(tok, text):
@@ -70,10 +74,13 @@ def test_alpaca_labels_are_exactly_response_plus_eos(tok, inp):
     rec = {"instruction": "Add the numbers. 法国的首都", "input": inp, "output": "The sum is 5. 等于五。"}
     ex, truncated = encode_record(rec, tok, "alpaca", 512)
     assert not truncated
-    answer = ids(tok, rec["output"]) + [tok.eos_token_id]
-    prompt = tok(alpaca_prompt(rec["instruction"], inp))["input_ids"]
-    assert ex["input_ids"] == prompt + answer
-    assert ex["labels"] == [IGNORE_INDEX] * len(prompt) + answer
+    # One tokenization of prompt + answer + EOS, as Stanford Alpaca does it...
+    prompt_text = alpaca_prompt(rec["instruction"], inp)
+    whole = tok(prompt_text + rec["output"] + tok.eos_token)["input_ids"]
+    prompt = tok(prompt_text)["input_ids"]
+    assert ex["input_ids"] == whole and whole[: len(prompt)] == prompt
+    # ...and exactly the tokens after the prompt inference sends carry labels, EOS last.
+    assert ex["labels"] == [IGNORE_INDEX] * len(prompt) + whole[len(prompt):]
     assert ex["labels"][-1] == tok.eos_token_id
 
 
@@ -87,11 +94,12 @@ def test_alpaca_decoded_target_on_smollm2(smol):
 def test_truncation_cuts_the_answer_but_keeps_eos(tok):
     rec = {"instruction": "Write", "output": " ".join(["word"] * 300)}
     prompt_len = len(tok(alpaca_prompt("Write"))["input_ids"])
+    whole = tok(alpaca_prompt("Write") + rec["output"])["input_ids"]
     ex, truncated = encode_record(rec, tok, "alpaca", prompt_len + 10)
     assert truncated
     assert len(ex["input_ids"]) == prompt_len + 10
     target = [t for t in ex["labels"] if t != IGNORE_INDEX]
-    assert target[:-1] == ids(tok, rec["output"])[:9] and target[-1] == tok.eos_token_id
+    assert target[:-1] == whole[prompt_len: prompt_len + 9] and target[-1] == tok.eos_token_id
 
 
 def test_prompt_too_long_is_dropped_and_reported(tok):
@@ -140,9 +148,23 @@ def test_multiturn_chatml_decoded_on_smollm2(smol):
 
 def test_multiturn_vicuna_v11(tok):
     ex, _ = encode_record(CONV, tok, "vicuna_v1.1", 1024)
+    msgs = [{"role": "user" if c["from"] == "human" else "assistant", "content": c["value"]}
+            for c in CONV["conversations"]]
+    # The whole conversation is one tokenization of FastChat's string.
+    assert ex["input_ids"] == tok(VICUNA_V1_1.render(msgs, tok.eos_token))["input_ids"]
     runs = labelled_runs(ex["labels"])
     answers = [c["value"] for c in CONV["conversations"] if c["from"] == "gpt"]
-    assert runs == [ids(tok, " " + a) + [tok.eos_token_id] for a in answers]
+    assert len(runs) == 2 and all(r[-1] == tok.eos_token_id for r in runs)
+    assert [tok.decode(r[:-1]).strip() for r in runs] == [tok.decode(ids(tok, a)).strip() for a in answers]
+
+
+def test_boundary_merge_is_reported_not_shifted(smol):
+    # "Response:" + "- a list" tokenizes as ":-": no split gives the prompt inference sends.
+    recs = [{"id": "list", "instruction": "List two colours.", "output": "- Red\n- Blue"},
+            {"id": "fine", "instruction": "Name a colour.", "output": "Red."}]
+    out, report = encode_records(recs, smol, fmt="alpaca", max_length=512)
+    assert len(out) == 1 and report.dropped["boundary merge"] == 1
+    assert report.samples[0]["id"] == "list" and "inference sends" in report.samples[0]["reason"]
 
 
 def test_multiturn_truncation_keeps_eos_on_the_last_answer(smol):

@@ -4,6 +4,20 @@
   fallback, `<s>` prepended by the post-processor, `</s>` EOS) -- the LLaMA/Vicuna layout.
 * `chinese_unigram_tokenizer()`: a Unigram model (what BLOOMZ/ChatGLM-era Chinese models use
   in spirit) trained on mixed Chinese/English text, with a zephyr-style chat template.
+
+And one real LLaMA-architecture SentencePiece model: Mistral-7B v0.1's 32K `tokenizer.model`
+(LLaMA's format: BPE with byte fallback, "▁" dummy prefix, <s>/</s>), shipped inside the
+`mistral-common` wheel (installed --no-deps as test data by the Makefile). It is loaded four
+ways, the ways LLaMA-family checkpoints are tokenized in the wild:
+
+* `sp_tokenizer(legacy=True)`: the `sentencepiece` library itself, through transformers'
+  SentencePieceBackend (the old slow LlamaTokenizer): every piece between special tokens
+  gets the dummy "▁" (so "</s>USER" -> "</s> ▁US ER").
+* `sp_tokenizer(legacy=False)`: the same with the dummy prefix only at the start of text.
+* `llama_fast_tokenizer(legacy=True/False)`: transformers' LlamaTokenizer (the `tokenizers`
+  backend converted from the .model file), Metaspace prepend "always" or "first".
+
+BLOOM's and GLM's own tokenizer files ship in no PyPI package, so they are not here.
 """
 from __future__ import annotations
 
@@ -63,3 +77,51 @@ def chinese_unigram_tokenizer():
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
     tok.chat_template = ZEPHYR_TEMPLATE
     return tok
+
+
+MISTRAL_INSTRUCT_TEMPLATE = (  # Mistral-7B-Instruct v0.1's layout: [INST] q [/INST]a</s>
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+    "{% elif m['role'] == 'assistant' %}{{ m['content'] + eos_token }}{% endif %}{% endfor %}"
+)
+SP_KINDS = ("sp_legacy", "sp", "fast_legacy", "fast")
+
+
+def mistral_sp_model() -> str:
+    """Path of Mistral-7B v0.1's tokenizer.model inside the installed mistral-common wheel."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("mistral_common")
+    if spec is None:
+        raise RuntimeError("mistral-common is not installed: run `make setup` (it installs it --no-deps)")
+    return os.path.join(spec.submodule_search_locations[0], "data", "tokenizer.model.v1")
+
+
+@lru_cache(maxsize=None)
+def sp_tokenizer(legacy: bool):
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    tok = SentencePieceBackend(vocab_file=mistral_sp_model(), legacy=legacy, bos_token="<s>", eos_token="</s>",
+                               unk_token="<unk>", special_tokens_pattern="bos")
+    tok.chat_template = MISTRAL_INSTRUCT_TEMPLATE
+    return tok
+
+
+@lru_cache(maxsize=None)
+def llama_fast_tokenizer(legacy: bool):
+    import os
+    import tempfile
+
+    from transformers import LlamaTokenizer
+
+    d = tempfile.mkdtemp(prefix="mistral-sp-")  # from_pretrained converts a directory's tokenizer.model
+    os.symlink(mistral_sp_model(), os.path.join(d, "tokenizer.model"))
+    tok = LlamaTokenizer.from_pretrained(d, legacy=legacy, add_bos_token=True)
+    tok.chat_template = MISTRAL_INSTRUCT_TEMPLATE
+    return tok
+
+
+def sp_kind(kind: str):
+    """One of SP_KINDS -> the tokenizer."""
+    return {"sp_legacy": lambda: sp_tokenizer(True), "sp": lambda: sp_tokenizer(False),
+            "fast_legacy": lambda: llama_fast_tokenizer(True), "fast": lambda: llama_fast_tokenizer(False)}[kind]()

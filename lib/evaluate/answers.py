@@ -34,11 +34,12 @@ from pathlib import Path
 from lib.errors import UserError
 from lib.evaluate.questions import Question, QuestionSet
 from lib.evaluate.store import JsonlStore
-from lib.train.masking import bos_prefix  # answers are prompted exactly as training saw them
+from lib.train.masking import prompt_ids  # answers are prompted exactly as training saw them
+from lib.train.templates import FORMAT_ALIASES as _TRAIN_ALIASES, turns_to_messages
 
 PROMPT_FORMATS = ("chat", "alpaca", "vicuna")
 # The training recipes' names for the same formats (lib/recipes/*.yaml `format:`).
-FORMAT_ALIASES = {"vicuna_v1.1": "vicuna"}
+FORMAT_ALIASES = {v: k for k, v in _TRAIN_ALIASES.items()}
 ANSWER_KEY = ("model", "question_id")
 
 
@@ -113,28 +114,9 @@ def model_fingerprint(path: str | Path) -> str:
 
 
 # ----------------------------------------------------------------------------- prompts
-def render_prompt(tokenizer, fmt: str, turns: list[str], answers: list[str]) -> str:
-    """The text the model continues for the next turn (len(answers) < len(turns))."""
-    i = len(answers)
-    if fmt == "alpaca":
-        from lib.train.templates import alpaca_prompt
-
-        if i == 0:
-            return alpaca_prompt(turns[0])
-        # Alpaca has no multi-turn format: the earlier exchange becomes the input.
-        history = "\n\n".join(f"Earlier request: {q}\nEarlier response: {a}" for q, a in zip(turns[:i], answers))
-        return alpaca_prompt(turns[i], history)
-    messages = []
-    for q, a in zip(turns[:i], answers):
-        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-    messages.append({"role": "user", "content": turns[i]})
-    if fmt == "vicuna":
-        from lib.train.templates import VICUNA_V1_1
-
-        return VICUNA_V1_1.render(messages, eos=tokenizer.eos_token or "")  # ends open on "ASSISTANT:"
-    if not getattr(tokenizer, "chat_template", None):
-        raise UserError("this checkpoint has no chat template: set its prompt format to 'alpaca' (or 'vicuna') in prompt_formats")
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+# Prompts come from the one renderer training, evaluation and serving share:
+# lib.train.templates.render_prompt gives the text, lib.train.masking.prompt_ids its ids
+# (training checks that every prompt prefix it trains on has exactly these ids).
 
 
 # ----------------------------------------------------------------------------- generation
@@ -168,22 +150,12 @@ def _eos_ids(tok, model) -> list[int]:
     return ids
 
 
-def encode_prompt(tok, fmt: str, prompt: str) -> list[int]:
-    """Token ids of a rendered prompt. Chat templates write their own special tokens; the
-    Alpaca and Vicuna strings get the BOS the training code (lib.train.masking) puts first."""
-    ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    if fmt == "chat":
-        return ids
-    bos = bos_prefix(tok)
-    return bos + ids if bos and ids[:1] != bos else ids
-
-
-def generate_batch(tok, model, prompts: list[str], settings: GenerationSettings,
+def generate_batch(tok, model, conversations: list[list[dict]], settings: GenerationSettings,
                    fmt: str = "chat") -> list[tuple[str, int]]:
-    """(answer text, number of generated tokens) for each prompt, left-padded into one batch."""
+    """(answer text, number of generated tokens) for each conversation, left-padded into one batch."""
     import torch
 
-    encoded = [encode_prompt(tok, fmt, p) for p in prompts]
+    encoded = [prompt_ids(fmt, m, tok) for m in conversations]
     width = max(len(x) for x in encoded)
     pad = tok.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in encoded])
@@ -219,8 +191,8 @@ def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore
             ntok: dict[str, list[int]] = {q.question_id: [] for q in batch}
             for turn in range(max(len(q.turns) for q in batch)):
                 live = [q for q in batch if turn < len(q.turns)]
-                prompts = [render_prompt(tok, spec.prompt_format, q.turns, answers[q.question_id]) for q in live]
-                for q, (text, n) in zip(live, generate_batch(tok, model, prompts, settings, spec.prompt_format)):
+                convs = [turns_to_messages(q.turns, answers[q.question_id]) for q in live]
+                for q, (text, n) in zip(live, generate_batch(tok, model, convs, settings, spec.prompt_format)):
                     answers[q.question_id].append(text)
                     ntok[q.question_id].append(n)
             seconds = (time.time() - t0) / len(batch)

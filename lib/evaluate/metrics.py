@@ -70,20 +70,23 @@ def reference_perplexity(model_dir: str, prompt_format: str, questions: list[Que
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lib.evaluate.answers import encode_prompt, render_prompt
+    from lib.train.masking import MaskingError, encode_example
+    from lib.train.templates import turns_to_messages
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    eos = tok.eos_token or ""
-    examples = []  # (prompt ids, answer ids)
+    examples = []  # (prompt ids, answer ids): the reference scored exactly as training would label it
     for q in questions:
         for i, ref in enumerate(q.reference or []):
             if i >= len(q.turns):
                 break
-            prompt = render_prompt(tok, prompt_format, q.turns[: i + 1], list(q.reference[:i]))
-            p_ids = encode_prompt(tok, prompt_format, prompt)
-            a_ids = tok(ref + eos, add_special_tokens=False)["input_ids"]
-            examples.append((p_ids, a_ids))
+            messages = turns_to_messages(q.turns[: i + 1], list(q.reference[:i])) + [{"role": "assistant", "content": ref}]
+            try:
+                ids, spans = encode_example(prompt_format, messages, tok)
+            except MaskingError:  # e.g. a token spans the prompt/answer boundary: no honest split
+                continue
+            start, end = spans[-1]
+            examples.append((ids[:start], ids[start:end]))
     if not examples:
         return {"perplexity": math.nan, "tokens": 0}
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0

@@ -1,18 +1,36 @@
-"""Token ids and loss labels for instruction tuning, built so that the mask can be trusted.
+"""Token ids and loss labels for instruction tuning: one tokenization per example.
+
+Every example is rendered whole -- the Alpaca prompt + response + EOS, the whole Vicuna
+v1.1 conversation, or the model's own chat template over the whole conversation
+(`templates.render_example`) -- and that text is tokenized ONCE. Stanford Alpaca does the
+same: it tokenizes prompt+response as one string and uses the separately tokenized prompt
+only to count how many labels to mask; FastChat tokenizes the whole Vicuna conversation
+once and counts each turn's tokens to mask. Tokenizing pieces separately and concatenating
+them (what this module once did) is not the same thing: SentencePiece puts a "▁" before
+every piece, so answers start with tokens the model never sees at inference.
+
+Labels come from verified prefix tokenizations, not from token counting: for each answer,
+the prompt it answers (`templates.render_prompt`, what inference sends) is tokenized on its
+own and must be exactly the first tokens of the example. This is the invariant the module
+enforces (`_boundary`): every prompt prefix the model trains on has the ids inference sends
+for that prompt, and the labelled ids after it are what the model must generate there. If
+a tokenizer merges characters across the prompt/answer boundary, no such split exists; the
+example is dropped and counted ("boundary merge"), never silently shifted by a token
+(which is what count-based masking does, see docs/fidelity.md).
 
 Rules (each one is a bug seen in the wild, see docs/architecture.md and issue 5):
 
 * Only response / assistant tokens and the EOS that ends them carry labels; every prompt,
   system and role-header token is -100. A model that never sees EOS in its labels never
   learns to stop.
-* Text is tokenized turn by turn: the prompt and the response are tokenized as separate
-  pieces (Alpaca, Vicuna v1.1), or the model's own chat template is rendered for growing
-  prefixes of the conversation and each prefix's token ids must be a prefix of the next
-  one's. Nothing is located by string offsets, so a template whose tokenization is not
-  prefix-stable is *reported*, never silently mis-masked or zeroed.
-* Truncation never drops EOS silently: an overlong answer is cut and still ends in EOS
-  (counted as `truncated`); a sample whose prompt alone leaves no room for one answer
-  token plus EOS is dropped and counted with its reason.
+* A conversation the format cannot render as one prefix-consistent text (a chat template
+  whose rendering of turn i does not start with the prompt it serves for turn i) is
+  *reported*, never mis-masked or zeroed.
+* Deliberate deviations from the originals (docs/fidelity.md): truncation never drops EOS
+  (an overlong answer is cut and still ends in EOS, counted as `truncated`; Alpaca and
+  FastChat cut it off); a sample whose prompt alone leaves no room for one answer token
+  plus EOS is dropped and counted (the originals keep it with no label at all); empty
+  answers and conversations that start with the assistant are dropped and counted.
 
     examples, report = encode_records(records, tokenizer, fmt="alpaca", max_length=512)
     print(report.summary())
@@ -23,21 +41,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from lib.errors import UserError
-from lib.train.templates import VICUNA_V1_1, alpaca_prompt, sharegpt_to_messages
+from lib.train.templates import FORMATS, RenderError, render_example, render_prompt, sharegpt_to_messages
 
 IGNORE_INDEX = -100
-FORMATS = ("alpaca", "vicuna_v1.1", "chat")
 
 
 class MaskingError(ValueError):
     """This one sample cannot be masked correctly; the reason goes to the report."""
-
-
-@dataclass
-class Segment:
-    ids: list[int]
-    trained: bool  # assistant/response tokens (+EOS); False for prompt, system, headers
-    eos_at: int | None = None  # index of the EOS inside a trained segment
 
 
 @dataclass
@@ -95,20 +105,29 @@ def bos_prefix(tok) -> list[int]:
     return [tok.bos_token_id] if ids and ids[0] == tok.bos_token_id else []
 
 
-def _ids(tok, text: str) -> list[int]:
-    return tok(text, add_special_tokens=False)["input_ids"]
+def encode_text(fmt: str, text: str, tok) -> list[int]:
+    """Ids of a rendered text, as training and inference both tokenize it. Chat templates
+    write their own special tokens; the Alpaca and Vicuna strings get the BOS the
+    tokenizer's own post-processor would put first."""
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    return ids if fmt == "chat" else bos_prefix(tok) + ids
 
 
-def alpaca_segments(record: dict, tok) -> list[Segment]:
-    instruction = (record.get("instruction") or "").strip()
+def prompt_ids(fmt: str, messages: list[dict], tok) -> list[int]:
+    """The ids a model of format `fmt` is sent for its next answer (messages end on a user turn)."""
+    return encode_text(fmt, render_prompt(fmt, messages, tok), tok)
+
+
+def alpaca_messages(record: dict) -> list[dict]:
+    """An Alpaca record as one exchange; the instruction keeps its bytes (Alpaca does not strip)."""
+    instruction = record.get("instruction") or ""
     output = record.get("output") or ""
-    if not instruction:
+    if not instruction.strip():
         raise MaskingError("empty instruction: nothing to condition on")
     if not output.strip():
         raise MaskingError("empty response: there would be no tokens to learn")
-    prompt = bos_prefix(tok) + _ids(tok, alpaca_prompt(instruction, record.get("input") or ""))
-    response = _ids(tok, output) + [eos_id(tok)]
-    return [Segment(prompt, False), Segment(response, True, eos_at=len(response) - 1)]
+    return [{"role": "user", "content": instruction, "input": record.get("input") or ""},
+            {"role": "assistant", "content": output}]
 
 
 def record_messages(record: dict) -> list[dict]:
@@ -137,85 +156,70 @@ def _check_turns(messages: list[dict]) -> None:
             raise MaskingError("empty assistant turn: nothing to learn")
 
 
-def vicuna_segments(messages: list[dict], tok, template=VICUNA_V1_1) -> list[Segment]:
+def _boundary(ids: list[int], fmt: str, text: str, at: int, tok, what: str) -> int:
+    """Number of leading tokens of `ids` that spell exactly text[:at].
+
+    Invariant: text[:at] tokenized on its own (for a prompt: exactly what inference sends)
+    must be a prefix of the example's ids. Otherwise a token straddles the boundary and no
+    label split is honest: the example is reported instead of shifted."""
+    head = encode_text(fmt, text[:at], tok)
+    if ids[: len(head)] != head:
+        raise MaskingError(f"boundary merge: a token spans the {what} boundary, so the prompt the model "
+                           "would train on differs from the one inference sends")
+    return len(head)
+
+
+def encode_example(fmt: str, messages: list[dict], tok) -> tuple[list[int], list[tuple[int, int]]]:
+    """The example's ids (one tokenization) and the [start, end) token span of every answer+EOS."""
     _check_turns(messages)
     eos = eos_id(tok)
-    segs = [Segment(bos_prefix(tok) + _ids(tok, template.system_prefix(messages)), False)]
-    first = True
-    for m in messages:
-        if m["role"] == "user":
-            segs.append(Segment(_ids(tok, template.user_piece(m["content"], after_system=first)), False))
-            first = False
-        elif m["role"] == "assistant":
-            ids = _ids(tok, template.assistant_piece(m["content"])) + [eos]
-            segs.append(Segment(ids, True, eos_at=len(ids) - 1))
-    return segs
+    try:
+        text, spans = render_example(fmt, messages, tok)
+    except RenderError as e:
+        raise MaskingError(f"tokenization mismatch: {e}") from None
+    ids = encode_text(fmt, text, tok)
+    out = []
+    for n, (a, b) in enumerate(spans, 1):
+        start = _boundary(ids, fmt, text, a, tok, f"prompt/answer {n}")
+        end = _boundary(ids, fmt, text, b, tok, f"answer {n}/EOS")
+        if end <= start + 1 or ids[end - 1] != eos:
+            raise MaskingError(f"answer {n} does not end in EOS ({tok.eos_token!r}) once tokenized")
+        out.append((start, end))
+    return ids, out
 
 
-def chat_template_segments(messages: list[dict], tok) -> list[Segment]:
-    """Segments from the tokenizer's own chat template, rendered for growing prefixes."""
-    if not getattr(tok, "chat_template", None):
-        raise UserError("the tokenizer has no chat template: use template 'vicuna_v1.1' for this model")
-    _check_turns(messages)
-    eos = eos_id(tok)
-
-    def render(msgs, gen):
-        text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
-        return _ids(tok, text)
-
-    segs: list[Segment] = []
-    done: list[int] = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
+def fit(ids: list[int], spans: list[tuple[int, int]], max_length: int, eos: int) -> tuple[list[int], list[int], bool]:
+    """Labels for the trained spans, cut to max_length; an answer that does not fit is cut and ends in EOS."""
+    labels = [IGNORE_INDEX] * len(ids)
+    if len(ids) <= max_length:
+        for s, e in spans:
+            labels[s:e] = ids[s:e]
+        return ids, labels, False
+    keep = 0
+    ids = list(ids)
+    for s, e in spans:
+        if e <= max_length:
+            labels[s:e] = ids[s:e]
+            keep = e
             continue
-        prompt = render(messages[:i], True)
-        full = render(messages[: i + 1], False)
-        if prompt[: len(done)] != done or full[: len(prompt)] != prompt:
-            raise MaskingError(f"tokenization mismatch at turn {i}: the chat template is not prefix-stable")
-        answer = full[len(prompt):]
-        if eos not in answer:
-            raise MaskingError(f"turn {i} does not end in EOS ({tok.eos_token!r}) under the chat template")
-        k = len(answer) - 1 - answer[::-1].index(eos)
-        segs.append(Segment(prompt[len(done):], False))
-        segs.append(Segment(answer[: k + 1], True, eos_at=k))
-        if answer[k + 1:]:  # e.g. the newline after <|im_end|>: context, not a target
-            segs.append(Segment(answer[k + 1:], False))
-        done = full
-    return segs
-
-
-def fit(segments: list[Segment], max_length: int, eos: int) -> tuple[list[int], list[int], bool]:
-    """Concatenate segments up to max_length; an answer that does not fit is cut and ends in EOS."""
-    ids: list[int] = []
-    labels: list[int] = []
-    truncated = False
-    for seg in segments:
-        if len(ids) + len(seg.ids) <= max_length:
-            ids += seg.ids
-            labels += seg.ids if seg.trained else [IGNORE_INDEX] * len(seg.ids)
-            continue
-        truncated = True
-        room = max_length - len(ids)
-        if seg.trained and room >= 2:  # at least one answer token, then EOS
-            cut = seg.ids[: min(room - 1, seg.eos_at)] + [eos]
-            ids += cut
-            labels += cut
+        if max_length - s >= 2:  # at least one answer token, then EOS (Alpaca/FastChat drop it)
+            ids[max_length - 1] = eos
+            labels[s:max_length] = ids[s:max_length]
+            keep = max_length
         break
-    if all(lab == IGNORE_INDEX for lab in labels):
+    if keep == 0:
         raise MaskingError(f"prompt too long: no room for an answer within max_length={max_length}")
-    return ids, labels, truncated
+    return ids[:keep], labels[:keep], True
 
 
 def encode_record(record: dict, tok, fmt: str, max_length: int) -> tuple[dict, bool]:
-    if fmt == "alpaca":
-        segs = alpaca_segments(record, tok)
-    elif fmt == "vicuna_v1.1":
-        segs = vicuna_segments(record_messages(record), tok)
-    elif fmt == "chat":
-        segs = chat_template_segments(record_messages(record), tok)
-    else:
+    if fmt not in FORMATS:
         raise UserError(f"unknown prompt format {fmt!r}: use one of {', '.join(FORMATS)}")
-    ids, labels, truncated = fit(segs, max_length, eos_id(tok))
+    if fmt == "chat" and not getattr(tok, "chat_template", None):
+        raise UserError("the tokenizer has no chat template: use template 'vicuna_v1.1' for this model")
+    messages = alpaca_messages(record) if fmt == "alpaca" else record_messages(record)
+    ids, spans = encode_example(fmt, messages, tok)
+    ids, labels, truncated = fit(ids, spans, max_length, eos_id(tok))
     return {"input_ids": ids, "labels": labels}, truncated
 
 

@@ -10,7 +10,13 @@ Vicuna v1.1 is the FastChat conversation format the Vicuna recipes trained on:
     {system} USER: {q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>
 
 Conversations for models that ship their own chat template (SmolLM2, GLM, ...) are rendered
-with that template instead (see `masking.encode_conversation`).
+with that template instead.
+
+`render_prompt(fmt, messages, tok)` is THE prompt a model is served for its next answer, in
+every format: evaluation (`lib.evaluate.answers`), serving and training all call it, and
+`render_example` builds each training text from it, so the prompt prefix a model trains on
+is, string for string, the prompt it is later sent (`lib.train.masking` checks the same
+token for token).
 """
 from __future__ import annotations
 
@@ -65,9 +71,9 @@ class VicunaTemplate:
         return next((m["content"] for m in messages if m["role"] == "system"), self.system)
 
     def user_piece(self, content: str, after_system: bool) -> str:
-        # Separators lead the next piece instead of trailing the previous one: tokenized
-        # piece by piece, a trailing space would become a stray "▁" token in SentencePiece
-        # vocabularies. The assistant's role tag belongs to the prompt (never a target).
+        # FastChat's ADD_COLON_TWO layout: "{system} USER: q ASSISTANT: a</s>USER: ...". The
+        # space between the tag and an answer is part of the answer's text (" a"), so the
+        # open prompt ends in "ASSISTANT:" exactly as FastChat serves it.
         lead = self.sep if after_system else ""
         return f"{lead}{self.user}: {content}{self.sep}{self.assistant}:"
 
@@ -85,3 +91,101 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt"
 def sharegpt_to_messages(conversations: list[dict]) -> list[dict]:
     """ShareGPT `[{from, value}]` -> `[{role, content}]`; unknown speakers raise KeyError."""
     return [{"role": SHAREGPT_ROLES[c["from"]], "content": c["value"]} for c in conversations]
+
+
+FORMATS = ("alpaca", "vicuna_v1.1", "chat")
+# Evaluation's older name for the same format.
+FORMAT_ALIASES = {"vicuna": "vicuna_v1.1"}
+
+
+def turns_to_messages(turns: list[str], answers: list[str]) -> list[dict]:
+    """Questions and the answers given so far -> messages ending on the turn to answer next."""
+    messages: list[dict] = []
+    for q, a in zip(turns, answers):
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    messages.append({"role": "user", "content": turns[len(answers)]})
+    return messages
+
+
+def _format(fmt: str) -> str:
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
+    if fmt not in FORMATS:
+        from lib.errors import UserError
+
+        raise UserError(f"unknown prompt format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _alpaca_prompt_for(messages: list[dict]) -> str:
+    # Alpaca has no multi-turn format: earlier exchanges become the input, after any input
+    # the asked turn carries itself (an Alpaca record's `input`).
+    body = [m for m in messages if m["role"] != "system"]
+    *earlier, last = body
+    pairs = zip(earlier[0::2], earlier[1::2])
+    history = "\n\n".join(f"Earlier request: {q['content']}\nEarlier response: {a['content']}" for q, a in pairs)
+    own = last.get("input") or ""
+    return alpaca_prompt(last["content"], "\n\n".join(x for x in (history, own) if x))
+
+
+def render_prompt(fmt: str, messages: list[dict], tok) -> str:
+    """The text a model of format `fmt` is sent to write the next assistant turn.
+
+    `messages` ends on the user turn to answer (an Alpaca instruction may carry its record's
+    `input` in the message's "input" key). The result ends where the answer begins:
+    "### Response:", "ASSISTANT:", or the chat template's generation prompt.
+    """
+    fmt = _format(fmt)
+    if not messages or messages[-1]["role"] != "user":
+        raise ValueError("render_prompt needs messages that end on a user turn")
+    if fmt == "alpaca":
+        return _alpaca_prompt_for(messages)
+    if fmt == "vicuna_v1.1":
+        return VICUNA_V1_1.render(messages, eos=tok.eos_token or "")  # ends open on "ASSISTANT:"
+    if not getattr(tok, "chat_template", None):
+        from lib.errors import UserError
+
+        raise UserError("the tokenizer has no chat template: use prompt format 'alpaca' or 'vicuna_v1.1' for this model")
+    return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+class RenderError(ValueError):
+    """The format cannot render this conversation as one prefix-consistent text."""
+
+
+def render_example(fmt: str, messages: list[dict], tok) -> tuple[str, list[tuple[int, int]]]:
+    """One training text for a whole example, and the character span of every answer.
+
+    Each span starts where `render_prompt(fmt, messages[:i], tok)` ends -- the text before
+    it IS that prompt, checked here -- and ends after the answer's EOS string. Text after
+    an EOS (e.g. the newline after "<|im_end|>") belongs to the next prompt. Trailing user
+    turns without an answer are left out: they would carry no label.
+    """
+    fmt = _format(fmt)
+    eos = tok.eos_token or ""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    messages = messages[: last + 1]
+    if fmt == "alpaca":
+        # One exchange per Alpaca example (sharegpt_to_alpaca splits conversations): with
+        # earlier turns, only the last answer is a target and the rest is its input, as served.
+        prompt = render_prompt(fmt, messages[:-1], tok)
+        text = prompt + messages[-1]["content"] + eos
+        return text, [(len(prompt), len(text))]
+    if fmt == "vicuna_v1.1":
+        text = VICUNA_V1_1.render(messages, eos)
+    else:
+        text = tok.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prompt = render_prompt(fmt, messages[:i], tok)
+        through = VICUNA_V1_1.render(messages[: i + 1], eos) if fmt == "vicuna_v1.1" else \
+            tok.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not (text.startswith(through) and through.startswith(prompt)):
+            raise RenderError(f"turn {i}: the chat template is not prefix-stable (the rendered conversation "
+                              "does not start with the prompt served for this turn)")
+        end = through.rfind(eos) + len(eos) if eos else len(through)
+        if end <= len(prompt) or not eos:
+            raise RenderError(f"turn {i} does not end in EOS ({eos!r}) under the template")
+        spans.append((len(prompt), end))
+    return text, spans
