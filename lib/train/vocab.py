@@ -41,9 +41,16 @@ TOKENIZER_FILE = "tokenizer.model"
 
 # ------------------------------------------------------------------------------ tokenizer
 
-def _proto(model: bytes):
-    from sentencepiece import sentencepiece_model_pb2 as pb
+def _pb():
+    # transformers' own generated copy of SentencePiece's model proto: sentencepiece 0.2.3's is
+    # generated for protobuf 7, while skypilot's cloud extras pin protobuf < 7.
+    from transformers.convert_slow_tokenizer import import_protobuf
 
+    return import_protobuf()
+
+
+def _proto(model: bytes):
+    pb = _pb()
     m = pb.ModelProto()
     m.ParseFromString(model)
     return m
@@ -67,8 +74,7 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, *, model_type: st
 
 def merge_sentencepiece(base: bytes, new: bytes, *, cjk_only: bool = True) -> tuple[bytes, list[str]]:
     """Append `new`'s normal pieces that `base` lacks; returns (merged model, added pieces)."""
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
+    pb = _pb()
     b, n = _proto(base), _proto(new)
     if b.trainer_spec.model_type != n.trainer_spec.model_type:
         raise UserError(f"the new vocabulary is {pb.TrainerSpec.ModelType.Name(n.trainer_spec.model_type)} but the "
@@ -115,8 +121,7 @@ def extend_tokenizer(base_model_file: str | os.PathLike, texts: Iterable[str], o
 
 
 def _model_type_name(model: bytes) -> str:
-    from sentencepiece import sentencepiece_model_pb2 as pb
-
+    pb = _pb()
     return pb.TrainerSpec.ModelType.Name(_proto(model).trainer_spec.model_type).lower()
 
 
