@@ -1,9 +1,10 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1, started and stopped from Python.
 
-The default backend is `transformers serve` on a Hugging Face checkpoint directory (the
-embedded model, or any fine-tuned one). Any other server that speaks the OpenAI protocol
-(llama.cpp's `llama-server`, vLLM, Ollama) can be started the same way by passing its
-command line. The child runs in its own process group and is told to die with its parent
+Two backends, one class: `transformers serve` on a Hugging Face checkpoint directory (the
+embedded model, or any fine-tuned one; the default), and llama.cpp's OpenAI-compatible
+server (`python -m llama_cpp.server` from llama-cpp-python) on a GGUF file, which is several
+times faster on laptop CPUs (docs/benchmarks.md). Any other server that speaks the OpenAI
+protocol (vLLM, Ollama) can be started the same way by passing its command line. The child runs in its own process group and is told to die with its parent
 (PR_SET_PDEATHSIG, SIGKILL), so neither a normal exit, an exception nor a killed notebook kernel
 leaves an orphan server holding a port and two cores.
 
@@ -45,9 +46,31 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+BACKENDS = ("transformers", "llama.cpp")
+# Where each backend answers once the model is loaded: llama_cpp.server has no /health route.
+HEALTH_PATHS = {"transformers": "/health", "llama.cpp": "/v1/models"}
+
+
 def transformers_serve_cmd(model_dir: str, host: str, port: int) -> list[str]:
     exe = Path(sys.executable).with_name("transformers")
     return [str(exe), "serve", "--host", host, "--port", str(port), "--device", "cpu", str(model_dir)]
+
+
+def llamacpp_serve_cmd(gguf: str, host: str, port: int, *, threads: int | None = None, n_ctx: int = 2048) -> list[str]:
+    """llama.cpp's server on one GGUF file. The chat template is the one embedded in the file
+    (no --chat_format), so the server formats prompts exactly as the export wrote them; the
+    model alias is the file path, which is what `LocalServer.model` hands to clients."""
+    n = str(threads or os.cpu_count() or 1)
+    return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host, "--port", str(port),
+            "--n_ctx", str(n_ctx), "--n_threads", n, "--n_threads_batch", n]
+
+
+def _check_backend(backend: str, model: str) -> None:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown server backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "llama.cpp" and not model.endswith(".gguf"):
+        raise UserError(f"the llama.cpp backend serves a .gguf file, not {model}: export one first "
+                        "(`python -m lib.export runs/<id>`)")
 
 
 class LocalServer:
@@ -63,11 +86,20 @@ class LocalServer:
         startup_timeout: float = 300.0,
         log_path: str | os.PathLike | None = None,
         threads: int | None = None,
+        backend: str = "transformers",
     ):
         self.model = str(model_dir)
         self.host = host
         self.port = port or free_port(host)
-        self.command = command or transformers_serve_cmd(self.model, host, self.port)
+        self.backend = backend
+        if command is None:
+            _check_backend(backend, self.model)
+            if backend == "llama.cpp":
+                command = llamacpp_serve_cmd(self.model, host, self.port, threads=threads)
+            else:
+                command = transformers_serve_cmd(self.model, host, self.port)
+        self.command = command
+        self.health_path = HEALTH_PATHS.get(backend, "/health")
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else None
         self.threads = threads
@@ -124,7 +156,7 @@ class LocalServer:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.root_url}/health", timeout=2) as r:
+            with urllib.request.urlopen(f"{self.root_url}{self.health_path}", timeout=2) as r:
                 return r.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False
