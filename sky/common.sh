@@ -1,4 +1,5 @@
-# Shared by every sky/*.yaml `setup` and `run` (the workdir is synced, so this file is there).
+# Shared by every sky/*.yaml `setup` and `run` (the workdir is synced, so this file is there):
+# installation and the bucket layout. Notebooks are run by lib.pipeline, never from here.
 #
 # Bucket layout (the bucket is mounted at $SHEAR_ROOT with MOUNT_CACHED: writes go to local
 # disk first and are uploaded in the background, so checkpoints do not stall training):
@@ -27,21 +28,8 @@ shear_paths() {
   export TOKENIZERS_PARALLELISM=false
 }
 
-# Run one notebook with papermill into the run directory. Node 0 writes <name>.ipynb; other
-# nodes write <name>.node<rank>.ipynb so that nodes never write the same object.
-shear_notebook() {
-  local name="$1"; shift
-  local out="$RUN_DIR/$name.ipynb"
-  if [ "$NODE_RANK" != "0" ]; then out="$RUN_DIR/$name.node$NODE_RANK.ipynb"; fi
-  # NB_PARAMS: extra `-p name value` pairs from `--env NB_PARAMS=...` (word-split on purpose).
-  # shellcheck disable=SC2086
-  python -m papermill "notebooks/$name.ipynb" "$out" --cwd . --log-output \
-    -p run_dir "$RUN_DIR" -p budgets_path "${BUDGETS_PATH:-budgets.yaml}" "$@" ${NB_PARAMS:-}
-}
-
-# The budget report is written whatever happened (trap on EXIT), from node 0 only.
-shear_report() {
-  if [ "$NODE_RANK" = "0" ]; then
-    python -m lib.budget report "$RUN_DIR" --budgets "${BUDGETS_PATH:-budgets.yaml}" || true
-  fi
-}
+# Notebooks run through `python -m lib.pipeline run --profile <cloud profile> --phases ...
+# --run-dir "$RUN_DIR"` in each task's run script: the same runner as `make demo`, with its
+# checks (undeclared parameters, keys as parameters, budgets, laptop defaults on a paid node).
+# On multi-node tasks node 0 writes <nb>.ipynb, pipeline.json and the budget report; node r
+# writes <nb>.node<r>.ipynb and pipeline.node<r>.json.

@@ -1,6 +1,7 @@
 """The runner: bad input stops before anything is written; the tiny loop runs end to end."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,85 @@ def test_tiny_loop_end_to_end_leaks_no_key(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("skipped") == 5
     assert (run / "data" / "clean.jsonl").read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- cloud profiles, phases, nodes
+def cloud_variant(tmp_path, **train):
+    """lib/profiles/alpaca_7b.yaml with some 03_train lines changed (None removes a line)."""
+    import yaml
+
+    prof = yaml.safe_load((REPO / "lib" / "profiles" / "alpaca_7b.yaml").read_text())
+    for k, v in train.items():
+        if v is None:
+            prof["notebooks"]["03_train"].pop(k)
+        else:
+            prof["notebooks"]["03_train"][k] = v
+    p = tmp_path / "variant.yaml"
+    p.write_text(yaml.safe_dump(prof))
+    return str(p)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"model": "embedded"}, "03_train.model='embedded' is not the recipe's base model"),
+    ({"model": "huggyllama/llama-13b"}, "is not the recipe's base model"),
+    ({"max_steps": 6}, "03_train.max_steps=6 is a demo step cap"),
+    ({"nproc": 1}, "03_train.nproc=1 is a fixed process count"),
+    ({"nproc": None}, "does not name 03_train.nproc"),
+    ({"num_train_epochs": 1.0}, "is not the recipe's epochs"),
+])
+def test_cloud_profile_refuses_laptop_defaults(tmp_path, change, message):
+    from lib.errors import UserError
+    from lib.pipeline import check_cloud, load_profile, notebook_params
+
+    prof = load_profile(cloud_variant(tmp_path, **change))
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_cloud(prof, notebook_params(prof, {}))
+
+
+def test_cloud_refusal_is_one_line_and_writes_nothing(tmp_path):
+    proc = run_cli(["run", "--profile", "alpaca_7b", "--phases", "03_train", "--run-dir", str(tmp_path / "bucket"),
+                    "--set", "03_train.max_steps=6"], tmp_path)
+    assert_one_line_error(proc, "max_steps=6 is a demo step cap")
+    assert not (tmp_path / "bucket").exists()
+
+
+def test_env_override_is_applied_recorded_and_only_when_set():
+    from lib.pipeline import apply_env_overrides, load_profile, notebook_params
+
+    prof = load_profile("cloud_evaluate")
+    plan = notebook_params(prof, {})
+    assert apply_env_overrides(prof, plan, env={"BASE_MODEL": "", "MAX_QUESTIONS": ""}) == {}
+    done = apply_env_overrides(prof, plan, env={"BASE_MODEL": "/ckpt/base", "MAX_QUESTIONS": "3"})
+    (_, _, params), = plan
+    assert params["models"] == {"base": "/ckpt/base", "tuned": "{run_dir}/model"}
+    assert params["max_questions"] == 3  # numbers as numbers
+    assert done["04_evaluate.models.base"] == {"value": "/ckpt/base", "from": "BASE_MODEL",
+                                               "replaced": "huggyllama/llama-7b"}
+    assert params["__overrides__"]["max_questions"] == "$MAX_QUESTIONS replaced 0"
+
+
+def test_unknown_phase_is_refused(tmp_path):
+    proc = run_cli(["run", "--profile", "tiny", "--phases", "03_trian"], tmp_path)
+    assert_one_line_error(proc, "--phases '03_trian' names ['03_trian']")
+
+
+def test_phases_into_a_run_dir_as_node_1_then_resume(tmp_path):
+    """Node 1 writes only its own files (<nb>.node1.ipynb, pipeline.node1.json, no report);
+    the same command again skips what it finished."""
+    prof = tmp_path / "p.yaml"
+    prof.write_text(json.dumps({"description": "t", "teacher": "none", "notebooks": {
+        "02_clean": {"max_tokens": 0, "drop_wrong_language": False}, "05_budget": {}}}))
+    run_dir = tmp_path / "bucket" / "r1"
+    (run_dir / "data").mkdir(parents=True)
+    (run_dir / "data" / "generated.jsonl").write_text("".join(
+        json.dumps({"id": f"g{i}", "instruction": f"Name the number after {i}.", "input": "", "output": str(i + 1)})
+        + "\n" for i in range(6)))
+    args = ["run", "--profile", str(prof), "--phases", "02_clean", "--run-dir", str(run_dir)]
+    first = run_cli(args, tmp_path, env_extra={"SKYPILOT_NODE_RANK": "1"}, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (run_dir / "02_clean.node1.ipynb").is_file() and not (run_dir / "02_clean.ipynb").exists()
+    state = json.loads((run_dir / "pipeline.node1.json").read_text())
+    assert list(state["phases"]) == ["02_clean"] and state["phases"]["02_clean"]["status"] == "done"
+    assert not (run_dir / "pipeline.json").exists() and not (run_dir / "report" / "budget.md").exists()
+    again = run_cli(args, tmp_path, env_extra={"SKYPILOT_NODE_RANK": "1"}, timeout=300)
+    assert again.returncode == 0 and "02_clean: done earlier, skipped" in again.stdout

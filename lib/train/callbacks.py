@@ -105,11 +105,13 @@ class BudgetCallback(TrainerCallback):
         return self.hourly * self.nodes / 3600.0
 
     def _flush(self, state, open_: bool = False) -> None:
-        if not _is_main(state) or self.interval_start is None:
+        # Each node records its own interval (its first process, in its own ledger file): the
+        # ledger then shows every node that was paid for, and a node's time is never counted twice.
+        if not state.is_local_process_zero or self.interval_start is None:
             return
         now = time.time()
         self.ledger.record_compute("training", self.interval_start, now, hourly_usd=self.hourly,
-                                   purpose="sft", **self.compute)
+                                   purpose="sft", **{**self.compute, "nodes": 1})
         self.interval_start = now if open_ else None
 
     def pending_usd(self) -> float:

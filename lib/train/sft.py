@@ -42,6 +42,7 @@ class TrainConfig:
     checkpoint_dir: str = ""  # resumable Trainer checkpoints ("" = <output_dir>.checkpoints)
     metrics_path: str = ""  # metrics JSON ("" = <output_dir>/../train/metrics.json)
     model: str = ""  # "" = the recipe's base; "embedded"; "tiny" = random model of the recipe's family
+    model_override: str = ""  # what replaced the profile's model, e.g. "$BASE_MODEL" ("" = none): for the record
     max_steps: int = 0  # 0 = run the recipe's epochs
     num_train_epochs: float = 0.0  # 0 = recipe
     learning_rate: float = 0.0  # 0 = recipe
@@ -97,6 +98,40 @@ def split_heldout(records: list[dict], fraction: float = 0.1, minimum: int = 4, 
 # ---------------------------------------------------------------------------- model
 
 
+def check_base_model(cfg: TrainConfig) -> str:
+    """The base model's id, once its config and tokenizer are found (seconds, no weights):
+    a cloud run whose base model cannot be loaded stops here with one line naming it, before
+    any worker starts or any GPU-hour is paid. Returns the id that will be trained."""
+    from lib.train.recipes import load_recipe
+
+    name = cfg.model or load_recipe(cfg.recipe).base_model
+    if name != "tiny":
+        _load_tokenizer(name)
+        _plain_config(_resolved(name))
+    return name
+
+
+def _resolved(name: str) -> str:
+    from lib.model import resolve_model
+
+    return resolve_model(name)
+
+
+def _cannot_load(name: str, e: Exception) -> UserError:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    return UserError(f"cannot load base model {name!r} ({first}): pass --env BASE_MODEL=<path or hub id> to the "
+                     "sky task (model=... to 03_train) or make it reachable (network, HF_TOKEN)")
+
+
+def _load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(_resolved(name))
+    except (OSError, ValueError) as e:  # offline hub misses are OSError/ValueError subclasses
+        raise _cannot_load(name, e) from None
+
+
 def load_tokenizer_and_model(recipe, model_name: str, seed: int, *, on_gpu: bool):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -112,11 +147,7 @@ def load_tokenizer_and_model(recipe, model_name: str, seed: int, *, on_gpu: bool
         return (tok, tiny_model(recipe.family, tok, seed=seed, attn_implementation=recipe.attn_implementation),
                 "tiny:" + recipe.family)
     src = resolve_model(name)
-    try:
-        tok = AutoTokenizer.from_pretrained(src)
-    except OSError as e:
-        raise UserError(f"cannot load the tokenizer of {src!r} ({str(e).splitlines()[0][:120]}): "
-                        "pass model='embedded', a local checkpoint directory, or a reachable hub id") from None
+    tok = _load_tokenizer(name)
     # Full fine-tunes keep fp32 master weights (FSDP's bf16 mixed precision computes in bf16,
     # as Alpaca's recipe did); LoRA freezes the base, so it is stored in bf16 to save memory.
     dtype = torch.bfloat16 if (on_gpu and recipe.bf16 and recipe.lora is not None) else torch.float32
@@ -142,7 +173,10 @@ def _plain_config(src: str):
     anything whose config still says quantized)."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(src)
+    try:
+        config = AutoConfig.from_pretrained(src)
+    except (OSError, ValueError) as e:
+        raise _cannot_load(src, e) from None
     qc = getattr(config, "quantization_config", None)
     method = qc.get("quant_method") if isinstance(qc, dict) else getattr(qc, "quant_method", None)
     if method == "gguf":
@@ -198,7 +232,7 @@ def train(cfg: TrainConfig) -> dict:
 
     from lib.train.callbacks import BudgetCallback, CompleteMarkerCallback, KillAtStepCallback, ThroughputCallback
     from lib.train.checkpoints import latest_complete, publish_dir, set_aside_incomplete
-    from lib.train.fsdp import fsdp_config
+    from lib.train.fsdp import billed_instance, fsdp_config
     from lib.train.masking import encode_records
     from lib.train.metrics import device_peak_flops, heldout_loss, model_shape, non_embedding_params
     from lib.train.packing import (MeteredCollator, TokenMeter, make_collator, prepare_for_packing,
@@ -313,16 +347,16 @@ def train(cfg: TrainConfig) -> dict:
         hourly = cfg.hourly_usd
         price_src = "given"
         nodes = int(os.environ.get("WORLD_SIZE", "1")) // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+        billed = billed_instance(recipe.hardware, on_gpu=on_gpu)  # None on a laptop CPU
         if hourly < 0:
-            if on_gpu:
-                hourly, price_src = _node_hourly_usd(budgets, recipe.hardware.accelerator,
-                                                     int(os.environ.get("LOCAL_WORLD_SIZE", "1")), recipe.hardware.spot)
+            if billed:
+                hourly, price_src = _node_hourly_usd(budgets, billed[0], billed[1], recipe.hardware.spot)
             else:
                 hourly, price_src = 0.0, "local CPU"
         budget_cb = BudgetCallback(ledger, guard, hourly_usd=hourly,
-                                   accelerator=recipe.hardware.accelerator if on_gpu else "cpu",
-                                   count=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), nodes=max(nodes, 1),
-                                   spot=recipe.hardware.spot and on_gpu,
+                                   accelerator=billed[0] if billed else "cpu",
+                                   count=billed[1] if billed else int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                                   nodes=max(nodes, 1), spot=recipe.hardware.spot and bool(billed),
                                    cloud="skypilot" if os.environ.get("SKYPILOT_TASK_ID") else "local",
                                    max_steps=total_steps)
         if main:

@@ -1,0 +1,377 @@
+"""The cloud rehearsal: each sky/*.yaml `run` script executes here through lib.skyrun, as the
+SkyPilot nodes of its task would run it, against a bucket directory, and the artifacts show
+that it trains, answers and generates what it names.
+
+Production values stay: the profile each script names, the recipe's base model id, epochs and
+FSDP, one process per GPU of every node (2 nodes x 1 process here: no GPUs, so gloo on CPU),
+the 80 Vicuna questions with the pinned judge, the hosted teacher. What differs is visible and
+asserted: the base model is a tiny random model of the recipe's family, passed ONLY through
+the task's own override (--env BASE_MODEL=...); the judge/teacher endpoint is the embedded
+model on 127.0.0.1 standing in for the hosted one (--env JUDGE_BASE_URL/JUDGE_MODEL,
+TEACHER_*), and the question set / request count are cut through their overrides. Compute
+intervals are priced from a seeded SkyPilot catalog (tests/sky_catalog.py) as the instance
+the task asks for (A100-80GB:8 spot, $8.65/h in us-east-1).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from sky_catalog import P4DE_SPOT_USD, seeded_home
+
+from lib.server import free_port
+from lib.skyrun import kill_node, run_task, start_nodes
+from lib.train.checkpoints import MARKER, latest_complete
+from lib.train.recipes import load_recipe
+from lib.train.sft import split_heldout
+
+REPO = Path(__file__).resolve().parent.parent
+SKY = REPO / "sky"
+SHARED = REPO.parent / "shared" / "data"
+
+
+def facts(task: str) -> dict[str, str]:
+    """The `#   key: value` facts of a task's header (the first word of the value)."""
+    out = {}
+    for line in (SKY / f"{task}.yaml").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        m = re.match(r"#\s+(kind|profile|recipe|base_model|epochs|accelerators|judge|questions|teacher|target):\s+(\S+)",
+                     line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def profile(name: str) -> dict:
+    return yaml.safe_load((REPO / "lib" / "profiles" / f"{name}.yaml").read_text())
+
+
+TASKS = sorted(p.stem for p in SKY.glob("*.yaml"))
+TRAIN = [t for t in TASKS if facts(t).get("kind") == "train"]
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> dict:
+    env = seeded_home(tmp_path_factory.mktemp("home"))
+    mpl = Path.home() / ".cache" / "matplotlib"  # a fresh HOME would rebuild matplotlib's font cache
+    return {"HOME": env["HOME"], "MPLCONFIGDIR": str(mpl), "HTTP_PROXY": env["HTTP_PROXY"],
+            "HTTPS_PROXY": env["HTTPS_PROXY"], "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory, embedded_model) -> Path:
+    """A tiny random LLaMA checkpoint (the recipes' family) with the embedded tokenizer."""
+    from transformers import AutoTokenizer
+
+    from lib.train.tiny import tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(embedded_model)
+    tiny_model("llama", tok, seed=0, attn_implementation="sdpa").save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def alpaca_records(n: int) -> list[dict]:
+    return [{"id": f"a{i}", "instruction": f"Add {i} and {i + 1}.", "input": "", "output": f"The sum is {2 * i + 1}.",
+             "source": "test", "lang": "en"} for i in range(n)]
+
+
+def sharegpt_records(n: int) -> list[dict]:
+    return [{"id": f"c{i}", "source": "test", "lang": "en", "conversations": [
+        {"from": "human", "value": f"Name a number after {i}."}, {"from": "gpt", "value": f"{i + 1}."},
+        {"from": "human", "value": "And the one after that?"}, {"from": "gpt", "value": f"{i + 2}."}]}
+        for i in range(n)]
+
+
+def write_data(run_dir: Path, records: list[dict]) -> None:
+    (run_dir / "data").mkdir(parents=True, exist_ok=True)
+    (run_dir / "data" / "clean.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def node_env(home: dict, **extra) -> dict:
+    return {"RUN_ID": "r1", "SHEAR_MASTER_PORT": str(free_port()), **home, **extra}
+
+
+def wait_all(procs, timeout: float) -> list[int]:
+    t0 = time.time()
+    for p in procs:
+        try:
+            p.wait(timeout=max(timeout - (time.time() - t0), 1))
+        except Exception:
+            for q in procs:
+                kill_node(q)
+            raise
+    return [p.returncode for p in procs]
+
+
+def logs(log_dir: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(log_dir.glob("*.log")))
+
+
+def expected_steps(recipe_name: str, records: list[dict], world: int) -> int:
+    r = load_recipe(recipe_name)
+    train, _ = split_heldout(records, 0.1, seed=42)
+    per_device, accum = r.hardware.micro_batch(r.packing)
+    return math.ceil(len(train) / (per_device * accum * world)) * math.ceil(r.num_train_epochs)
+
+
+# ----------------------------------------------------------------------------- train_7b: kill node 0, resume
+TASK_ID = "sky-managed-2026-12-02-06-00-00-000001_shear-train-7b_3-0"
+
+
+@pytest.fixture(scope="module")
+def train7b(tmp_path_factory, home, tiny_llama) -> dict:
+    """One 2-node run of sky/train_7b.yaml shared by the asserts below: node 0 is SIGKILLed
+    (with everything it started) after the first complete checkpoint, node 1 is taken down
+    right after (a managed job recovers the whole cluster), then both nodes run the script
+    again with the same task id."""
+    tmp = tmp_path_factory.mktemp("train7b")
+    bucket, run_dir = tmp / "bucket", tmp / "bucket" / "r1"
+    records = alpaca_records(72)
+    write_data(run_dir, records)
+    ckpts = run_dir / "checkpoints" / TASK_ID
+    env = {"BASE_MODEL": str(tiny_llama)}
+    (tmp / "killed").mkdir()
+    procs = start_nodes(SKY / "train_7b.yaml", root=bucket, env=node_env(home, **env), task_id=TASK_ID, nodes=2,
+                        log_dir=tmp / "killed", cloud="aws", region="us-east-1")
+    t0 = time.time()
+    try:
+        while latest_complete(ckpts) is None:
+            assert all(p.poll() is None for p in procs), "a node ended before the first checkpoint:\n" + logs(tmp / "killed")
+            assert time.time() - t0 < 600, "no checkpoint after 600 s:\n" + logs(tmp / "killed")
+            time.sleep(0.2)
+        kill_node(procs[0])
+        killed_at = latest_complete(ckpts).name
+        model_after_kill = (run_dir / "model").exists()
+        state_after_kill = json.loads((run_dir / "pipeline.json").read_text())
+        kill_node(procs[1])  # a managed job recovers the whole cluster: node 1 goes down with it
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                kill_node(p)
+    (tmp / "resumed").mkdir()
+    t1 = time.time()
+    codes = wait_all(start_nodes(SKY / "train_7b.yaml", root=bucket, env=node_env(home, **env), task_id=TASK_ID,
+                                 nodes=2, log_dir=tmp / "resumed", cloud="aws", region="us-east-1"), 900)
+    return {"tmp": tmp, "run_dir": run_dir, "ckpts": ckpts, "records": records, "killed_at": killed_at,
+            "model_after_kill": model_after_kill, "state_after_kill": state_after_kill, "codes": codes,
+            "log": logs(tmp / "resumed"), "resume_s": time.time() - t1, "tiny": tiny_llama}
+
+
+def test_train_7b_resumes_after_node_0_is_killed(train7b):
+    assert train7b["codes"] == [0, 0], train7b["log"]
+    assert not train7b["model_after_kill"]  # the kill landed mid-training
+    assert train7b["state_after_kill"]["phases"]["03_train"]["status"] == "running"
+    m = json.loads((train7b["run_dir"] / "train" / "metrics.json").read_text())
+    assert m["resumed_from"] == str(train7b["ckpts"] / train7b["killed_at"])
+    assert "resuming from" in (train7b["run_dir"] / "logs" / "train.log").read_text()
+
+
+def test_train_7b_trains_what_it_names(train7b):
+    run_dir, tiny = train7b["run_dir"], str(train7b["tiny"])
+    assert train7b["codes"] == [0, 0], train7b["log"]
+    # what the runner resolved: the profile's production values, the model only by the override
+    state = json.loads((run_dir / "pipeline.json").read_text())
+    params = state["phases"]["03_train"]["params"]
+    assert state["phases"]["03_train"]["status"] == "done"
+    assert state["profile"].endswith("lib/profiles/alpaca_7b.yaml")
+    assert {k: params[k] for k in ("recipe", "model", "max_steps", "num_train_epochs", "nproc", "checkpoint_dir")} == {
+        "recipe": "alpaca_7b", "model": tiny, "max_steps": 0, "num_train_epochs": 0, "nproc": 0,
+        "checkpoint_dir": str(train7b["ckpts"])}
+    assert params["overrides"] == {"model": "$BASE_MODEL replaced 'huggyllama/llama-7b'"}
+    assert state["overrides"]["03_train.model"] == {"value": tiny, "from": "BASE_MODEL",
+                                                     "replaced": "huggyllama/llama-7b"}
+    assert "override: 03_train.model" in train7b["log"]
+    # world size = nodes x processes, the recipe's epochs, FSDP per the recipe
+    m = json.loads((run_dir / "train" / "metrics.json").read_text())
+    assert (m["recipe"], m["model"], m["world_size"], m["fsdp"]) == ("alpaca_7b", tiny, 2, True)
+    assert (m["nodes"], m["procs_per_node"], m["epochs"]) == (2, 1, 3)
+    assert m["global_step"] == expected_steps("alpaca_7b", train7b["records"], world=2) == 6
+    assert "FSDPLlamaDecoderLayer" in str(m["fsdp_units"])
+    # checkpoints under the task id on the bucket; the model published with its marker
+    assert sorted(p.name for p in train7b["ckpts"].glob("checkpoint-*"))
+    assert (run_dir / "model" / MARKER).exists()
+
+
+def test_train_7b_leaves_node_files_ledger_and_report_on_the_bucket(train7b):
+    run_dir = train7b["run_dir"]
+    assert train7b["codes"] == [0, 0], train7b["log"]
+    assert (run_dir / "03_train.ipynb").is_file() and (run_dir / "03_train.node1.ipynb").is_file()
+    assert (run_dir / "pipeline.node1.json").is_file()
+    nb = (run_dir / "03_train.ipynb").read_text()
+    assert "huggyllama/llama-7b" in nb and "$BASE_MODEL replaced" in nb  # the override is in the notebook
+    assert (run_dir / "report" / "budget.md").is_file() and (run_dir / "report" / "budget.png").is_file()
+    # compute intervals from both nodes (one ledger file each), priced from the catalog as the
+    # instance the task asks for: A100-80GB:8 spot in us-east-1
+    by_writer = {}
+    for f in (run_dir / "ledger").glob("train-*.jsonl"):
+        recs = [json.loads(ln) for ln in f.read_text().splitlines() if ln.strip()]
+        by_writer[f.stem] = [r for r in recs if r.get("kind") == "compute" and r["phase"] == "training"]
+    assert set(by_writer) >= {"train-0", "train-1"} and all(by_writer[w] for w in ("train-0", "train-1"))
+    for recs in by_writer.values():
+        for r in recs:
+            assert (r["accelerator"], r["count"], r["nodes"], r["spot"], r["hourly_usd"]) == \
+                ("A100-80GB", 8, 1, True, P4DE_SPOT_USD)
+            assert r["usd"] == pytest.approx(r["hours"] * P4DE_SPOT_USD)
+            assert r["task_id"] == TASK_ID
+
+
+def test_train_7b_without_override_fails_fast_naming_the_base_model(tmp_path, home):
+    """The same script, no BASE_MODEL: one line naming huggyllama/llama-7b, nothing trained or written."""
+    run_dir = tmp_path / "bucket" / "r1"
+    write_data(run_dir, alpaca_records(8))
+    with open(tmp_path / "log", "w") as log:
+        (res,) = run_task(SKY / "train_7b.yaml", root=tmp_path / "bucket", skip_setup=True, env=node_env(home),
+                          log=log, timeout=300)
+    out = (tmp_path / "log").read_text()
+    assert res.returncode == 2, out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("error: cannot load base model 'huggyllama/llama-7b'") and "--env BASE_MODEL=" in last
+    assert "Traceback" not in out
+    assert not (run_dir / "pipeline.json").exists() and not (run_dir / "03_train.ipynb").exists()
+    assert not list((run_dir / "checkpoints").rglob("checkpoint-*")) and not (run_dir / "model").exists()
+    print(f"no-override failure after {res.seconds:.1f} s")
+
+
+# ----------------------------------------------------------------------------- the other train tasks
+def rehearse_train(task: str, tmp: Path, home: dict, tiny: Path, records: list[dict]) -> tuple[list, Path, str]:
+    prof = facts(task)["profile"]
+    nodes = 1 if load_recipe(prof).hardware.gpus_per_node == 1 else 2  # the one-GPU task runs as one node
+    bucket, run_dir = tmp / "bucket", tmp / "bucket" / "r1"
+    write_data(run_dir, records)
+    (tmp / "logs").mkdir()
+    results = run_task(SKY / f"{task}.yaml", root=bucket, skip_setup=True, nodes=nodes, log_dir=tmp / "logs",
+                       env=node_env(home, BASE_MODEL=str(tiny)), cloud="aws", region="us-east-1", timeout=900)
+    return results, run_dir, logs(tmp / "logs")
+
+
+def check_train(task: str, results, run_dir: Path, log: str, tiny: Path, records: list[dict]) -> None:
+    prof = facts(task)["profile"]
+    assert results and all(r.returncode == 0 for r in results), log
+    nodes = len(results)
+    recipe = load_recipe(prof)
+    params = json.loads((run_dir / "pipeline.json").read_text())["phases"]["03_train"]["params"]
+    assert (params["recipe"], params["model"], params["max_steps"], params["nproc"]) == (prof, str(tiny), 0, 0)
+    m = json.loads((run_dir / "train" / "metrics.json").read_text())
+    assert (m["recipe"], m["model"], m["world_size"], m["epochs"]) == (prof, str(tiny), nodes, recipe.num_train_epochs)
+    assert m["global_step"] == expected_steps(prof, records, world=nodes)
+    assert m["fsdp"] == (recipe.fsdp and nodes > 1) and m["lora"] == (recipe.lora is not None)
+    assert (run_dir / "03_train.ipynb").is_file() and (run_dir / "report" / "budget.md").is_file()
+    assert list((run_dir / "checkpoints").glob("sky-local-*/checkpoint-*"))
+
+
+DEFAULT_TRAIN = ["train_vicuna_7b", "train_lora"]
+
+
+@pytest.mark.parametrize("task", DEFAULT_TRAIN)
+def test_train_task_rehearsal(task, tmp_path, home, tiny_llama):
+    records = sharegpt_records(24) if load_recipe(facts(task)["profile"]).format != "alpaca" else alpaca_records(24)
+    results, run_dir, log = rehearse_train(task, tmp_path, home, tiny_llama, records)
+    check_train(task, results, run_dir, log, tiny_llama, records)
+
+
+@pytest.mark.parametrize("task", [t for t in TRAIN if t not in DEFAULT_TRAIN + ["train_7b"]])
+def test_other_train_tasks_fail_fast_naming_their_base_model(task, tmp_path, home):
+    """Their run scripts execute through the runner's checks up to the model load (the full
+    2-node rehearsal of these is `full`): without the override they name what they would train."""
+    write_data(tmp_path / "bucket" / "r1", alpaca_records(8))
+    with open(tmp_path / "log", "w") as log:
+        (res,) = run_task(SKY / f"{task}.yaml", root=tmp_path / "bucket", skip_setup=True, env=node_env(home),
+                          log=log, timeout=300)
+    last = (tmp_path / "log").read_text().strip().splitlines()[-1]
+    base = load_recipe(facts(task)["profile"]).base_model
+    assert res.returncode == 2 and last.startswith(f"error: cannot load base model '{base}'"), last
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("task", [t for t in TRAIN if t not in DEFAULT_TRAIN + ["train_7b"]])
+def test_train_task_rehearsal_full(task, tmp_path, home, tiny_llama):
+    records = sharegpt_records(24) if load_recipe(facts(task)["profile"]).format != "alpaca" else alpaca_records(24)
+    results, run_dir, log = rehearse_train(task, tmp_path, home, tiny_llama, records)
+    check_train(task, results, run_dir, log, tiny_llama, records)
+
+
+# ----------------------------------------------------------------------------- evaluate and generate
+def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, tiny_llama, local_server, monkeypatch):
+    """Base = the tiny LLaMA via BASE_MODEL, tuned = a model/ on the bucket; the embedded model
+    on 127.0.0.1 stands in for gpt-4o-2024-08-06 (JUDGE_* overrides, recorded); the Vicuna 80
+    come from ../shared/data (the pinned URL needs a network) and are cut to 2 by MAX_QUESTIONS."""
+    assert SHARED.is_dir(), f"{SHARED} is missing: the reference data sits beside the checkout"
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    run_dir = tmp_path / "bucket" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "model").symlink_to(tiny_llama, target_is_directory=True)
+    qs = f"vicuna:{SHARED / 'vicuna_bench_questions.jsonl'}|{SHARED / 'vicuna_bench_reference_gpt4.jsonl'}"
+    env = node_env(home, BASE_MODEL=str(tiny_llama), JUDGE_BASE_URL=local_server.base_url,
+                   JUDGE_MODEL=local_server.model, QUESTION_SET=qs, MAX_QUESTIONS="2", MAX_NEW_TOKENS="16")
+    with open(tmp_path / "log", "w") as log:
+        (res,) = run_task(SKY / "evaluate.yaml", root=tmp_path / "bucket", skip_setup=True, env=env, log=log,
+                          timeout=900)
+    out = (tmp_path / "log").read_text()
+    assert res.returncode == 0, out[-4000:]
+    prof = profile("cloud_evaluate")["notebooks"]["04_evaluate"]
+    # the production values the profile holds: all 80 FastChat questions, the dated judge
+    assert prof["question_set"].startswith("vicuna:https://raw.githubusercontent.com/lm-sys/FastChat/")
+    assert (prof["max_questions"], prof["judge_model"]) == (0, "gpt-4o-2024-08-06")
+    assert facts("evaluate")["judge"] == prof["judge_model"]
+    assert sum(1 for _ in open(SHARED / "vicuna_bench_questions.jsonl")) == 80
+    state = json.loads((run_dir / "pipeline.json").read_text())
+    params = state["phases"]["04_evaluate"]["params"]
+    assert (params["question_set"], params["max_questions"]) == (qs, 2)
+    assert (params["judge_base_url"], params["judge_model"]) == (local_server.base_url, local_server.model)
+    assert params["models"] == {"base": str(tiny_llama), "tuned": "{run_dir}/model"}
+    assert set(state["overrides"]) == {"04_evaluate.models.base", "04_evaluate.judge_base_url",
+                                       "04_evaluate.judge_model", "04_evaluate.question_set",
+                                       "04_evaluate.max_questions", "04_evaluate.max_new_tokens"}
+    assert state["overrides"]["04_evaluate.judge_model"]["replaced"] == "gpt-4o-2024-08-06"
+    results = json.loads((run_dir / "eval" / "results.json").read_text())
+    assert str(results).count("vicuna") and (run_dir / "04_evaluate.ipynb").is_file()
+    answered = {json.loads(ln)["question_id"] for ln in (run_dir / "eval").rglob("answers*.jsonl")
+                for ln in ln.read_text().splitlines() if ln.strip()} if list((run_dir / "eval").rglob("answers*.jsonl")) else set()
+    assert len(answered) == 2, answered
+    assert (run_dir / "report" / "budget.md").is_file()
+
+
+def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_path, home, tiny_llama, local_server,
+                                                                          monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    run_dir = tmp_path / "bucket" / "r1"
+    env = node_env(home, TEACHER_BASE_URL=local_server.base_url, TEACHER_MODEL=local_server.model,
+                   NUM_INSTRUCTIONS="4", MAX_REQUESTS="2", MAX_TOKENS="160", TOKENIZER=str(tiny_llama))
+    with open(tmp_path / "log", "w") as log:
+        (res,) = run_task(SKY / "generate.yaml", root=tmp_path / "bucket", skip_setup=True, env=env, log=log,
+                          timeout=900)
+    out = (tmp_path / "log").read_text()
+    assert res.returncode == 0, out[-4000:]
+    prof = profile("cloud_generate")["notebooks"]
+    assert (prof["01_generate"]["teacher_model"], prof["01_generate"]["num_instructions_to_generate"]) == \
+        ("gpt-4o-mini", 52000)
+    assert facts("generate")["teacher"] == "gpt-4o-mini"
+    state = json.loads((run_dir / "pipeline.json").read_text())
+    gen = state["phases"]["01_generate"]["params"]
+    assert (gen["teacher_model"], gen["num_instructions_to_generate"], gen["tasks_per_request"], gen["concurrency"]) \
+        == (local_server.model, 4, 20, 16)
+    assert state["phases"]["02_clean"]["params"]["tokenizer"] == str(tiny_llama)
+    assert state["overrides"]["01_generate.teacher_model"]["replaced"] == "gpt-4o-mini"
+    for nb in ("01_generate", "02_clean"):
+        assert (run_dir / f"{nb}.ipynb").is_file() and state["phases"][nb]["status"] == "done"
+    assert (run_dir / "data" / "clean.jsonl").is_file() and (run_dir / "report" / "budget.md").is_file()
+
+
+def test_generate_without_key_fails_before_writing(tmp_path, home, monkeypatch):
+    """The production teacher needs OPENAI_API_KEY: one line naming it, nothing in the run dir."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with open(tmp_path / "log", "w") as log:
+        (res,) = run_task(SKY / "generate.yaml", root=tmp_path / "bucket", skip_setup=True, env=node_env(home),
+                          log=log, timeout=300)
+    last = (tmp_path / "log").read_text().strip().splitlines()[-1]
+    assert res.returncode == 2 and last.startswith("error: ") and "OPENAI_API_KEY" in last, last
+    assert not (tmp_path / "bucket" / "r1" / "pipeline.json").exists()
