@@ -119,6 +119,8 @@ def test_trained_tokens_come_from_a_real_train_run(tmp_path):
     per_m = spent * 1e6 / tokens
     shown = f"${per_m:,.2f}" if per_m >= 0.01 else f"${per_m:.6f}"
     assert f"| 1M trained tokens (training) | {tokens:,} tokens | {shown} |" in text
+    assert (f"Trained: `tiny` (recipe tiny) on 1 node(s) x 1 process(es), 1 epoch(s) configured, 3 optimizer steps, "
+            f"{tokens:,} trained tokens.") in text
 
 
 def test_report_reads_trained_tokens_from_the_one_key_only(tmp_path):

@@ -214,6 +214,12 @@ def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
     if s.open_intervals:
         lines.append(f"{s.open_intervals} compute interval(s) are still open (a killed or running task): "
                      "counted up to their last heartbeat.")
+    m = f.metrics or {}
+    if "model_id" in m:  # what training says it trained (train/metrics.json, docs/architecture.md)
+        lines += ["", f"Trained: `{m['model_id']}` (recipe {m.get('recipe', 'n/a')}) on {m.get('nodes')} node(s) x "
+                  f"{m.get('procs_per_node')} process(es), {m.get('epochs')} epoch(s) configured, "
+                  f"{m.get('optimizer_steps')} optimizer steps, "
+                  f"{f'{f.train_tokens:,}' if f.train_tokens else 'n/a'} trained tokens."]
     ref_api_total = sum(s.reference_api_usd.values())
     lines += ["", "## The same run elsewhere", "",
               "| what | this run | on the reference | how the reference is priced |", "|---|---:|---:|---|",
