@@ -201,7 +201,6 @@ class ReviewSession:
         keys = [it.key for it in self.items]
         if len(set(keys)) != len(keys):
             raise UserError("the review items repeat a (question, model pair): pass each pair of models once")
-        self.store = votes_store(self.path)
         self._total = len(self.items)
         self._shown_at: float | None = None
         self._shown_key = None
