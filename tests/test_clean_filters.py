@@ -258,6 +258,82 @@ def test_identity_terms_are_words():
     assert m.identity("GPT4All is an open ecosystem.") is None  # a different project, not the teacher
 
 
+# Vicuna's own identity answers (FastChat's hardcoded_questions.py, LMSYS), in English and a
+# Chinese rendering: the recipe trains on them on purpose, so neither filter may take them.
+VICUNA_IDENTITY = [
+    "I am Vicuna, a language model trained by researchers from Large Model Systems Organization (LMSYS).",
+    "As a language model, I go by the name Vicuna and was trained by researchers from Large Model Systems "
+    "Organization (LMSYS).",
+    "You may refer to me as Vicuna, a language model meticulously developed by the researchers at LMSYS.",
+    "No, I'm a language model trained by researchers from Large Model Systems Organization (LMSYS).",
+    "我是Vicuna，一个由大型模型系统组织（LMSYS）的研究人员训练的语言模型。",
+    "作为一个语言模型，我的名字是Vicuna，由LMSYS的研究人员训练。",
+]
+# The teacher naming itself, as ShareGPT answers did.
+TEACHER_IDENTITY = [
+    "I am ChatGPT, a large language model trained by OpenAI. How can I help you today?",
+    "As ChatGPT, I can only answer based on my training data.",
+    "I was developed by OpenAI, and my knowledge is current up to 2021.",
+    "I'm based on GPT-4, so I can write code in many languages.",
+    "我是ChatGPT，一个由OpenAI训练的大型语言模型。",
+    "这个模型是由OpenAI训练的，我会尽力回答你的问题。",
+    "作为ChatGPT，我可以帮你写这封邮件。",
+    "我是GPT-4，可以回答你的问题。",
+]
+
+
+@pytest.mark.parametrize("reply", VICUNA_IDENTITY)
+def test_vicuna_identity_is_neither_refusal_nor_teacher(reply):
+    m = PhraseMatcher()
+    assert m.refusal(reply) is None and m.identity(reply) is None
+
+
+@pytest.mark.parametrize("reply", TEACHER_IDENTITY)
+def test_teacher_identity_is_caught_in_both_languages(reply):
+    assert PhraseMatcher().identity(reply) is not None
+
+
+@pytest.mark.parametrize("reply,hit", [
+    ("As a language model, I don't have personal opinions, but here are both sides.", True),
+    ("As a language model, I cannot browse the internet.", True),
+    ("As a large language model, I am not able to see images.", True),
+    ("作为一个语言模型，我没有个人观点。", True),
+    ("作为语言模型，我无法访问实时信息。", True),
+    ("GPT-3 was released by a research lab in 2020 and has 175B parameters.", False),  # a topic, not a claim
+])
+def test_language_model_disclaimers_need_a_denial(reply, hit):
+    m = PhraseMatcher()
+    assert ((m.refusal(reply) or m.identity(reply)) is not None) == hit
+
+
+def test_fastchat_identity_conversations_survive_default_cleaning(shared_data):
+    """FastChat's dummy data is Vicuna's identity set plus ordinary chat: with the default
+    switches (refusals and teacher identity both on) no conversation is taken for either."""
+    from lib.clean.formats import read_records
+
+    recs, _, _ = read_records(shared_data / "fastchat_dummy_conversation.json")
+    said = [r for r in recs if any("as a language model" in t["value"].lower() for t in r["conversations"])]
+    assert len(said) == 24  # the phrase the old disclaimer list matched: 24 conversations were dropped
+    cfg = CleanConfig(drop_wrong_language=False, drop_exact_duplicates=False, drop_near_duplicates=False,
+                      drop_low_diversity_sources=False)
+    assert cfg.drop_identity and cfg.drop_refusals  # the defaults
+    res = clean_records(recs, cfg, fmt="sharegpt", progress=False)
+    assert res.report.stage("refusal").dropped == 0
+    assert res.report.stage("identity").dropped == 0
+    assert len(res.records) == len(recs)
+
+
+def test_teacher_identity_dropped_by_default_in_a_conversation():
+    convs = [{"id": f"c{k}", "conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]}
+             for k, (q, a) in enumerate([("Who are you?", TEACHER_IDENTITY[0]), ("你是谁？", TEACHER_IDENTITY[4]),
+                                         ("Are you ChatGPT?", VICUNA_IDENTITY[3])])]
+    cfg = CleanConfig(drop_wrong_language=False, drop_near_duplicates=False, drop_low_diversity_sources=False)
+    res = clean_records(convs, cfg, fmt="sharegpt", progress=False)
+    # the question may name ChatGPT: only answers are searched (FastChat searches both)
+    assert [c["id"] for c in res.records] == ["c2"]
+    assert res.report.stage("identity").dropped == 2
+
+
 def test_exact_duplicate_ignores_case_space_and_punctuation():
     a = {"id": "a", "instruction": "Name a fruit.", "input": "", "output": "An apple."}
     b = {"id": "b", "instruction": "name  a FRUIT", "input": "", "output": "an apple"}

@@ -5,11 +5,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from lib.clean import CleanConfig, clean_file, read_records, write_outputs
-from lib.clean.sharegpt import SplitStats, TokenCounter, fix_roles, html_to_markdown, split_conversation
+from lib.clean.sharegpt import SplitStats, TrainerTokens, fix_roles, html_to_markdown, split_conversation
+from lib.train.masking import FORMATS
+from train_tokenizers import llama_fast_tokenizer
 
 HTML_REPLY = (
     '<div class="markdown prose"><p>Here is <strong>the</strong> plan:</p><ol><li>read the file</li>'
@@ -56,40 +59,133 @@ def test_fix_roles():
     assert fix_roles({"id": "z", "conversations": [{"from": "gpt", "value": "hi"}]})[0] is None
 
 
-@pytest.mark.parametrize("budget,long_turn", [(40, "drop"), (80, "drop"), (40, "truncate")])
-def test_dummy_conversations_split_within_budget(shared_data, tokenizer, budget, long_turn):
-    recs, bad, fmt = read_records(shared_data / "fastchat_dummy_conversation.json")
-    assert fmt == "sharegpt" and not bad and len(recs) == 500
-    counter = TokenCounter(tokenizer, overhead=5)
+# ------------------------------------------------------------------ splits that fit the trainer
+
+def _recipes() -> list[tuple[str, str, int]]:
+    from lib.train.recipes import load_recipe
+
+    out = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "lib" / "recipes").glob("*.yaml")):
+        r = load_recipe(path.stem)
+        out.append((r.name, r.format, r.max_length))
+    return out
+
+
+RECIPES = _recipes()
+# Every recipe's (format, max_length), once: alpaca_7b and alpaca_13b, vicuna_7b and vicuna_13b,
+# belle_zh and gpt4all_lora render the same. Both tokenizers render every recipe ("chat" with
+# SmolLM2's own template and Mistral-Instruct's).
+# Recipes in the "text" format (continued pretraining) take documents, not conversations.
+_FIRST = {(fmt, n): name for name, fmt, n in reversed(RECIPES) if fmt in FORMATS}
+CASES = [(name, tok) for (fmt, _), name in sorted(_FIRST.items()) for tok in ("smollm2", "llama_sp")]
+
+
+@pytest.fixture(scope="module")
+def llama_sp():
+    """Mistral-7B v0.1's 32K tokenizer.model (LLaMA's format, byte fallback), non-legacy, with
+    Mistral-Instruct's chat template (tests/train_tokenizers.py)."""
+    return llama_fast_tokenizer(False)
+
+
+def long_conversations() -> list[dict]:
+    """Conversations far over every budget: many exchanges of varied length, a system turn,
+    Chinese, code, and one answer longer than any recipe's max_length."""
+    para = ("The deep sea is cold, dark and full of strange life; pressure grows by one atmosphere "
+            "every ten metres. ")
+    zh = "深海寒冷而黑暗，充满奇异的生命；每下降十米，压力增加一个大气压。"
+    code = "```python\ndef depth(p):\n    return (p - 1) * 10\n```\n"
+    out = []
+    for c in range(3):
+        turns = [{"from": "system", "value": "You are an oceanographer. Answer precisely."}] if c == 1 else []
+        for k in range(40):
+            reps = 1 + (k * 7 + c) % 13
+            q = f"Question {k}: tell me more about the ocean at depth {k * 100} m." if c != 2 else f"第{k}个问题：深海是什么样的？"
+            a = (para * reps + code * (k % 3 == 0)) if c != 2 else zh * reps
+            turns += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
+        if c == 0:
+            turns[21]["value"] = para * 400  # ~9,000 tokens: longer than every budget alone
+        out.append({"id": f"long{c}", "conversations": turns})
+    return out
+
+
+def _pieces(convs, measure, budget, long_turn="drop"):
     stats = SplitStats()
     pieces = []
-    for conv in recs:
+    for conv in convs:
         ordered, _ = fix_roles(conv)
-        pieces += split_conversation(ordered, counter, budget, long_turn, stats)
-    assert stats.split_conversations > 0  # the budget is small enough to force splits
+        pieces += split_conversation(ordered, measure, budget, long_turn, stats)
+    return pieces, stats
+
+
+def _assert_fits(pieces, tok, fmt, max_length):
+    """What the trainer does with each piece: nothing is cut, nothing dropped."""
+    from lib.clean.formats import sharegpt_to_alpaca
+    from lib.train.masking import encode_record
+
     for p in pieces:
         turns = p["conversations"]
-        assert turns[0]["from"] == "human", p["id"]
-        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
-        # counted independently of the counter's cache, with the training tokenizer itself
-        n = sum(len(tokenizer(t["value"], add_special_tokens=False)["input_ids"]) + 5 for t in turns)
-        assert n <= budget, (p["id"], n)
-    if long_turn == "truncate":
-        assert stats.truncated_exchanges > 0 and stats.dropped_exchanges == 0
-    # nothing is lost silently: every exchange is in a piece, dropped or truncated
-    exchanges = sum(len(fix_roles(c)[0]["conversations"]) // 2 for c in recs)
-    assert sum(len(p["conversations"]) // 2 for p in pieces) + stats.dropped_exchanges == exchanges
+        body = turns[1:] if turns[0]["from"] == "system" else turns
+        assert [t["from"] for t in body] == ["human", "gpt"] * (len(body) // 2), p["id"]  # never opens on an answer
+        records = sharegpt_to_alpaca(p) if fmt == "alpaca" else [p]
+        for rec in records:
+            ex, truncated = encode_record(rec, tok, fmt, max_length)
+            assert not truncated and len(ex["input_ids"]) <= max_length, (p["id"], len(ex["input_ids"]))
+
+
+@pytest.mark.parametrize("recipe,tok_name", CASES)
+def test_no_split_piece_is_truncated_by_the_trainer(request, shared_data, recipe, tok_name):
+    recs, bad, fmt_in = read_records(shared_data / "fastchat_dummy_conversation.json")
+    assert fmt_in == "sharegpt" and not bad and len(recs) == 500
+    _, fmt, max_length = next(r for r in RECIPES if r[0] == recipe)
+    tok = request.getfixturevalue("tokenizer" if tok_name == "smollm2" else "llama_sp")
+    convs = recs + long_conversations()
+    pieces, stats = _pieces(convs, TrainerTokens(tok, fmt), max_length)
+    _assert_fits(pieces, tok, fmt, max_length)
+    if fmt != "alpaca":  # Alpaca trains each exchange alone: a conversation never needs cutting
+        assert stats.split_conversations >= 2
+        assert stats.max_piece_tokens > max_length * 0.8  # pieces are filled, not cut short
+    assert stats.dropped_exchanges >= 1 and stats.unencodable_exchanges == 0  # the ~9,000-token answer
+    # nothing is lost silently: every exchange is in a piece or counted as dropped
+    exchanges = sum(len(fix_roles(c)[0]["conversations"]) // 2 for c in convs)
+    kept = sum(len([t for t in p["conversations"] if t["from"] == "gpt"]) for p in pieces)
+    assert kept + stats.dropped_exchanges == exchanges
+
+
+@pytest.mark.parametrize("fmt", ["vicuna_v1.1", "chat"])
+def test_truncated_answers_fit_too(tokenizer, fmt):
+    pieces, stats = _pieces(long_conversations(), TrainerTokens(tokenizer, fmt), 256, long_turn="truncate")
+    assert stats.truncated_exchanges > 0 and stats.dropped_exchanges == 0
+    _assert_fits(pieces, tokenizer, fmt, 256)
+
+
+def test_fastchat_splitter_overflows_where_ours_fits(shared_data, llama_sp):
+    """FastChat's split_long_conversation counts each turn's tokens + 6 and no system prompt;
+    rendered by the Vicuna v1.1 trainer, some of its pieces are cut. Ours, on the same data, are not."""
+    import fastchat.data.split_long_conversation as fc
+    from lib.train.masking import encode_record
+
+    recs, _, _ = read_records(shared_data / "fastchat_dummy_conversation.json")
+    # FastChat pairs turns from the first one, so it takes no system turn: long1 is left out.
+    convs = [fix_roles(c)[0] for c in recs + long_conversations() if c["id"] != "long1"]
+    fc.tokenizer, fc.max_length = llama_sp, 1024
+    # An exchange longer than the budget alone yields an empty sample there; the trainer skips it.
+    theirs = [p for c in convs for p in fc.split_one_sample(c) if p["conversations"]]
+    over = sum(encode_record(p, llama_sp, "vicuna_v1.1", 1024)[1] for p in theirs)
+    assert over >= 1, over  # 1 of its 521 pieces here; ours: 521 pieces, none cut, the longest exactly 1024
+    ours, _ = _pieces(convs, TrainerTokens(llama_sp, "vicuna_v1.1"), 1024)
+    _assert_fits(ours, llama_sp, "vicuna_v1.1", 1024)
 
 
 def test_system_turn_opens_every_piece(tokenizer):
-    counter = TokenCounter(tokenizer, overhead=5)
+    measure = TrainerTokens(tokenizer, "chat")
     conv = {"id": "s", "conversations": [{"from": "system", "value": "Answer in one word."}] + [
         {"from": r, "value": f"{r} turn number {k} with a few more words to fill the budget"}
         for k in range(6) for r in ("human", "gpt")]}
-    pieces = split_conversation(conv, counter, 60)
+    pieces = split_conversation(conv, measure, 100)
     assert len(pieces) > 1
     assert all(p["conversations"][0]["from"] == "system" and p["conversations"][1]["from"] == "human" for p in pieces)
     assert [p["id"] for p in pieces] == [f"s_{k}" for k in range(len(pieces))]
+    _assert_fits(pieces, tokenizer, "chat", 100)
 
 
 def test_sharegpt_pipeline_end_to_end(tmp_path, tokenizer):
@@ -110,7 +206,7 @@ def test_sharegpt_pipeline_end_to_end(tmp_path, tokenizer):
     ]
     src = tmp_path / "sharegpt.json"
     src.write_text(json.dumps(convs))
-    cfg = CleanConfig(format="sharegpt", max_tokens=128, languages=("en",))
+    cfg = CleanConfig(format="sharegpt", max_tokens=160, languages=("en",), prompt_format="chat")
     res = clean_file(src, cfg, tokenizer=tokenizer, progress=False)
     rep = res.report
     assert rep.stage("roles").dropped == 1 and rep.stage("roles").changed == 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 
 from lib.clean.refusals import IDENTITY_TERMS, PhraseMatcher
 from lib.errors import UserError
+from lib.train.masking import FORMATS
 
 
 @dataclass
@@ -29,9 +30,10 @@ class CleanConfig:
     # refusals and AI disclaimers (lib/clean/refusals.py)
     drop_refusals: bool = True
     extra_refusal_phrases: tuple[str, ...] = ()
-    # replies naming the teacher (OpenAI, ChatGPT, GPT-4 ...). Off by default: a reply may
-    # mention GPT-3 as a topic; turn it on for a model that ships under its own name.
-    drop_identity: bool = False
+    # replies naming the teacher ("trained by OpenAI", "as ChatGPT", "我是ChatGPT"). On by
+    # default, as in FastChat (which blocks "openai" and "chatgpt"): a student trained on them
+    # claims to be ChatGPT. Costs replies that discuss OpenAI as a topic; turn off to keep them.
+    drop_identity: bool = True
     identity_terms: tuple[str, ...] = IDENTITY_TERMS
     # language: keep `languages`; the detector knows `detect_languages` (small set = fast)
     drop_wrong_language: bool = True
@@ -53,9 +55,10 @@ class CleanConfig:
     # ShareGPT
     html_to_markdown: bool = True
     fix_roles: bool = True               # drop leading assistant turns and a trailing unanswered human turn
-    # token budget, measured with the training tokenizer (0 = no limit)
+    # token budget (0 = no limit), measured on what the trainer renders: the training
+    # tokenizer and the recipe's prompt format (BOS, system prompt, role tags, EOS included)
     max_tokens: int = 0
-    turn_overhead_tokens: int = 5        # role markers per turn: <|im_start|>role\n ... <|im_end|>\n
+    prompt_format: str = "alpaca"        # the recipe's format: "alpaca" | "vicuna_v1.1" | "chat"
     long_turn: str = "drop"              # an exchange longer than max_tokens alone: "drop" | "truncate"
     examples_per_filter: int = 3
     seed: int = 1
@@ -70,7 +73,8 @@ class CleanConfig:
                 value = [v.strip() for v in value.split(sep) if v.strip()]
             setattr(self, name, tuple(value))
         choices = {"format": ("auto", "alpaca", "sharegpt"), "on_error": ("raise", "report"),
-                   "dedup_on": ("all", "prompt"), "long_turn": ("drop", "truncate")}
+                   "dedup_on": ("all", "prompt"), "long_turn": ("drop", "truncate"),
+                   "prompt_format": FORMATS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}={getattr(self, name)!r} is not known: use one of {', '.join(allowed)}")
@@ -96,12 +100,16 @@ class CleanConfig:
 # ----------------------------------------------------------------------------- record texts
 
 def prompt_text(rec: dict) -> str:
+    if "text" in rec and "instruction" not in rec:  # a pretraining document (lib/clean/text.py)
+        return rec["text"]
     if "conversations" in rec:
         return "\n".join(t["value"] for t in rec["conversations"] if t["from"] != "gpt")
     return rec["instruction"] + ("\n" + rec["input"] if rec.get("input") else "")
 
 
 def response_text(rec: dict) -> str:
+    if "text" in rec and "instruction" not in rec:
+        return ""
     if "conversations" in rec:
         return "\n".join(t["value"] for t in rec["conversations"] if t["from"] == "gpt")
     return rec["output"]

@@ -27,8 +27,8 @@ from lib.clean import filters as F
 from lib.clean.formats import Malformed, read_records, sharegpt_to_alpaca, write_dataset, write_jsonl
 from lib.clean.refusals import PhraseMatcher
 from lib.clean.report import CleanReport, Stage, example, write_report
-from lib.clean.sharegpt import (SplitStats, TokenCounter, alpaca_token_counts, fix_roles, html_to_markdown,
-                                looks_like_html, split_conversation)
+from lib.clean.sharegpt import (SplitStats, TrainerTokens, fix_roles, html_to_markdown, looks_like_html,
+                                page_to_markdown, split_conversation)
 from lib.errors import UserError
 
 STAGES = [  # (name, label, config switch)
@@ -224,9 +224,16 @@ def clean_records(records: list[dict], cfg: F.CleanConfig, *, fmt: str = "alpaca
         if fmt == "sharegpt":
             _split(fun, st, cfg, tokenizer, report)
         else:
-            counts = alpaca_token_counts(fun.recs, tokenizer)
-            fun.drop(st, {i: f"{n} tokens > {cfg.max_tokens}" for i, n in enumerate(counts) if n > cfg.max_tokens})
-            st.note = f"<= {cfg.max_tokens} tokens (prompt template + reply + EOS)"
+            measure = TrainerTokens(tokenizer, cfg.prompt_format)
+            drops = {}
+            for i, rec in enumerate(fun.recs):
+                n = measure(rec)
+                if n is None:
+                    drops[i] = f"the trainer cannot encode it: {measure.last_error}"
+                elif n > cfg.max_tokens:
+                    drops[i] = f"{n} tokens > {cfg.max_tokens}"
+            fun.drop(st, drops)
+            st.note = f"<= {cfg.max_tokens} tokens as the trainer renders them ({cfg.prompt_format})"
     bar.update()
     bar.close()
     st.seconds = time.perf_counter() - clock["t"]
@@ -248,10 +255,11 @@ def clean_records(records: list[dict], cfg: F.CleanConfig, *, fmt: str = "alpaca
 
 def _to_markdown(rec: dict, st: Stage) -> dict:
     if "conversations" in rec:
-        if not any(looks_like_html(t["value"]) for t in rec["conversations"]):
+        turns = [{**t, "value": page_to_markdown(t)} for t in rec["conversations"]]
+        if all(new["value"] == t["value"] for new, t in zip(turns, rec["conversations"])):
             return rec
         st.changed += 1
-        return {**rec, "conversations": [{**t, "value": html_to_markdown(t["value"])} for t in rec["conversations"]]}
+        return {**rec, "conversations": turns}
     if not any(looks_like_html(rec[k]) for k in ("instruction", "input", "output")):
         return rec
     st.changed += 1
@@ -259,8 +267,7 @@ def _to_markdown(rec: dict, st: Stage) -> dict:
 
 
 def _split(fun: _Funnel, st: Stage, cfg: F.CleanConfig, tokenizer, report: CleanReport) -> None:
-    counter = TokenCounter(tokenizer, cfg.turn_overhead_tokens)
-    counter.prime([t["value"] for c in fun.recs for t in c["conversations"]])
+    measure = TrainerTokens(tokenizer, cfg.prompt_format)
     stats = SplitStats()
     pieces, drops = [], {}
     for i, conv in enumerate(fun.recs):
@@ -269,21 +276,23 @@ def _split(fun: _Funnel, st: Stage, cfg: F.CleanConfig, tokenizer, report: Clean
             if ordered is None or why:
                 drops[i] = f"cannot split: {why or 'roles out of order'}"
                 continue
-        before = stats.dropped_exchanges + stats.truncated_exchanges
-        got = split_conversation(conv, counter, cfg.max_tokens, cfg.long_turn, stats)
+        before = stats.dropped_exchanges + stats.truncated_exchanges + stats.unencodable_exchanges
+        unencodable = stats.unencodable_exchanges
+        got = split_conversation(conv, measure, cfg.max_tokens, cfg.long_turn, stats)
         if not got:
-            drops[i] = f"every exchange is longer than {cfg.max_tokens} tokens"
+            drops[i] = (f"the trainer cannot encode it: {measure.last_error}" if stats.unencodable_exchanges > unencodable
+                        else f"every exchange is longer than {cfg.max_tokens} tokens")
             continue
-        if len(got) > 1 or stats.dropped_exchanges + stats.truncated_exchanges > before:
+        if len(got) > 1 or stats.dropped_exchanges + stats.truncated_exchanges + stats.unencodable_exchanges > before:
             st.changed += 1
         pieces.append((i, got))
     fun.drop(st, drops)
     fun.recs = [p for _, got in pieces for p in got]
     st.records_out = len(fun.recs)
-    st.note = (f"<= {cfg.max_tokens} tokens: {stats.split_conversations} split into pieces, "
-               f"{stats.dropped_exchanges} over-long exchanges dropped, {stats.truncated_exchanges} truncated; "
-               "out counts pieces")
-    report.split = {"max_tokens": cfg.max_tokens, "turn_overhead_tokens": cfg.turn_overhead_tokens,
+    st.note = (f"<= {cfg.max_tokens} tokens as the trainer renders them ({cfg.prompt_format}): "
+               f"{stats.split_conversations} split into pieces, {stats.dropped_exchanges} over-long exchanges dropped, "
+               f"{stats.truncated_exchanges} truncated, {stats.unencodable_exchanges} unencodable; out counts pieces")
+    report.split = {"max_tokens": cfg.max_tokens, "prompt_format": cfg.prompt_format,
                     "long_turn": cfg.long_turn, **asdict(stats)}
 
 
@@ -329,8 +338,10 @@ def _main(argv=None) -> None:
     ap.add_argument("--languages", default="en,zh")
     ap.add_argument("--max-tokens", type=int, default=0)
     ap.add_argument("--tokenizer", default="embedded")
+    ap.add_argument("--prompt-format", default="alpaca", help="the recipe's format, that max-tokens is measured on")
     args = ap.parse_args(argv)
-    cfg = F.CleanConfig(format=args.format, on_error=args.on_error, languages=args.languages, max_tokens=args.max_tokens)
+    cfg = F.CleanConfig(format=args.format, on_error=args.on_error, languages=args.languages, max_tokens=args.max_tokens,
+                        prompt_format=args.prompt_format)
     tok = load_tokenizer(args.tokenizer) if args.max_tokens else None
     result = clean_file(args.input, cfg, tokenizer=tok)
     paths = write_outputs(result, args.run_dir)
