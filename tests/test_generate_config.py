@@ -73,3 +73,21 @@ def test_the_generator_offers_every_member_both_modes_use():
         members = {n for n in vars(host) if not n.startswith("_")} | set(getattr(host, "__annotations__", {}))
         missing = {n for n in members if not hasattr(Generator, n)} - {"cfg", "ep", "retries", "work_dir"}
         assert not missing, f"{host.__module__}.Host: Generator lacks {missing}"
+
+
+def test_a_misspelled_papermill_parameter_stops_the_notebook_before_it_writes(tmp_path):
+    """End to end in a real kernel: 02_clean with `drop_refusal` (for drop_refusals) fails in
+    its setup cell with the one-line error, before anything is written."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from lib.paths import REPO
+
+    run = tmp_path / "run"
+    with pytest.raises(PapermillExecutionError) as e:
+        papermill.execute_notebook(str(REPO / "notebooks" / "02_clean.ipynb"), str(tmp_path / "out.ipynb"),
+                                   cwd=str(REPO / "notebooks"), kernel_name="python3", progress_bar=False,
+                                   parameters={"run_dir": str(run), "drop_refusal": False})
+    assert e.value.ename == "UserError"
+    assert "has no parameter 'drop_refusal' (did you mean 'drop_refusals'?)" in e.value.evalue
+    assert not run.exists()  # checked before RunContext makes the run directory
