@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from lib.pipeline import CLOUD_RULES, PROFILES, check_cloud, declared_params, load_profile, notebook_params
+from lib.skyrun import header_facts as facts
 from lib.train.recipes import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,18 +19,6 @@ TASKS = sorted(SKY.glob("*.yaml"))
 NOTEBOOKS = {p.stem: declared_params(p) for p in (REPO / "notebooks").glob("*.ipynb")}
 KINDS = {"train", "generate", "evaluate", "serve"}  # serve: sky/serve.yaml (SkyServe) declares its own checks
 RUN_LINE = re.compile(r"python -m lib\.pipeline run --profile (\S+) --phases (\S+) --run-dir \"\$RUN_DIR\"")
-
-
-def facts(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        m = re.match(r"#\s+(kind|profile|recipe|base_model|epochs|accelerators|judge|questions|teacher|target):\s+(.+)$",
-                     line)
-        if m:
-            out[m.group(1)] = m.group(2).split("(")[0].strip()
-    return out
 
 
 def texts() -> list[tuple[Path, str]]:
@@ -87,6 +76,9 @@ def test_task_runs_its_cloud_profile_through_the_runner(path):
     script = raw["run"]
     assert "papermill" not in script and "-p " not in script, "notebooks run through lib.pipeline only"
     (run,) = RUN_LINE.findall(script)
+    # the profile holds the parameters; the script adds only the bucket path of this job's checkpoints
+    sets = re.findall(r"--set\s+(\S+?)=", script)
+    assert sets == (["03_train.checkpoint_dir"] if f["kind"] == "train" else []), sets
     prof_name, phases = run
     assert f["profile"] == prof_name
     # the header shows the same command the script runs

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import yaml
 from sky_catalog import P4DE_SPOT_USD, seeded_home
 
 from lib.server import free_port
-from lib.skyrun import kill_node, run_task, start_nodes
+from lib.skyrun import header_facts, kill_node, run_task, start_nodes
 from lib.train.checkpoints import MARKER, latest_complete
 from lib.train.recipes import load_recipe
 from lib.train.sft import split_heldout
@@ -36,16 +35,7 @@ SHARED = REPO.parent / "shared" / "data"
 
 
 def facts(task: str) -> dict[str, str]:
-    """The `#   key: value` facts of a task's header (the first word of the value)."""
-    out = {}
-    for line in (SKY / f"{task}.yaml").read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        m = re.match(r"#\s+(kind|profile|recipe|base_model|epochs|accelerators|judge|questions|teacher|target):\s+(\S+)",
-                     line)
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
+    return header_facts(SKY / f"{task}.yaml")
 
 
 def profile(name: str) -> dict:
