@@ -11,7 +11,7 @@ import hashlib
 import re
 import unicodedata
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from lib.clean.refusals import IDENTITY_TERMS, PhraseMatcher
 from lib.errors import UserError
@@ -89,12 +89,6 @@ class CleanConfig:
         if self.max_tokens < 0 or self.min_output_chars < 0:
             raise UserError("max_tokens and min_output_chars must be >= 0 (0 max_tokens = no limit)")
         self.detect_languages = tuple(dict.fromkeys(self.languages + self.detect_languages))
-
-    @classmethod
-    def from_params(cls, params: dict) -> "CleanConfig":
-        """Build from notebook parameters, ignoring names that are not cleaning switches."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in known})
 
 
 # ----------------------------------------------------------------------------- record texts
