@@ -30,8 +30,9 @@ def _execute(run_dir: Path, **params):
     import papermill
 
     out = run_dir / "02_clean.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(out), cwd=str(REPO), kernel_name="python3", progress_bar=False,
-                               parameters={"run_dir": str(run_dir), "budgets_path": str(REPO / "budgets.yaml"), **params})
+    # from notebooks/ with the default budgets_path, as `make lab` runs it
+    papermill.execute_notebook(str(NOTEBOOK), str(out), cwd=str(NOTEBOOK.parent), kernel_name="python3",
+                               progress_bar=False, parameters={"run_dir": str(run_dir), **params})
     return nbformat.read(out, as_version=4)
 
 

@@ -26,7 +26,7 @@ def test_committed_notebook_is_clean_and_parameterised():
 def _execute(tmp_path, local_server, **params):
     run_dir = tmp_path / "run"
     out = tmp_path / "04_evaluate.ipynb"
-    base = dict(run_dir=str(run_dir), budgets_path=str(REPO / "budgets.yaml"), judge_base_url=local_server.base_url,
+    base = dict(run_dir=str(run_dir), judge_base_url=local_server.base_url,  # budgets_path: the default
                 judge_model=local_server.model, question_set="own_en", max_questions=2,
                 models={"base": "embedded", "tuned": "embedded"}, prompt_formats={"tuned": "vicuna"},
                 max_new_tokens=12, judge_max_tokens=32, parse_retries=0, mode="both", n_boot=200, judge_demonstration=True)
@@ -34,7 +34,7 @@ def _execute(tmp_path, local_server, **params):
     old = os.environ.get("OPENAI_API_KEY")
     os.environ["OPENAI_API_KEY"] = SECRET
     try:
-        papermill.execute_notebook(str(NB), str(out), parameters=base, cwd=str(REPO), kernel_name="python3",
+        papermill.execute_notebook(str(NB), str(out), parameters=base, cwd=str(NB.parent), kernel_name="python3",
                                    progress_bar=False)
     finally:
         os.environ.pop("OPENAI_API_KEY") if old is None else os.environ.__setitem__("OPENAI_API_KEY", old)
