@@ -132,3 +132,27 @@ def test_fsdp_kill_and_resume_matches_uninterrupted_run(tmp_path):
         assert (a[k] == b[k]).all(), k
     metrics = json.loads((tmp_path / "run" / "train" / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and metrics["fsdp"] and metrics["world_size"] == 2
+
+
+def test_every_gpu_of_every_node_and_one_process_without_gpus():
+    two_nodes = {"SKYPILOT_NODE_IPS": "10.0.0.5\n10.0.0.6", "SKYPILOT_NODE_RANK": "0"}
+    assert cluster_from_env({**two_nodes, "SKYPILOT_NUM_GPUS_PER_NODE": "8"})["nproc_per_node"] == 8
+    assert cluster_from_env({**two_nodes, "SKYPILOT_NUM_GPUS_PER_NODE": "0"})["nproc_per_node"] == 1  # CPU rehearsal
+    assert cluster_from_env({**two_nodes, "SKYPILOT_NUM_GPUS_PER_NODE": "8"}, nproc=2)["nproc_per_node"] == 2
+    assert cluster_from_env({})["nnodes"] == 1
+
+
+def test_a_skypilot_node_is_billed_as_the_instance_the_task_asked_for():
+    from lib.train.fsdp import billed_instance
+    from lib.train.recipes import load_recipe
+
+    h7, lora, tiny = (load_recipe(n).hardware for n in ("alpaca_7b", "alpaca_lora", "tiny"))
+    sky = {"SKYPILOT_TASK_ID": "t", "SKYPILOT_NUM_GPUS_PER_NODE": "8"}
+    assert billed_instance(h7, on_gpu=True, env=sky) == ("A100-80GB", 8)
+    # the CPU rehearsal of an 8-GPU task is priced as that task's node
+    assert billed_instance(h7, on_gpu=False, env={"SKYPILOT_TASK_ID": "t", "SKYPILOT_NUM_GPUS_PER_NODE": "0"}) == \
+        ("A100-80GB", 8)
+    assert billed_instance(lora, on_gpu=False, env={"SKYPILOT_TASK_ID": "t"}) == ("A100-80GB", 1)
+    assert billed_instance(h7, on_gpu=False, env={}) is None  # a laptop CPU costs nothing
+    assert billed_instance(h7, on_gpu=True, env={"LOCAL_WORLD_SIZE": "2"}) == ("A100-80GB", 2)
+    assert billed_instance(tiny, on_gpu=False, env=sky) is None  # a laptop recipe

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lib.errors import UserError
+from lib.paths import REPO
 
 
 def decoder_layer_classes(model) -> list[str]:
@@ -145,7 +146,8 @@ def train_on_cluster(cfg, *, nproc: int = 0, log_path: str | os.PathLike, env: M
           f"= world size {c['nnodes'] * c['nproc_per_node']}", flush=True)
     print("$", shell(cmd), f"> {log}", flush=True)
     with open(log, "ab") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        # from the repository root: `-m lib.train.sft` must import wherever Jupyter was started
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
     if rc != 0:
         lines = log.read_text(errors="replace").strip().splitlines()
         # a worker's UserError line, else its exception, else the last line that says something
