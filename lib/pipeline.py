@@ -201,7 +201,12 @@ def check_cloud(profile: dict, plan: list[tuple[str, Path, dict]]) -> None:
             if param not in named.get(name, {}):
                 raise UserError(f"cloud profile {profile['path']} does not name {name}.{param}: its notebook default "
                                 f"is a laptop value; write {param}: <{fix}> in the profile")
-            if bad(params[param], params):
+            try:
+                refused = bad(params[param], params)
+            except (TypeError, ValueError):
+                raise UserError(f"cloud profile {profile['path']}: {name}.{param}={params[param]!r} has the wrong "
+                                f"type: use {fix}") from None
+            if refused:
                 raise UserError(f"cloud profile {profile['path']}: {name}.{param}={params[param]!r} is {why}: "
                                 f"use {fix}")
 
