@@ -166,3 +166,19 @@ def test_plan_and_actual_side_by_side(tmp_path):
     assert f"| hours (wall) | {plan.hours:.3f} | 0.500 |" in text  # the ledger's 1800 s interval
     assert f"| dollars (training) | ${plan.usd:,.2f} | $4.33 |" in text
     assert "throughput.yaml: assumed" in text
+
+
+def test_one_node_price_rule_falls_back_per_gpu(monkeypatch, tmp_path):
+    """lib.budget.gpu_hourly_usd is the one price of a node (trainer, server, report): without a
+    SkyPilot catalog on the machine it scales budgets.yaml's fallback (the reference node's price)
+    by GPUs, in the cloud SkyPilot says the node runs in, and says so."""
+    from lib.budget import gpu, gpu_hourly_usd
+
+    budgets = load_budgets(BUDGETS_YAML)
+    asked = []  # which cloud's catalog was looked up; none is on "this machine"
+    monkeypatch.setattr(gpu, "catalog_file", lambda cloud: asked.append(cloud) or tmp_path / cloud / "vms.csv")
+    monkeypatch.setenv("SKYPILOT_CLUSTER_INFO", json.dumps({"cloud": "gcp", "region": "us-central1"}))
+    usd, source = gpu_hourly_usd(budgets.reference, "A100-80GB:2", spot=True)
+    assert asked == ["gcp"]
+    assert usd == pytest.approx(budgets.reference["gpu_hourly_usd_fallback"] * 2 / 8)
+    assert source == "budgets.yaml reference.gpu_hourly_usd_fallback x 2/8 GPUs (no SkyPilot catalog here)"

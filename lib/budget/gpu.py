@@ -70,12 +70,22 @@ def gpu_hourly_usd(reference, accelerator: str, *, cloud: str | None = None, reg
                    spot: bool = True) -> tuple[float, str]:
     """Hourly price of ONE node carrying `accelerator` ('A100-80GB:8') and where it comes from.
 
-    SkyPilot's catalog when it is on this machine; otherwise budgets.yaml's
+    cloud/region None: on a SkyPilot node, the cloud and region it runs in (SKYPILOT_CLUSTER_INFO),
+    else reference.cloud in the cheapest region. SkyPilot's catalog when it is on this machine; otherwise budgets.yaml's
     reference.gpu_hourly_usd_fallback, scaled by this node's GPU count over the reference
     node's (the fallback prices reference.gpu), and the source says so. Never raises for a
     missing catalog: a paid run must not stop over a price lookup. The one price rule for the
     trainer's ledger intervals and the budget report's reference column.
     """
+    if cloud is None:
+        import json
+        import os
+
+        try:
+            info = json.loads(os.environ.get("SKYPILOT_CLUSTER_INFO") or "{}")
+        except json.JSONDecodeError:
+            info = {}
+        cloud, region = info.get("cloud"), region or info.get("region")
     cloud = str(cloud or reference["cloud"]).lower()
     try:
         usd, _, source = gpu_price(accelerator, cloud=cloud, region=region, spot=spot)

@@ -211,18 +211,6 @@ def _dist_barrier():
         dist.barrier()
 
 
-def _node_hourly_usd(budgets, accelerator: str, count: int, spot: bool) -> tuple[float, str]:
-    """This node's hourly price (lib.budget.gpu_hourly_usd) in the cloud/region SkyPilot put us in."""
-    from lib.budget import gpu_hourly_usd
-
-    try:
-        info = json.loads(os.environ.get("SKYPILOT_CLUSTER_INFO") or "{}")
-    except json.JSONDecodeError:
-        info = {}
-    return gpu_hourly_usd(budgets.reference, f"{accelerator}:{count}", cloud=info.get("cloud"),
-                          region=info.get("region"), spot=spot)
-
-
 # ---------------------------------------------------------------------------- train
 
 
@@ -230,6 +218,7 @@ def train(cfg: TrainConfig) -> dict:
     import torch
     from transformers import Trainer, TrainingArguments, set_seed
 
+    from lib.budget import gpu_hourly_usd
     from lib.train.callbacks import BudgetCallback, CompleteMarkerCallback, KillAtStepCallback, ThroughputCallback
     from lib.train.checkpoints import latest_complete, publish_dir, set_aside_incomplete
     from lib.train.fsdp import billed_instance, fsdp_config
@@ -350,7 +339,8 @@ def train(cfg: TrainConfig) -> dict:
         billed = billed_instance(recipe.hardware, on_gpu=on_gpu)  # None on a laptop CPU
         if hourly < 0:
             if billed:
-                hourly, price_src = _node_hourly_usd(budgets, billed[0], billed[1], recipe.hardware.spot)
+                hourly, price_src = gpu_hourly_usd(budgets.reference, f"{billed[0]}:{billed[1]}",
+                                                    spot=recipe.hardware.spot)
             else:
                 hourly, price_src = 0.0, "local CPU"
         budget_cb = BudgetCallback(ledger, guard, hourly_usd=hourly,
