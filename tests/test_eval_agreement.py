@@ -134,3 +134,16 @@ def test_review_rate_in_budgets_yaml(tmp_path):
     p.write_text(text.replace("human_review_usd_per_hour: 0", "human_review_usd_per_hr: 5"))
     with pytest.raises(UserError, match="did you mean 'human_review_usd_per_hour'"):
         load_budgets(p)
+
+
+def test_agreement_chart_with_and_without_votes(tmp_path):
+    from lib.evaluate.agreement import agreement_chart
+    from lib.figures import save
+
+    rep = judge_vs_human(ANA_VOTES, _judgments(), JUDGE, n_boot=100)
+    fig = agreement_chart(rep, human_vs_human(ANA_VOTES + BO_VOTES, n_boot=100))
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["overall\n(n=9)", "math\n(n=4)", "writing\n(n=5)", "human vs human\n(n=4)"]
+    assert save(fig, tmp_path / "a.png").stat().st_size > 5000
+    empty = agreement_chart(judge_vs_human([], _judgments(), JUDGE, n_boot=10))
+    assert any("no vote compared" in t.get_text() for t in empty.axes[0].texts)

@@ -210,6 +210,10 @@ def agreement_chart(report: dict, human_human: dict | None = None):
     ax.set_ylim(min(0, ax.get_ylim()[0]), 1.05)
     ax.set_ylabel("agreement / κ")
     ax.set_title("Judge vs people (95% bootstrap intervals)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower left")
+    if labelled:
+        ax.legend(fontsize=8, loc="lower left")
+    else:
+        ax.text(len(groups) / 2 - 0.5, 0.5, "no vote compared with a judge verdict yet: vote in the widget above",
+                ha="center", va="center", fontsize=9)
     fig.tight_layout()
     return fig
