@@ -16,11 +16,13 @@ export PYTHONUNBUFFERED ?= 1
 # llama.cpp (GGUF export, laptop serving) comes as llama-cpp-python source and compiles on
 # install (~11 min on 2 cores, once: pip's wheel cache keeps the build). Portable flags: the
 # native build compiled for AVX-512/AMX that VMs advertise but do not fully provide, and
-# every call then died with an illegal instruction.
+# every call then died with an illegal instruction. LLAVA_BUILD=OFF (llama-cpp-python's
+# option) skips the multimodal library, about a quarter of the compile; it loads lazily.
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
-	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+	-DLLAVA_BUILD=OFF
 
 .PHONY: setup demo test test-full bench lab clean-runs help
 
