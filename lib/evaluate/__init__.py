@@ -11,4 +11,10 @@ controls, win rates with intervals, reference metrics, costs.
     results.py    results.json
     charts.py     the pictures
     store.py      append-only JSONL keyed stores
+
+07_review (people beside the judge):
+    review.py     blind pairwise review: the queue, votes in eval/human.jsonl, the ipywidgets view
+    agreement.py  judge vs people and people vs people (raw, non-tie, kappa), cost of trust
+    ratings.py    Bradley-Terry / Elo ratings across many models, with intervals
+    scorecard.py  the run beside published results (lib/data/published_results.yaml), or why not
 """
