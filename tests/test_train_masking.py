@@ -205,3 +205,23 @@ def test_pad_token_is_distinct_from_eos():
 def test_unknown_format_is_a_user_error(smol):
     with pytest.raises(UserError, match="unknown prompt format"):
         encode_record({"instruction": "a", "output": "b"}, smol, "alpaca_v2", 64)
+
+
+def test_render_prompt_is_one_renderer_for_every_format(smol):
+    from lib.train.masking import prompt_ids
+    from lib.train.templates import render_prompt
+
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Bye"}]
+    assert render_prompt("vicuna", msgs, smol) == render_prompt("vicuna_v1.1", msgs, smol) == \
+        VICUNA_V1_1.system + " USER: Hi ASSISTANT: Hello!<|im_end|>USER: Bye ASSISTANT:"
+    assert render_prompt("alpaca", msgs[:1], smol) == alpaca_prompt("Hi")
+    assert render_prompt("chat", msgs, smol).endswith("<|im_start|>assistant\n")
+    served = smol.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert prompt_ids("chat", msgs, smol) == ids(smol, served)
+    bare = AutoTokenizer.from_pretrained(smol.name_or_path)
+    bare.chat_template = None
+    with pytest.raises(UserError, match="no chat template"):
+        render_prompt("chat", msgs, bare)
+    with pytest.raises(ValueError, match="end on a user turn"):
+        render_prompt("alpaca", msgs[:2], smol)

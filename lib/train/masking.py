@@ -162,6 +162,8 @@ def _boundary(ids: list[int], fmt: str, text: str, at: int, tok, what: str) -> i
     Invariant: text[:at] tokenized on its own (for a prompt: exactly what inference sends)
     must be a prefix of the example's ids. Otherwise a token straddles the boundary and no
     label split is honest: the example is reported instead of shifted."""
+    if at == len(text):
+        return len(ids)
     head = encode_text(fmt, text[:at], tok)
     if ids[: len(head)] != head:
         raise MaskingError(f"boundary merge: a token spans the {what} boundary, so the prompt the model "
