@@ -117,8 +117,8 @@ def _format(fmt: str) -> str:
 
 
 def _alpaca_prompt_for(messages: list[dict]) -> str:
-    # Alpaca has no multi-turn format: earlier exchanges become the input, after any input
-    # the asked turn carries itself (an Alpaca record's `input`).
+    # Alpaca has no multi-turn format: earlier exchanges become the input, followed by the
+    # asked turn's own input (an Alpaca record's `input` field), if it has one.
     body = [m for m in messages if m["role"] != "system"]
     *earlier, last = body
     pairs = zip(earlier[0::2], earlier[1::2])
