@@ -52,8 +52,12 @@ def test_task_parses_and_passes_project_checks(path):
     # usage header with expected hours and dollars, and the commands to run it
     assert text.startswith("# shear:") and "Usage:" in text
     assert {"expected_hours", "expected_usd"} <= set(header(path))
+    service = "service" in raw  # SkyServe replaces preempted replicas itself: no job_recovery, no notebooks
     for res in task.resources:
         assert res.use_spot is True
+        if service:
+            assert task.service is not None and res.ports, "a SkyServe task needs service: and resources.ports"
+            continue
         rec = res.job_recovery
         # SkyPilot accepts any string on the client; a typo would only fail on the server
         assert rec and rec["strategy"].lower() in JOBS_RECOVERY_STRATEGY_REGISTRY.keys(), rec
@@ -69,7 +73,7 @@ def test_task_parses_and_passes_project_checks(path):
     assert "shear_paths" in raw["run"] and "SKYPILOT_TASK_ID" in (REPO / "sky" / "common.sh").read_text()
     assert "shear_setup" in raw["setup"] and "requirements.txt" in (REPO / "sky" / "common.sh").read_text()
     # notebooks run through the runner (which writes the budget report after every run, failed ones too)
-    assert "python -m lib.pipeline run --profile" in raw["run"] and "papermill" not in raw["run"]
+    assert ("python -m lib.pipeline run --profile" in raw["run"] or service) and "papermill" not in raw["run"]
     assert raw["envs"].get("BUDGET_PHASE") in ("data", "training", "evaluation", "serving")
     if path.stem in TRAIN_8X:
         assert {str(a): c for r in task.resources for a, c in r.accelerators.items()} == {"A100-80GB": 8}
