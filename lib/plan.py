@@ -149,6 +149,8 @@ def count_data(path: str | os.PathLike, recipe, tokenizer: str | None = None, *,
     train, held = split_heldout(records, heldout_fraction, seed=seed)
     name = tokenizer or recipe.base_model
     tok = local_tokenizer(name)
+    if recipe.format == "text":  # continued pretraining: every token of fixed blocks trains
+        return _count_text(path, records, train, held, recipe, tok, name)
     if tok is not None:
         from lib.train.masking import encode_records
 
@@ -167,6 +169,22 @@ def count_data(path: str | os.PathLike, recipe, tokenizer: str | None = None, *,
     return DataCount(str(path), len(records), len(held), len(train), tokens,
                      f"ESTIMATE: no tokenizer of {name} on this machine; UTF-8 bytes of each record's {what} / "
                      f"{BYTES_PER_TOKEN}, cut at {recipe.max_length} (pass --tokenizer DIR for an exact count)", False)
+
+
+def _count_text(path, records, train, held, recipe, tok, name) -> DataCount:
+    """Blocks of max_length tokens, as lib.train.text cuts them (the tail shorter than a block drops)."""
+    block = recipe.max_length
+    if tok is not None:
+        from lib.train.text import document_ids
+
+        tokens = sum(len(document_ids(str(r.get("text", "")), tok)) for r in train if str(r.get("text", "")).strip())
+        how, exact = f"tokenizer {name} (text format: documents + BOS/EOS in blocks of {block})", True
+    else:
+        tokens = sum(math.ceil(_text_bytes(r.get("text", "")) / BYTES_PER_TOKEN) for r in train)
+        how, exact = (f"ESTIMATE: no tokenizer of {name} on this machine; UTF-8 bytes of each document / "
+                      f"{BYTES_PER_TOKEN}, in blocks of {block} (pass --tokenizer DIR for an exact count)"), False
+    blocks = tokens // block
+    return DataCount(str(path), len(records), len(held), blocks, blocks * block, how, exact)
 
 
 def find_data(data: str | None, run_dir: str | None) -> Path | None:
@@ -211,8 +229,12 @@ def make_plan(task_name: str, envs: dict, *, accelerator: str, gpus_per_node: in
     tp = throughput(recipe.name, accelerator, tps_override)
     gpus = gpus_per_node * nodes
     steps_per_epoch = optimizer_steps = None
-    if count is not None:
-        steps_per_epoch = math.ceil(count.examples / (per_device * accum * gpus))  # as lib.train.sft counts them
+    examples = count.examples if count is not None else None
+    if examples is None and recipe.format == "text":  # a stated corpus size is a number of blocks too
+        examples = int(tokens) // recipe.max_length
+        tokens = float(examples * recipe.max_length)
+    if examples is not None:
+        steps_per_epoch = math.ceil(examples / (per_device * accum * gpus))  # as lib.train.sft counts them
         optimizer_steps = math.ceil(steps_per_epoch * epochs)
     trained = tokens * epochs
     compute_h = trained / (tp.tokens_per_s_per_gpu * gpus) / 3600.0
@@ -243,6 +265,13 @@ def describe_plan(p: Plan) -> list[str]:
         lines.append(f"data:      {d.records:,} records - {d.heldout:,} held out ({HELDOUT_FRACTION:g}, as 03_train) = "
                      f"{d.examples:,} examples, {d.tokens:,} tokens per epoch [{p.tokens_source}]")
         lines.append(f"steps:     ceil({d.examples:,} examples / ({p.per_device_batch} per device x {p.grad_accum} accum "
+                     f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch x {p.epochs:g} epochs "
+                     f"= {p.optimizer_steps:,} optimizer steps")
+    elif p.steps_per_epoch is not None:  # text format: blocks follow from the stated token count
+        blocks = int(p.tokens_per_epoch) // h["max_length"]
+        lines.append(f"data:      {p.tokens_per_epoch:,.0f} tokens per epoch = {blocks:,} blocks of {h['max_length']} "
+                     f"[{p.tokens_source}]")
+        lines.append(f"steps:     ceil({blocks:,} blocks / ({p.per_device_batch} per device x {p.grad_accum} accum "
                      f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch x {p.epochs:g} epochs "
                      f"= {p.optimizer_steps:,} optimizer steps")
     else:

@@ -98,7 +98,7 @@ def test_continued_pretraining_trains_every_token_of_fixed_blocks(chain):
 def test_belle_sft_runs_on_the_extended_tokenizer(chain):
     from transformers import AutoTokenizer
 
-    from lib.train.masking import encode_record
+    from lib.train.masking import alpaca_messages, encode_record, prompt_ids
 
     m = json.loads((chain["run_sft"] / "train" / "metrics.json").read_text())
     assert m["recipe"] == "belle_zh" and m["global_step"] == 2 and m["masking"]["kept"] > 0
@@ -109,3 +109,7 @@ def test_belle_sft_runs_on_the_extended_tokenizer(chain):
     answer = [i for i, lab in zip(ex["input_ids"], ex["labels"]) if lab != -100]
     assert any(i >= chain["info"]["first_new_id"] for i in answer)  # the answer uses the new Chinese tokens
     assert tok.decode(answer, skip_special_tokens=True).strip() == rec["output"]
+    # The prefix trained on is, token for token, the prompt inference sends (lib.train.templates).
+    prompt = prompt_ids("alpaca", alpaca_messages(rec)[:-1], tok)
+    assert ex["input_ids"][:len(prompt)] == prompt and ex["labels"][len(prompt) - 1] == -100
+    assert ex["labels"][len(prompt)] != -100

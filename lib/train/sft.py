@@ -190,7 +190,8 @@ def add_lora(model, lora, gradient_checkpointing: bool):
     if lora.quantize == "4bit":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                     target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+                     target_modules=list(lora.target_modules), modules_to_save=list(lora.modules_to_save) or None,
+                     task_type="CAUSAL_LM")
     try:
         return get_peft_model(model, cfg)
     except ValueError as e:
@@ -254,11 +255,23 @@ def train(cfg: TrainConfig) -> dict:
         guard = BudgetGuard(budgets, ledger, phase="training")
 
     set_seed(cfg.seed)
-    train_records = read_jsonl(cfg.data)
-    held_records = read_jsonl(cfg.heldout) if cfg.heldout else []
+    if recipe.format == "text":  # continued pretraining: raw documents, streamed (lib/train/text.py)
+        from lib.train.text import corpus_files
+
+        corpus_files(cfg.data)  # fail on a missing corpus before the model loads
+    else:
+        train_records = read_jsonl(cfg.data)
+        held_records = read_jsonl(cfg.heldout) if cfg.heldout else []
     tok, model, model_src = load_tokenizer_and_model(recipe, cfg.model, cfg.seed, on_gpu=on_gpu)
-    train_ex, report = encode_records(train_records, tok, fmt=recipe.format, max_length=max_length)
-    held_ex, held_report = encode_records(held_records, tok, fmt=recipe.format, max_length=max_length)
+    if recipe.format == "text":  # fixed blocks of max_length tokens: no padding, every token a label
+        from lib.train.text import BlockStats, encode_corpus
+
+        train_ex, report = encode_corpus(cfg.data, tok, max_length,
+                                         cache_dir=ckpt_dir.with_name(ckpt_dir.name + ".blocks") / f"rank{rank}")
+        held_ex, held_report = encode_corpus(cfg.heldout, tok, max_length) if cfg.heldout else ([], BlockStats())
+    else:
+        train_ex, report = encode_records(train_records, tok, fmt=recipe.format, max_length=max_length)
+        held_ex, held_report = encode_records(held_records, tok, fmt=recipe.format, max_length=max_length)
     if main:
         print(report.summary())
     if not train_ex:
@@ -286,6 +299,10 @@ def train(cfg: TrainConfig) -> dict:
     lora_on = recipe.lora is not None and cfg.lora != "false"
     if lora_on:
         model = add_lora(model, recipe.lora, grad_ckpt)
+    if recipe.trainable == "new_embeddings":  # stage 1 of a vocabulary extension (lib/train/vocab.py)
+        from lib.train.vocab import freeze_old_rows
+
+        freeze_old_rows(model, recipe.new_embeddings_from)
     n_params = non_embedding_params(model)
     n_layers, d_model = model_shape(model.get_base_model() if lora_on else model)
 

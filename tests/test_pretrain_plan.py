@@ -1,0 +1,65 @@
+"""`python -m lib.launch sky/pretrain_zh.yaml --dry-run`: a hand-checkable plan for a stated corpus
+size (the task's TRAIN_TOKENS) and for a real corpus counted with LLaMA's tokenizer."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from sky_catalog import seeded_home
+from tests.test_launch_plan import DRIVER, number
+from tests.zh_corpus import llama_model_dir, write_jsonl, zh_split
+
+from lib.paths import REPO
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zh-plan")
+    env = seeded_home(root / "home")
+    docs, _ = zh_split(n_train=400, n_held=0)
+    corpus = write_jsonl(root / "corpus.jsonl", docs)
+    from lib.train.vocab import load_sentencepiece_tokenizer
+
+    load_sentencepiece_tokenizer(llama_model_dir()).save_pretrained(root / "llama-tok")  # with its BOS setting
+    calls = {"stated": ["sky/pretrain_zh.yaml", "--dry-run"],
+             "counted": ["sky/pretrain_zh.yaml", "--dry-run", "--data", str(corpus), "--tokenizer",
+                         str(root / "llama-tok")]}
+    r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(calls)], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return corpus, json.loads(r.stdout.strip().splitlines()[-1]), root / "llama-tok"
+
+
+def test_plan_for_the_stated_corpus_size(out):
+    _, res, _ = out
+    text = res["stated"]["stdout"]
+    assert res["stated"]["code"] == 0, res["stated"]["stderr"]
+    task = yaml.safe_load((REPO / "sky" / "pretrain_zh.yaml").read_text())
+    tokens = int(task["envs"]["TRAIN_TOKENS"])
+    blocks = tokens // 512
+    steps = math.ceil(blocks / (32 * 4 * 8))  # the recipe's 32 per device x 4 accumulation x 8 GPUs
+    assert "model:     huggyllama/llama-7b (recipe chinese_llama_pt; format text, max_length 512" in text
+    assert f"= {blocks:,} blocks of 512" in text and f"= {steps:,} optimizer steps" in text
+    hours = tokens / (3000 * 8) / 3600 + 0.3
+    assert number(r"hours:\s+([0-9.]+) h", text) == pytest.approx(hours, abs=0.006)
+    hourly = number(r"at \$([0-9.,]+)/h per node", text)
+    assert number(r"estimate:\s+\$([0-9,.]+)", text) == pytest.approx(hours * hourly, abs=0.006)
+
+
+def test_plan_counts_a_real_corpus_with_the_tokenizer(out):
+    from lib.train.sft import read_jsonl, split_heldout
+    from lib.train.text import document_ids
+    from transformers import AutoTokenizer
+
+    corpus, res, tok_dir = out
+    text = res["counted"]["stdout"]
+    assert res["counted"]["code"] == 0, res["counted"]["stderr"]
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    train, _ = split_heldout(read_jsonl(corpus), 0.1, seed=42)  # as 03_train holds out
+    blocks = sum(len(document_ids(r["text"], tok)) for r in train) // 512
+    assert f"= {blocks:,} examples, {blocks * 512:,} tokens per epoch [tokenizer" in text and "ESTIMATE" not in text
