@@ -132,6 +132,8 @@ def serving_checkpoint(run_model, out: str | os.PathLike | None = None) -> Path:
     converter read the template from here. Rebuilt atomically each time (it is cheap)."""
     from transformers import AutoTokenizer
 
+    from lib.train.checkpoints import publish_dir
+
     src = Path(run_model.model_dir)
     out = Path(out or Path(run_model.run_dir) / "serve" / "checkpoint")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,15 +142,47 @@ def serving_checkpoint(run_model, out: str | os.PathLike | None = None) -> Path:
         tok = AutoTokenizer.from_pretrained(src)
         tok.chat_template = chat_template(tok, run_model.format)
         tok.save_pretrained(tmp)
+        _byte_level_as_gpt2(tmp / "tokenizer.json")
         written = {p.name for p in tmp.iterdir()}
         for p in src.iterdir():
             if p.is_file() and p.name not in written and not p.name.startswith("."):
                 os.symlink(p.resolve(), tmp / p.name)
-        (tmp / "shear_format.json").write_text(json.dumps({"format": run_model.format, "source": str(src)}) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        publish_dir(tmp, out, note=json.dumps({"format": run_model.format, "source": str(src)}) + "\n")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+_PROBES = ("Hello world! 123 4567 über naïve 日本語 ", "  two  spaces\n\ttab <|im_end|> end", "a🙂b")
+
+
+def _byte_level_as_gpt2(path: Path) -> None:
+    """Write a byte-level BPE tokenizer in its plain GPT-2 form.
+
+    transformers' GGUF loader (lib.model converts the embedded model from a GGUF) writes
+    SmolLM2's byte-level BPE with `byte_fallback: true` and a SentencePiece-style decoder.
+    Encoding is unaffected (the ByteLevel pre-tokenizer maps every byte to a vocabulary
+    symbol, so the fallback never fires), but llama.cpp's converter reads those two fields as
+    a LLaMA SentencePiece vocabulary and would write a `llama` tokenizer into the GGUF. The
+    GPT-2 form (no byte fallback, ByteLevel decoder) is what the original tokenizer.json has;
+    the change is kept only if encoding and decoding of probe texts stay identical."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        return
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
+    if not (model.get("type") == "BPE" and model.get("byte_fallback") and pre.get("type") == "ByteLevel"):
+        return
+    before = Tokenizer.from_file(str(path))
+    model["byte_fallback"] = False
+    spec["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    after = Tokenizer.from_str(json.dumps(spec))
+    for text in _PROBES:
+        ids = before.encode(text).ids
+        if after.encode(text).ids != ids or after.decode(ids) != before.decode(ids):
+            return  # not equivalent for this tokenizer: leave it as it is
+    path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")

@@ -1,0 +1,222 @@
+"""CPU benchmark: the laptop export (GGUF F16 / Q4_K_M via llama.cpp) against the Hugging Face model.
+
+One run, same machine, same cores (`--threads`, default 2), measured side by side:
+
+* file size, peak RAM (max RSS of a fresh process that loads the model and generates), and
+  greedy decoding tokens/s for a fixed prompt, for the HF checkpoint (fp32, transformers
+  generate), the 16-bit GGUF and the Q4_K_M GGUF (llama-cpp-python, argmax decoding);
+* parity: top-1 next-token agreement F16 vs HF on the same ids (prompt set = the first
+  `--prompts` seed tasks with HF's greedy continuation), how many greedy continuations are
+  equal, and held-out perplexity of F16 and Q4_K_M (last 16 seed tasks with their answers);
+* `--server`: the laptop teacher question (issue 14 part 4): completion tokens/s of the
+  embedded model behind `transformers serve` vs llama.cpp's server (F16 and Q4_K_M), at the
+  local profile's generation settings (max_tokens 192, temperature 0.7), same prompt,
+  `--requests` requests each, one at a time as 01_generate sends them.
+
+    .venv/bin/python bench/bench_export.py                  # the embedded SmolLM2-135M
+    .venv/bin/python bench/bench_export.py --server --record   # + servers, append to docs/benchmarks.md
+    .venv/bin/python bench/bench_export.py --run runs/<id>  # any trained run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+PROMPT = "Give three tips for staying healthy."
+
+_HF_CHILD = """
+import json, resource, sys, time, torch
+torch.set_num_threads({threads})
+from transformers import AutoModelForCausalLM
+ids = json.loads(sys.argv[1])
+m = AutoModelForCausalLM.from_pretrained({path!r}, dtype=torch.float32).eval()
+with torch.inference_mode():
+    m.generate(torch.tensor([ids]), max_new_tokens=4, do_sample=False, eos_token_id=-1)
+    t = time.perf_counter()
+    out = m.generate(torch.tensor([ids]), max_new_tokens={n}, min_new_tokens={n}, do_sample=False, eos_token_id=-1, pad_token_id=0)
+    dt = time.perf_counter() - t
+print(json.dumps({{"tok_s": (out.shape[1] - len(ids)) / dt, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+"""
+
+_GGUF_CHILD = """
+import json, resource, sys, time
+from llama_cpp import Llama
+ids = json.loads(sys.argv[1])
+llm = Llama(model_path={path!r}, n_ctx=1024, n_threads={threads}, n_threads_batch={threads}, verbose=False)
+for _ in llm.generate(ids[:4], top_k=1, temp=0.0):
+    break
+t = time.perf_counter()
+n = 0
+for _ in llm.generate(ids, top_k=1, temp=0.0, reset=True):  # greedy; EOS does not stop generate()
+    n += 1
+    if n >= {n}:
+        break
+dt = time.perf_counter() - t
+print(json.dumps({{"tok_s": n / dt, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+"""
+
+
+def _child(code: str, ids: list[int]) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(ids)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.suffix == ".safetensors")
+    return path.stat().st_size
+
+
+def bench_files(rm, exp, tok, model, *, threads: int, n_new: int, n_prompts: int) -> dict:
+    from lib.export import gguf_logits, greedy_gguf, greedy_hf, load_gguf, perplexity, top1_agreement
+    from lib.serve.template import encode
+    from test_export import seed_prompts
+
+    ids = encode(tok, rm.format, [{"role": "user", "content": PROMPT}])
+    rows = {"HF fp32": (rm.model_dir, _HF_CHILD)}
+    for q, p in exp.files.items():
+        rows[f"GGUF {q}"] = (p, _GGUF_CHILD)
+    res = {}
+    for name, (path, code) in rows.items():
+        m = _child(code.format(path=str(path), threads=threads, n=n_new), ids)
+        res[name] = {"bytes": _size(Path(path)), "rss": m["rss"], "tok_s": m["tok_s"]}
+        print(f"{name:12s} {res[name]['bytes'] / 2**20:8.1f} MiB  RSS {m['rss'] / 2**20:7.1f} MiB  {m['tok_s']:7.1f} tok/s",
+              flush=True)
+    f16 = load_gguf(exp.gguf("F16"), threads=threads)
+    eos = [tok.eos_token_id]
+    same, seqs = 0, []
+    for conv in seed_prompts(n_prompts):
+        p = encode(tok, rm.format, conv)
+        a = greedy_hf(model, p, 24, eos)
+        same += a == greedy_gguf(f16, p, 24, eos)
+        seqs.append(p + a)
+    agree, total = top1_agreement(model, f16, seqs)
+    rows_ = [json.loads(x) for x in (REPO / "lib/data/seed_tasks.jsonl").read_text().splitlines()[-16:]]
+    held = [encode(tok, rm.format, [{"role": "user", "content": r["instruction"]}]) +
+            tok(r["output"] + tok.eos_token, add_special_tokens=False)["input_ids"] for r in rows_]
+    ppl = {q: perplexity(lambda x, m=load_gguf(exp.gguf(q), threads=threads): gguf_logits(m, x), held)
+           for q in exp.files}
+    from lib.export import hf_logits
+
+    ppl["HF fp32"] = perplexity(lambda x: hf_logits(model, x), held)
+    parity = {"agree": agree, "total": total, "greedy_same": same, "prompts": n_prompts, "ppl": ppl}
+    print(json.dumps(parity, indent=1), flush=True)
+    return {"files": res, "parity": parity}
+
+
+def bench_servers(rm, exp, *, threads: int, requests: int, max_tokens: int = 192, temperature: float = 0.7) -> dict:
+    from lib.client import Endpoint, chat, make_client
+    from lib.server import LocalServer
+    from lib.serve.template import serving_checkpoint
+
+    targets = {"transformers serve": (serving_checkpoint(rm), "transformers")}
+    for q, p in exp.files.items():
+        targets[f"llama.cpp {q}"] = (p, "llama.cpp")
+    out = {}
+    for name, (path, backend) in targets.items():
+        with LocalServer(path, backend=backend, threads=threads) as srv:
+            ep = Endpoint(base_url=srv.base_url, model=srv.model)
+            client = make_client(ep, timeout=600)
+            chat(client, ep, [{"role": "user", "content": "Hi"}], max_tokens=4)  # warm-up
+            toks, secs = 0, 0.0
+            for i in range(requests):
+                t = time.perf_counter()
+                _, resp = chat(client, ep, [{"role": "user", "content": f"{PROMPT} ({i + 1})"}],
+                               max_tokens=max_tokens, temperature=temperature, seed=i)
+                secs += time.perf_counter() - t
+                toks += resp.usage.completion_tokens
+        out[name] = {"tokens": toks, "seconds": secs, "tok_s": toks / secs}
+        print(f"{name:22s} {toks:5d} completion tokens in {secs:6.1f} s = {toks / secs:6.1f} tok/s", flush=True)
+    return out
+
+
+def markdown(args, files: dict, servers: dict | None, machine: str, took: float) -> str:
+    r = files["files"]
+    hf = r["HF fp32"]
+    lines = [
+        "", "", "## Laptop export: GGUF F16 / Q4_K_M vs the Hugging Face model (bench/bench_export.py)", "",
+        f"{time.strftime('%Y-%m-%d')}, {machine}; other engineers' tests and builds shared the cores (load "
+        f"average {os.getloadavg()[0]:.0f} at the end), so absolute numbers are pessimistic; every row ran in the "
+        f"same session, one after the other, with {args.threads} threads.",
+        f"Command: `.venv/bin/python bench/bench_export.py{' --server' if servers else ''} --record` ({took / 60:.0f} min).",
+        "", "Model: the embedded SmolLM2-135M-Instruct (its own chat template). Greedy decoding of "
+        f"{args.new_tokens} tokens after one prompt; RAM = peak RSS of a fresh process that loads the model and "
+        "decodes.", "",
+        "| model | file | RAM (peak RSS) | tokens/s | size vs HF | RAM vs HF | speed vs HF |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, v in r.items():
+        lines.append(f"| {name} | {v['bytes'] / 2**20:,.1f} MiB | {v['rss'] / 2**20:,.0f} MiB | {v['tok_s']:.1f} | "
+                     f"{v['bytes'] / hf['bytes']:.2f}x | {v['rss'] / hf['rss']:.2f}x | {v['tok_s'] / hf['tok_s']:.2f}x |")
+    p = files["parity"]
+    ppl = p["ppl"]
+    lines += ["", f"Parity: F16 top-1 next-token agreement with HF **{p['agree']}/{p['total']} "
+              f"({100 * p['agree'] / p['total']:.2f}%)** on the same ids; greedy continuations (24 tokens) equal on "
+              f"{p['greedy_same']}/{p['prompts']} prompts. Held-out perplexity (16 seed tasks with answers): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in ppl.items())
+              + (f"; Q4_K_M is **{ppl['Q4_K_M'] / ppl['F16']:.3f}x** F16 (tests require <= 1.25x)."
+                 if "Q4_K_M" in ppl and "F16" in ppl else ".")]
+    if servers:
+        base = servers["transformers serve"]["tok_s"]
+        lines += ["", f"Laptop teacher (issue 14 part 4): the embedded model behind each server, {args.requests} "
+                  "requests one at a time, max_tokens 192, temperature 0.7 (the local profile's 01_generate "
+                  "settings), completion tokens/s:", "",
+                  "| server | completion tokens | seconds | tokens/s | vs transformers serve |", "|---|---:|---:|---:|---:|"]
+        for name, v in servers.items():
+            lines.append(f"| {name} | {v['tokens']} | {v['seconds']:.1f} | {v['tok_s']:.1f} | {v['tok_s'] / base:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", default="", help="runs/<id>; default: the embedded model as a run")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--server", action="store_true")
+    ap.add_argument("--requests", type=int, default=3)
+    ap.add_argument("--record", action="store_true", help="append the section to docs/benchmarks.md")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lib.export import export_run
+    from lib.model import embedded_model_dir
+    from lib.serve.run_model import load_run_model
+    from test_export import embedded_run
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    run = Path(args.run) if args.run else embedded_run(Path(tempfile.mkdtemp(prefix="bench-export-")), embedded_model_dir())
+    rm = load_run_model(run)
+    exp = export_run(rm, threads=args.threads)
+    tok = AutoTokenizer.from_pretrained(rm.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(rm.model_dir, dtype=torch.float32).eval()
+    files = bench_files(rm, exp, tok, model, threads=args.threads, n_new=args.new_tokens, n_prompts=args.prompts)
+    servers = bench_servers(rm, exp, threads=args.threads, requests=args.requests) if args.server else None
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    machine = (f"`{platform.node()}`: {os.cpu_count()} cores ({cpu}), "
+               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU, "
+               f"Python {platform.python_version()}, llama-cpp-python {__import__('lib.export').export.llama_cpp_version()}")
+    md = markdown(args, files, servers, machine, time.time() - t0)
+    print(md)
+    if args.record:
+        with open(REPO / "docs" / "benchmarks.md", "a") as f:
+            f.write(md)
+
+
+if __name__ == "__main__":
+    main()
