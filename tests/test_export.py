@@ -33,8 +33,8 @@ from lib.paths import REPO
 from lib.serve.template import chat_template, encode
 from lib.server import LocalServer
 
-N_PROMPTS = 8
-N_NEW = 24
+N_PROMPTS = 6
+N_NEW = 16
 
 
 def embedded_run(root, embedded_model, fmt: str = "chat"):
