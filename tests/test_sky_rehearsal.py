@@ -31,7 +31,6 @@ from lib.train.sft import split_heldout
 
 REPO = Path(__file__).resolve().parent.parent
 SKY = REPO / "sky"
-SHARED = REPO.parent / "shared" / "data"
 
 
 def facts(task: str) -> dict[str, str]:
@@ -265,8 +264,11 @@ def test_train_task_without_override_fails_fast_naming_its_base_model(task, tmp_
     print(f"{task}: no-override failure after {res.seconds:.1f} s")
 
 
+# pretrain_zh's production micro-batch (32 blocks x 512 tokens per process, logits over the whole
+# vocabulary) does not fit a CPU rehearsal; its run script is rehearsed up to the model load above,
+# and tests/test_train_pretrain.py trains its recipe through 03_train from notebooks/, small batch.
 @pytest.mark.full
-@pytest.mark.parametrize("task", OTHER_TRAIN)
+@pytest.mark.parametrize("task", [t for t in OTHER_TRAIN if t != "pretrain_zh"])
 def test_train_task_rehearsal(task, tmp_path, home, tiny_llama):
     records = sharegpt_records(24) if load_recipe(facts(task)["profile"]).format != "alpaca" else alpaca_records(24)
     results, run_dir, log = rehearse_train(task, tmp_path, home, tiny_llama, records)
@@ -274,18 +276,19 @@ def test_train_task_rehearsal(task, tmp_path, home, tiny_llama):
 
 
 # ----------------------------------------------------------------------------- evaluate and generate
-def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, tiny_llama, local_server, monkeypatch):
+def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, tiny_llama, local_server, monkeypatch,
+                                                             shared_data):
     """Base = the tiny LLaMA via BASE_MODEL, tuned = a model/ on the bucket; the embedded model
     on 127.0.0.1 stands in for gpt-4o-2024-08-06 (JUDGE_* overrides, recorded); the Vicuna 80
     come from ../shared/data (the pinned URL needs a network) and are cut to 2 by MAX_QUESTIONS."""
-    assert SHARED.is_dir(), f"{SHARED} is missing: the reference data sits beside the checkout"
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     run_dir = tmp_path / "bucket" / "r1"
     run_dir.mkdir(parents=True)
     (run_dir / "model").symlink_to(tiny_llama, target_is_directory=True)
-    qs = f"vicuna:{SHARED / 'vicuna_bench_questions.jsonl'}|{SHARED / 'vicuna_bench_reference_gpt4.jsonl'}"
+    qs = f"vicuna:{shared_data / 'vicuna_bench_questions.jsonl'}|{shared_data / 'vicuna_bench_reference_gpt4.jsonl'}"
     env = node_env(home, BASE_MODEL=str(tiny_llama), JUDGE_BASE_URL=local_server.base_url,
-                   JUDGE_MODEL=local_server.model, QUESTION_SET=qs, MAX_QUESTIONS="2", MAX_NEW_TOKENS="16")
+                   JUDGE_MODEL=local_server.model, QUESTION_SET=qs, MAX_QUESTIONS="2", MAX_NEW_TOKENS="16",
+                   JUDGE_MAX_TOKENS="48", JUDGE_CONCURRENCY="1")  # the local stand-in answers one at a time
     with open(tmp_path / "log", "w") as log:
         (res,) = run_task(SKY / "evaluate.yaml", root=tmp_path / "bucket", skip_setup=True, env=env, log=log,
                           timeout=900)
@@ -296,7 +299,7 @@ def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, ti
     assert prof["question_set"].startswith("vicuna:https://raw.githubusercontent.com/lm-sys/FastChat/")
     assert (prof["max_questions"], prof["judge_model"]) == (0, "gpt-4o-2024-08-06")
     assert facts("evaluate")["judge"] == prof["judge_model"]
-    assert sum(1 for _ in open(SHARED / "vicuna_bench_questions.jsonl")) == 80
+    assert sum(1 for _ in open(shared_data / "vicuna_bench_questions.jsonl")) == 80
     state = json.loads((run_dir / "pipeline.json").read_text())
     params = state["phases"]["04_evaluate"]["params"]
     assert (params["question_set"], params["max_questions"]) == (qs, 2)
@@ -304,13 +307,16 @@ def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, ti
     assert params["models"] == {"base": str(tiny_llama), "tuned": "{run_dir}/model"}
     assert set(state["overrides"]) == {"04_evaluate.models.base", "04_evaluate.judge_base_url",
                                        "04_evaluate.judge_model", "04_evaluate.question_set",
-                                       "04_evaluate.max_questions", "04_evaluate.max_new_tokens"}
+                                       "04_evaluate.max_questions", "04_evaluate.max_new_tokens",
+                                       "04_evaluate.judge_max_tokens", "04_evaluate.judge_concurrency"}
     assert state["overrides"]["04_evaluate.judge_model"]["replaced"] == "gpt-4o-2024-08-06"
     results = json.loads((run_dir / "eval" / "results.json").read_text())
-    assert str(results).count("vicuna") and (run_dir / "04_evaluate.ipynb").is_file()
-    answered = {json.loads(ln)["question_id"] for ln in (run_dir / "eval").rglob("answers*.jsonl")
-                for ln in ln.read_text().splitlines() if ln.strip()} if list((run_dir / "eval").rglob("answers*.jsonl")) else set()
-    assert len(answered) == 2, answered
+    assert (results["question_set"], results["questions"]) == ("vicuna", 2)
+    assert results["judge"]["served_models"] == [local_server.model]  # the stand-in, as recorded
+    assert (run_dir / "04_evaluate.ipynb").is_file()
+    answers = [json.loads(ln) for ln in (run_dir / "eval" / "answers.jsonl").read_text().splitlines() if ln.strip()]
+    assert len({a["question_id"] for a in answers}) == 2, answers  # the 2 the override kept
+    assert {a["model"] for a in answers} == {"base", "tuned"}
     assert (run_dir / "report" / "budget.md").is_file()
 
 
@@ -319,7 +325,8 @@ def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_pat
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     run_dir = tmp_path / "bucket" / "r1"
     env = node_env(home, TEACHER_BASE_URL=local_server.base_url, TEACHER_MODEL=local_server.model,
-                   NUM_INSTRUCTIONS="4", MAX_REQUESTS="2", MAX_TOKENS="160", TOKENIZER=str(tiny_llama))
+                   NUM_INSTRUCTIONS="4", MAX_REQUESTS="2", MAX_TOKENS="160", CONCURRENCY="1",
+                   TOKENIZER=str(tiny_llama))  # the local stand-in answers one request at a time
     with open(tmp_path / "log", "w") as log:
         (res,) = run_task(SKY / "generate.yaml", root=tmp_path / "bucket", skip_setup=True, env=env, log=log,
                           timeout=900)
@@ -332,7 +339,7 @@ def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_pat
     state = json.loads((run_dir / "pipeline.json").read_text())
     gen = state["phases"]["01_generate"]["params"]
     assert (gen["teacher_model"], gen["num_instructions_to_generate"], gen["tasks_per_request"], gen["concurrency"]) \
-        == (local_server.model, 4, 20, 16)
+        == (local_server.model, 4, 20, 1)
     assert state["phases"]["02_clean"]["params"]["tokenizer"] == str(tiny_llama)
     assert state["overrides"]["01_generate.teacher_model"]["replaced"] == "gpt-4o-mini"
     for nb in ("01_generate", "02_clean"):
