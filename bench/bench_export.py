@@ -81,7 +81,7 @@ def _size(path: Path) -> int:
 def bench_files(rm, exp, tok, model, *, threads: int, n_new: int, n_prompts: int) -> dict:
     from lib.export import gguf_logits, greedy_gguf, greedy_hf, load_gguf, perplexity, top1_agreement
     from lib.serve.template import encode
-    from test_export import seed_prompts
+    from test_export import _ask, seed_prompts
 
     ids = encode(tok, rm.format, [{"role": "user", "content": PROMPT}])
     rows = {"HF fp32": (rm.model_dir, _HF_CHILD)}
@@ -103,8 +103,8 @@ def bench_files(rm, exp, tok, model, *, threads: int, n_new: int, n_prompts: int
         seqs.append(p + a)
     agree, total = top1_agreement(model, f16, seqs)
     rows_ = [json.loads(x) for x in (REPO / "lib/data/seed_tasks.jsonl").read_text().splitlines()[-16:]]
-    held = [encode(tok, rm.format, [{"role": "user", "content": r["instruction"]}]) +
-            tok(r["output"] + tok.eos_token, add_special_tokens=False)["input_ids"] for r in rows_]
+    held = [encode(tok, rm.format, [{"role": "user", "content": _ask(r)}]) +
+            tok(r["instances"][0]["output"] + tok.eos_token, add_special_tokens=False)["input_ids"] for r in rows_]
     ppl = {q: perplexity(lambda x, m=load_gguf(exp.gguf(q), threads=threads): gguf_logits(m, x), held)
            for q in exp.files}
     from lib.export import hf_logits

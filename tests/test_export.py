@@ -53,7 +53,13 @@ def embedded_run(root, embedded_model, fmt: str = "chat"):
 
 def seed_prompts(n: int) -> list[list[dict]]:
     rows = [json.loads(line) for line in (REPO / "lib" / "data" / "seed_tasks.jsonl").read_text().splitlines()[:n]]
-    return [[{"role": "user", "content": r["instruction"]}] for r in rows]
+    return [[{"role": "user", "content": _ask(r)}] for r in rows]
+
+
+def _ask(r: dict) -> str:
+    """A seed task as the user's message: the instruction, then its first instance's input."""
+    inp = r["instances"][0].get("input") or ""
+    return r["instruction"] + (f"\n\n{inp}" if inp.strip() else "")
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +126,8 @@ def test_q4_perplexity_is_within_the_stated_margin_of_f16(exported, hf):
     _, res, _ = exported
     tok, _ = hf
     rows = [json.loads(line) for line in (REPO / "lib" / "data" / "seed_tasks.jsonl").read_text().splitlines()[-16:]]
-    held = [encode(tok, "chat", [{"role": "user", "content": r["instruction"]}]) +
-            tok(r["output"] + tok.eos_token, add_special_tokens=False)["input_ids"] for r in rows]
+    held = [encode(tok, "chat", [{"role": "user", "content": _ask(r)}]) +
+            tok(r["instances"][0]["output"] + tok.eos_token, add_special_tokens=False)["input_ids"] for r in rows]
     f16 = perplexity(lambda ids, m=load_gguf(res.gguf("F16")): gguf_logits(m, ids), held)
     q4 = perplexity(lambda ids, m=load_gguf(res.gguf("Q4_K_M")): gguf_logits(m, ids), held)
     assert f16 > 1.0 and q4 != f16 and q4 <= 1.25 * f16, (f16, q4)
