@@ -284,8 +284,8 @@ def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dic
             if params.get(base):
                 ep = Endpoint(base_url=params[base], model=params.get(model) or "",
                               api_key_env=params.get("api_key_env") or "OPENAI_API_KEY")
-                if not ep.is_local:
-                    check_priced(ep.model, prices=budgets.prices)
+                if ep.billed_as:  # the one billing rule (lib/client.py)
+                    check_priced(ep.billed_as, prices=budgets.prices)
                 ep.api_key()
                 check_endpoint(ep)
     for name, _, params in plan:
@@ -306,9 +306,10 @@ def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dic
         if not isinstance(teacher, dict) or "base_url" not in teacher or "model" not in teacher:
             raise UserError(f"{profile['path']}: teacher must be `embedded` or {{base_url, model, api_key_env}}")
         ep = Endpoint(base_url=teacher["base_url"], model=teacher["model"],
-                      api_key_env=teacher.get("api_key_env", "OPENAI_API_KEY"))
-        if not ep.is_local:
-            check_priced(ep.model, prices=budgets.prices)
+                      api_key_env=teacher.get("api_key_env", "OPENAI_API_KEY"),
+                      price_model=teacher.get("price_model") or None)
+        if ep.billed_as:  # the one billing rule (lib/client.py)
+            check_priced(ep.billed_as, prices=budgets.prices)
         ep.api_key()
         check_endpoint(ep)
     else:
