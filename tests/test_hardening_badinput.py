@@ -200,7 +200,7 @@ CASES: list[Case] = [
     Case("sky-task-key-typo", "lib.launch", ["{tmp}/t.yaml", "--dry-run"], r"did you mean 'resources'",
          files={"t.yaml": "@sky/train_7b.yaml:s/\nresources:/\nresorces:/"}),
     Case("sky-task-resource-typo", "lib.launch", ["{tmp}/t.yaml", "--dry-run"], r"did you mean 'accelerators'",
-         files={"t.yaml": "@sky/train_7b.yaml:s/accelerators: A100-80GB:8/acclerators: A100-80GB:8/"}),
+         files={"t.yaml": "@sky/train_7b.yaml:s/\n  accelerators: A100-80GB:8/\n  acclerators: A100-80GB:8/"}),
     Case("sky-task-wrong-type", "lib.launch", ["{tmp}/t.yaml", "--dry-run"], r"num_nodes",
          files={"t.yaml": "@sky/train_7b.yaml:s/num_nodes: 1/num_nodes: two/"}),
     Case("sky-task-phase-typo", "lib.launch", ["{tmp}/t.yaml", "--dry-run"], r"unknown budget phase 'trainig'",
