@@ -237,12 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="override a task env")
     args = ap.parse_args(argv)
 
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--env {item!r} is malformed: write --env KEY=VALUE")
-        env[key] = value
+    from lib.skyrun import env_flags
+
+    env = env_flags(args.env)
     budgets = load_budgets(args.budgets)
     task = load_task(args.task_yaml, env)
     from lib.plan import find_data, save_plan

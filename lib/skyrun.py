@@ -180,6 +180,17 @@ def run_task(path: str | os.PathLike, *, root: str | os.PathLike, env: dict[str,
     return results
 
 
+def env_flags(items: list[str]) -> dict[str, str]:
+    """`--env KEY=VALUE` flags (as `sky launch` takes them) into a dict; one line when malformed."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--env {item!r} is malformed: write --env KEY=VALUE")
+        env[key] = value
+    return env
+
+
 @cli
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lib.skyrun", description=__doc__,
@@ -193,13 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cloud", default="local", help="cloud in SKYPILOT_CLUSTER_INFO (prices come from its catalog)")
     ap.add_argument("--region", default=None, help="region in SKYPILOT_CLUSTER_INFO")
     args = ap.parse_args(argv)
-    overrides = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--env {item!r} is malformed: write --env KEY=VALUE")
-        overrides[key] = value
-    results = run_task(args.task_yaml, root=args.root, env=overrides, task_id=args.task_id, skip_setup=args.skip_setup,
+    results = run_task(args.task_yaml, root=args.root, env=env_flags(args.env), task_id=args.task_id, skip_setup=args.skip_setup,
                        nodes=args.nodes, cloud=args.cloud, region=args.region)
     for r in results:
         print(f"{r.step}" + (f" node {r.node}" if args.nodes > 1 else "") + f": exit {r.returncode} after {r.seconds:.1f}s")
