@@ -162,8 +162,8 @@ def iter_blocks(docs: Iterable[str], tok, block_size: int, *, start: Position = 
 def block_examples(paths, tok, block_size: int, *, start: Position = Position(),
                    stats: BlockStats | None = None) -> Iterator[dict]:
     """Training examples from a corpus: every token is a label (no -100 anywhere, no padding)."""
-    for ids, after in iter_blocks(read_documents(paths), tok, block_size, start=start, stats=stats):
-        yield {"input_ids": ids, "labels": list(ids), "next_doc": after.doc, "next_offset": after.offset}
+    for ids, _ in iter_blocks(read_documents(paths), tok, block_size, start=start, stats=stats):
+        yield {"input_ids": ids, "labels": list(ids)}
 
 
 def encode_corpus(paths, tok, block_size: int, *, cache_dir: str | os.PathLike | None = None):
@@ -175,9 +175,7 @@ def encode_corpus(paths, tok, block_size: int, *, cache_dir: str | os.PathLike |
     corpus_files(paths)  # a missing or mixed corpus fails here, before any tokenizing
     if cache_dir is None:
         stats = BlockStats()
-        exs = [{"input_ids": ids, "labels": list(ids)}
-               for ids, _ in iter_blocks(read_documents(paths), tok, block_size, stats=stats)]
-        return exs, stats
+        return list(block_examples(paths, tok, block_size, stats=stats)), stats
     ds = build_block_dataset(paths, tok, block_size, cache_dir)
     stats = BlockStats.from_dict(json.loads((Path(cache_dir) / STATS_FILE).read_text(encoding="utf-8")))
     return ds, stats
@@ -196,11 +194,10 @@ def build_block_dataset(paths, tok, block_size: int, cache_dir: str | os.PathLik
     from datasets import Dataset
 
     files = [str(f) for f in corpus_files(paths)]
-    ds = Dataset.from_generator(
+    return Dataset.from_generator(
         _gen_blocks, gen_kwargs={"files": files, "tok_name": getattr(tok, "name_or_path", ""), "block_size": block_size,
                                  "_tok": tok, "stats_path": str(Path(cache_dir) / STATS_FILE)},
         cache_dir=str(cache_dir))
-    return ds.remove_columns(["next_doc", "next_offset"])
 
 
 def _gen_blocks(files, tok_name, block_size, _tok, stats_path):
