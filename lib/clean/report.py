@@ -10,11 +10,10 @@ records with file:line. `write_report` puts it into the run:
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from lib.files import atomic_write
+from lib.files import atomic_write, atomic_write_json
 
 EXAMPLE_CHARS = 160
 
@@ -132,9 +131,6 @@ def percentiles(xs: list[int]) -> dict:
     return {"n": len(s), "p10": q(0.1), "p50": q(0.5), "p90": q(0.9), "max": s[-1], "mean": round(sum(s) / len(s), 1)}
 
 
-_atomic_write = atomic_write
-
-
 def plot_funnel(report: CleanReport, path: str | os.PathLike | None = None):
     """Funnel (records left after each stage, dropped in red) beside reply-length histograms."""
     import matplotlib.pyplot as plt  # no matplotlib.use(): switching backends inside Jupyter hides later figures
@@ -178,7 +174,7 @@ def write_report(report: CleanReport, report_dir: str | os.PathLike) -> dict[str
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": report_dir / "clean.md", "json": report_dir / "clean_counts.json",
              "png": report_dir / "clean_funnel.png"}
-    _atomic_write(paths["json"], json.dumps(report.counts(), indent=2, ensure_ascii=False).encode())
-    _atomic_write(paths["md"], (report.markdown() + "\n\n![funnel](clean_funnel.png)\n").encode())
+    atomic_write_json(paths["json"], report.counts())
+    atomic_write(paths["md"], report.markdown() + "\n\n![funnel](clean_funnel.png)\n")
     plot_funnel(report, paths["png"])
     return paths
