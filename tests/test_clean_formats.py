@@ -5,11 +5,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from lib.clean import alpaca_to_sharegpt, read_records, sharegpt_to_alpaca, write_dataset, write_jsonl
+from lib.clean import alpaca_to_sharegpt, read_records, sharegpt_to_alpaca, write_dataset
 from lib.errors import UserError
 
 ALPACA = [
@@ -86,20 +85,6 @@ def test_conversion_both_ways():
     from lib.clean.formats import validate_sharegpt
     pairs = sharegpt_to_alpaca(validate_sharegpt(CONV))
     assert [(p["instruction"], p["output"]) for p in pairs] == [("Hi", "Hello."), ("Bye", "Goodbye.")]
-
-
-def test_write_jsonl_is_atomic(tmp_path):
-    p = tmp_path / "out.jsonl"
-    write_jsonl(p, [{"a": 1}])
-
-    def boom():
-        yield {"a": 2}
-        raise RuntimeError("killed mid-write")
-
-    with pytest.raises(RuntimeError):
-        write_jsonl(p, boom())
-    assert p.read_text() == '{"a": 1}\n'  # the old file is intact, no temp file left behind
-    assert os.listdir(tmp_path) == ["out.jsonl"]
 
 
 def test_jsonl_under_a_json_name_and_unicode_line_separators(tmp_path):

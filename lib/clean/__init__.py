@@ -17,7 +17,7 @@ import importlib
 _EXPORTS = {
     "CleanConfig": "filters",
     "Malformed": "formats", "alpaca_to_sharegpt": "formats", "read_records": "formats",
-    "sharegpt_to_alpaca": "formats", "write_dataset": "formats", "write_jsonl": "formats",
+    "sharegpt_to_alpaca": "formats", "write_dataset": "formats",
     "CleanResult": "pipeline", "clean_file": "pipeline", "clean_records": "pipeline",
     "load_tokenizer": "pipeline", "write_outputs": "pipeline",
     "CleanReport": "report", "plot_funnel": "report",

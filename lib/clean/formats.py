@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from lib.errors import UserError
 from lib.files import atomic_write_jsonl
@@ -265,11 +265,6 @@ def sharegpt_to_alpaca(conv: dict) -> list[dict]:
 
 # ----------------------------------------------------------------------------- writing
 
-def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
-    """Write records atomically (tmp file, fsync, rename): a reader never sees half a file."""
-    return atomic_write_jsonl(path, records)
-
-
 def write_dataset(path: str | os.PathLike, records: list[dict], fmt: str = "alpaca") -> None:
     """Save records as a `datasets` dataset (save_to_disk) atomically into `path`."""
     import datasets
@@ -314,7 +309,7 @@ def _main(argv: list[str] | None = None) -> None:
         out = [alpaca_to_sharegpt(r) for r in recs] if fmt == "alpaca" else recs
     else:
         out = [a for c in recs for a in sharegpt_to_alpaca(c)] if fmt == "sharegpt" else recs
-    print(f"wrote {write_jsonl(args.dst, out)} records to {args.dst}")
+    print(f"wrote {atomic_write_jsonl(args.dst, out)} records to {args.dst}")
 
 
 if __name__ == "__main__":

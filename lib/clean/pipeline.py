@@ -24,12 +24,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lib.clean import filters as F
-from lib.clean.formats import Malformed, read_records, sharegpt_to_alpaca, write_dataset, write_jsonl
+from lib.clean.formats import Malformed, read_records, sharegpt_to_alpaca, write_dataset
 from lib.clean.refusals import PhraseMatcher
 from lib.clean.report import CleanReport, Stage, example, write_report
 from lib.clean.sharegpt import (SplitStats, TrainerTokens, fix_roles, html_to_markdown, looks_like_html,
                                 page_to_markdown, split_conversation)
 from lib.errors import UserError
+from lib.files import atomic_write_jsonl
 
 STAGES = [  # (name, label, config switch)
     ("malformed", "malformed record", None),
@@ -316,14 +317,14 @@ def write_outputs(result: CleanResult, run_dir) -> dict[str, Path]:
     data = run_dir / "data"
     alpaca = result.alpaca()
     paths = {"clean": data / "clean.jsonl", "dataset": data / "clean_dataset", "dropped": data / "clean_dropped.jsonl"}
-    write_jsonl(paths["dropped"], result.dropped)
+    atomic_write_jsonl(paths["dropped"], result.dropped)
     if result.format == "sharegpt":
         paths["conversations"] = data / "clean_conversations.jsonl"
-        write_jsonl(paths["conversations"], result.records)
+        atomic_write_jsonl(paths["conversations"], result.records)
     write_dataset(paths["dataset"], alpaca, "alpaca")
     paths.update(write_report(result.report, run_dir / "report"))
     # The trainer's input goes last: when it exists, everything it summarises exists too.
-    write_jsonl(paths["clean"], alpaca)
+    atomic_write_jsonl(paths["clean"], alpaca)
     return paths
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.errors import UserError, cli
-from lib.files import atomic_write_json, atomic_write_jsonl, parse_jsonl
+from lib.files import atomic_write_json, parse_jsonl
 
 
 @dataclass
@@ -68,10 +68,6 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     if not p.is_file():
         raise UserError(f"training data {p} does not exist: run the clean phase first (it writes data/clean.jsonl)")
     return parse_jsonl(p.read_text(encoding="utf-8"), str(p), "fix or remove that line")
-
-
-def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
-    atomic_write_jsonl(path, records)
 
 
 def _key(rec: dict, i: int, seed: int) -> str:
