@@ -12,8 +12,9 @@ checkpoint it reads is `lib.serve.template.serving_checkpoint`: the trained prom
 Jinja. llama.cpp's server, LM Studio and GPT4All read that template from the file; Ollama
 takes Go templates, hence the Modelfile.
 
-Files are written to a temporary name and renamed; a manifest keyed on the checkpoint's
-fingerprint makes a re-run skip what is current and redo what a retrained model made stale.
+Files are written whole through lib.files (a temporary sibling, renamed); a manifest keyed
+on the checkpoint's fingerprint makes a re-run skip what is current and redo what a
+retrained model made stale.
 
 The parity helpers at the bottom (`top1_agreement`, `greedy_*`, `perplexity`) compare a GGUF
 with the Hugging Face model on the same token ids; tests and bench/bench_export.py use them.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import shutil
 import subprocess
@@ -34,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 from lib.errors import UserError, cli
-from lib.files import atomic_write_json
+from lib.files import atomic_write, atomic_write_json, atomic_write_via, publish_dir, read_json
 from lib.paths import cache_dir
 
 QUANTS = ("F16", "Q4_K_M")
@@ -51,8 +51,6 @@ def llama_cpp_version() -> str:
 
 def converter_script() -> Path:
     """llama.cpp's convert_hf_to_gguf.py for the installed llama-cpp-python, unpacked once from its sdist."""
-    from lib.train.checkpoints import publish_dir
-
     version = llama_cpp_version()
     root = cache_dir() / "llama.cpp"
     target = root / version
@@ -83,27 +81,23 @@ def converter_script() -> Path:
     return script
 
 
-def _tmp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def convert_f16(checkpoint: str | os.PathLike, out: str | os.PathLike, *, log=None) -> Path:
     """Hugging Face checkpoint -> 16-bit GGUF with llama.cpp's converter (a subprocess: it is a script)."""
-    out = Path(out)
-    tmp = _tmp_beside(out)
-    cmd = [sys.executable, str(converter_script()), str(checkpoint), "--outtype", "f16", "--outfile", str(tmp)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if log is not None:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        Path(log).write_text(res.stdout)
-    if res.returncode != 0 or not tmp.is_file():
-        tmp.unlink(missing_ok=True)
-        last = (res.stdout.strip().splitlines() or ["no output"])[-1][:200]
-        raise UserError(f"llama.cpp's converter failed on {checkpoint} ({last}): this architecture may be "
-                        "unsupported by llama.cpp; see the log" + (f" {log}" if log else ""))
-    os.replace(tmp, out)
-    return out
+    script = converter_script()
+
+    def convert(tmp: str) -> None:
+        cmd = [sys.executable, str(script), str(checkpoint), "--outtype", "f16", "--outfile", tmp]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if log is not None:  # captured whole, so written whole (not a log streamed while it runs)
+            atomic_write(log, res.stdout)
+        if res.returncode != 0 or not os.path.getsize(tmp):
+            last = (res.stdout.strip().splitlines() or ["no output"])[-1][:200]
+            raise UserError(f"llama.cpp's converter failed on {checkpoint} ({last}): this architecture may be "
+                            "unsupported by llama.cpp; see the log" + (f" {log}" if log else ""))
+
+    atomic_write_via(out, convert)
+    return Path(out)
 
 
 def quantize(src: str | os.PathLike, out: str | os.PathLike, quant: str = "Q4_K_M", threads: int | None = None) -> Path:
@@ -113,17 +107,17 @@ def quantize(src: str | os.PathLike, out: str | os.PathLike, quant: str = "Q4_K_
     ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}", None)
     if ftype is None:
         raise UserError(f"unknown quantization {quant!r}: use Q4_K_M (or another llama.cpp type like Q8_0)")
-    out = Path(out)
-    tmp = _tmp_beside(out)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads or os.cpu_count() or 1
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
-    if rc != 0 or not tmp.is_file():
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"llama.cpp could not quantize {src} to {quant} (code {rc}): re-export the 16-bit file")
-    os.replace(tmp, out)
-    return out
+
+    def run(tmp: str) -> None:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), tmp.encode(), ctypes.byref(params))
+        if rc != 0 or not os.path.getsize(tmp):
+            raise UserError(f"llama.cpp could not quantize {src} to {quant} (code {rc}): re-export the 16-bit file")
+
+    atomic_write_via(out, run)
+    return Path(out)
 
 
 # ---------------------------------------------------------------------------- Ollama
@@ -191,7 +185,7 @@ def export_run(run, *, quants=QUANTS, out_dir: str | os.PathLike | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     fingerprint = model_fingerprint(rm.model_dir)
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = read_json(manifest_path, {})
     if manifest.get("fingerprint") != fingerprint or manifest.get("format") != rm.format:
         manifest = {"fingerprint": fingerprint, "format": rm.format, "files": {}}
     result = Export(out)
@@ -219,10 +213,7 @@ def export_run(run, *, quants=QUANTS, out_dir: str | os.PathLike | None = None, 
     tok = AutoTokenizer.from_pretrained(rm.model_dir)
     small = "Q4_K_M" if "Q4_K_M" in result.files else next(iter(result.files))
     result.modelfile = out / "Modelfile"
-    text = modelfile(result.files[small].name, tok, rm.format)
-    tmp = _tmp_beside(result.modelfile)
-    tmp.write_text(text)
-    os.replace(tmp, result.modelfile)
+    atomic_write(result.modelfile, modelfile(result.files[small].name, tok, rm.format))
     return result
 
 

@@ -5,6 +5,12 @@ temporary sibling, fsynced, renamed over the target, then the directory is fsync
 new name survives a power cut. A reader (or a resumed run after `kill -9`) never sees half
 a file; the previous version stays in place until the new one is complete.
 
+Whole directories (a trained or converted model, a serving checkpoint, a dataset, an
+unpacked tool) are whole or absent the same way: built in a temporary sibling, every file
+fsynced, marked `.complete` (the marker is the last thing written, so a directory holding it
+is whole), renamed into place by `publish_dir`, then the parent is fsynced. Trainer's
+checkpoints are written in place by Trainer itself and only marked (`mark_complete`).
+
 JSON is written one way: strict JSON (NaN and infinities become null, so any reader
 accepts it), UTF-8 kept as text, indent 1, ending in a newline.
 
@@ -23,7 +29,9 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -55,15 +63,20 @@ def atomic_write_via(path: str | os.PathLike, write: Callable[[str], object]) ->
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
+        _chmod_ordinary(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def _chmod_ordinary(path: str | os.PathLike, mode: int) -> None:
+    """mkstemp/mkdtemp make private 0600/0700 entries; results are ordinary (the umask's) ones."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:
@@ -110,6 +123,48 @@ def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
     lines = [json.dumps(rec, ensure_ascii=False) + "\n" for rec in records]
     atomic_write(path, "".join(lines))
     return len(lines)
+
+
+# ----------------------------------------------------------------------------- whole directories
+
+COMPLETE = ".complete"
+
+
+def is_complete(directory: str | os.PathLike) -> bool:
+    return (Path(directory) / COMPLETE).is_file()
+
+
+def mark_complete(directory: str | os.PathLike, note: str = "") -> None:
+    """Fsync everything under `directory`, then write its `.complete` marker (`note`, or the
+    time): the marker reaches the disk only after every file it vouches for."""
+    directory = Path(directory)
+    for p in sorted(directory.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        elif p.is_dir():
+            fsync_dir(p)
+    atomic_write(directory / COMPLETE, note or f"complete at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+
+
+def publish_dir(tmp: str | os.PathLike, final: str | os.PathLike, note: str = "") -> Path:
+    """Mark the fully written directory `tmp` complete and rename it to `final` (module doc).
+
+    A previous `final` is renamed aside and deleted only once the new one is in place (two
+    directories cannot be swapped in one rename): a kill in between leaves no `final`, so
+    the work is redone, but never a half-written one under its name."""
+    tmp, final = Path(tmp), Path(final)
+    mark_complete(tmp, note)
+    _chmod_ordinary(tmp, 0o777)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 # ----------------------------------------------------------------------------- append-only JSONL

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from lib.errors import UserError
+from lib.files import COMPLETE, is_complete, publish_dir
 from lib.paths import cache_dir
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
@@ -26,7 +27,6 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # turns with <|im_end|>. Padding gets its own token so EOS is never masked as padding.
 EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"
-COMPLETE = ".complete"
 # Bump when the conversion changes: an older cached checkpoint is converted again.
 FORMAT = "shear-embedded-v2"
 
@@ -44,10 +44,6 @@ def gguf_path() -> Path:
     return path
 
 
-def is_complete(model_dir: str | os.PathLike) -> bool:
-    return (Path(model_dir) / COMPLETE).exists()
-
-
 def _current(model_dir: Path) -> bool:
     return is_complete(model_dir) and (model_dir / COMPLETE).read_text().startswith(FORMAT)
 
@@ -62,10 +58,7 @@ def embedded_model_dir(cache: str | os.PathLike | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}-", dir=target.parent))
     try:
         _convert(src, tmp)
-        (tmp / COMPLETE).write_text(f"{FORMAT} converted from {src.name}\n")
-        if target.exists():  # an earlier, interrupted conversion
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        publish_dir(tmp, target, note=f"{FORMAT} converted from {src.name}\n")  # replaces an older format
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

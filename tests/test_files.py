@@ -6,8 +6,8 @@ import stat
 import pytest
 
 from lib.errors import UserError
-from lib.files import (AppendLog, atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via, parse_jsonl,
-                       read_json, read_jsonl, repair_torn_tail)
+from lib.files import (COMPLETE, AppendLog, atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via,
+                       is_complete, parse_jsonl, publish_dir, read_json, read_jsonl, repair_torn_tail)
 
 
 def test_jsonl_round_trip_and_ordinary_permissions(tmp_path):
@@ -53,6 +53,21 @@ def test_a_writer_that_fails_half_way_keeps_the_old_file(tmp_path):
     assert p.read_bytes() == b"old" and os.listdir(tmp_path) == ["chart.png"]
     atomic_write_via(p, lambda tmp: open(tmp, "wb").write(b"new"))
     assert p.read_bytes() == b"new"
+
+
+def test_publish_dir_marks_the_new_directory_and_replaces_the_old_one_whole(tmp_path):
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "stale.bin").write_bytes(b"old")
+    new = tmp_path / ".model-build"
+    (new / "sub").mkdir(parents=True)
+    (new / "sub" / "w.bin").write_bytes(b"new")
+    os.chmod(new, 0o700)  # as mkdtemp makes it
+    assert publish_dir(new, final, note="v2 from test\n") == final
+    assert is_complete(final) and (final / COMPLETE).read_text() == "v2 from test\n"
+    assert sorted(p.name for p in final.rglob("*")) == [COMPLETE, "sub", "w.bin"]  # nothing of the old one
+    assert os.listdir(tmp_path) == ["model"]  # no build or set-aside directory left
+    assert stat.S_IMODE(final.stat().st_mode) & stat.S_IRGRP  # an ordinary directory, not mkdtemp's 0700
 
 
 def test_parse_jsonl_keeps_u2028_inside_strings_and_names_the_bad_line():

@@ -13,8 +13,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from lib.errors import UserError
+from lib.files import COMPLETE
 from lib.server import free_port
-from lib.train.checkpoints import MARKER, latest_complete, set_aside_incomplete
+from lib.train.checkpoints import latest_complete, set_aside_incomplete
 from lib.train.fsdp import cluster_from_env, decoder_layer_classes, fsdp_config, torchrun_command
 from lib.train.tiny import tiny_model
 
@@ -73,7 +74,7 @@ def test_incomplete_checkpoints_are_ignored_and_set_aside(tmp_path):
         d.mkdir()
         (d / "model.safetensors").write_bytes(b"x")
         if done:
-            (d / MARKER).write_text("ok")
+            (d / COMPLETE).write_text("ok")
     assert latest_complete(tmp_path).name == "checkpoint-4"
     moved = set_aside_incomplete(tmp_path)
     assert [(old.name, new.name.startswith("incomplete-checkpoint-6-")) for old, new in moved] == [("checkpoint-6", True)]
@@ -118,14 +119,14 @@ def test_fsdp_kill_and_resume_matches_uninterrupted_run(tmp_path):
     # A checkpoint torn mid-write (no marker, garbage inside) must never be resumed from.
     torn = ckpts / "checkpoint-6"
     shutil.copytree(ckpts / "checkpoint-4", torn)
-    (torn / MARKER).unlink()
+    (torn / COMPLETE).unlink()
     (torn / "model.safetensors").write_bytes(b"torn")
 
     resumed = _torchrun(tmp_path, out)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout and "checkpoint-4" in resumed.stdout
     assert "set aside incomplete checkpoint-6" in resumed.stderr
-    assert (out / MARKER).exists()
+    assert (out / COMPLETE).exists()
     a, b = _weights(tmp_path / "ref" / "model"), _weights(out)
     assert a.keys() == b.keys()
     for k in a:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from lib.errors import UserError
-from lib.files import atomic_write_jsonl
+from lib.files import atomic_write_jsonl, publish_dir
 
 FORMATS = ("alpaca", "sharegpt")
 ALPACA_FIELDS = ("instruction", "input", "output")
@@ -282,13 +282,7 @@ def write_dataset(path: str | os.PathLike, records: list[dict], fmt: str = "alpa
         datasets.disable_progress_bars()
     try:
         ds.save_to_disk(str(tmp))
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        publish_dir(tmp, path)
     finally:
         if quiet:
             datasets.enable_progress_bars()

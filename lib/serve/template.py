@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from lib.errors import UserError
+from lib.files import atomic_write_json, publish_dir
 
 
 def render(tok, fmt: str, messages: list[dict]) -> str:
@@ -132,8 +133,6 @@ def serving_checkpoint(run_model, out: str | os.PathLike | None = None) -> Path:
     converter read the template from here. Rebuilt atomically each time (it is cheap)."""
     from transformers import AutoTokenizer
 
-    from lib.train.checkpoints import publish_dir
-
     src = Path(run_model.model_dir)
     out = Path(out or Path(run_model.run_dir) / "serve" / "checkpoint")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -185,4 +184,4 @@ def _byte_level_as_gpt2(path: Path) -> None:
         ids = before.encode(text).ids
         if after.encode(text).ids != ids or after.decode(ids) != before.decode(ids):
             return  # not equivalent for this tokenizer: leave it as it is
-    path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    atomic_write_json(path, spec)

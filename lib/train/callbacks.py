@@ -11,7 +11,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from lib.errors import BudgetExceeded
-from lib.train.checkpoints import mark_complete
+from lib.files import mark_complete
 from lib.train.metrics import train_flops
 
 

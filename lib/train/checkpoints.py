@@ -10,39 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
-MARKER = ".complete"  # same name as lib.model.COMPLETE: one meaning across the project
+# The marker and its writer live in lib.files (one rule for whole directories); MARKER is the
+# name tests/test_sky_rehearsal.py imports from here.
+from lib.files import COMPLETE as MARKER, is_complete  # noqa: F401
+
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def _fsync_tree(path: Path) -> None:
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def mark_complete(path: str | os.PathLike, note: str = "") -> None:
-    path = Path(path)
-    _fsync_tree(path)
-    tmp = path / (MARKER + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(note or f"complete at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path / MARKER)
-
-
-def is_complete(path: str | os.PathLike) -> bool:
-    return (Path(path) / MARKER).is_file()
 
 
 def checkpoints(root: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -65,20 +40,6 @@ def set_aside_incomplete(root: str | os.PathLike) -> list[tuple[Path, Path]]:
     for step, p in checkpoints(root):
         if not is_complete(p):
             dest = p.with_name(f"incomplete-{p.name}-{int(time.time())}")
-            os.replace(p, dest)
+            os.replace(p, dest)  # a rename, not a write: if a power cut undoes it, the next start redoes it
             moved.append((p, dest))
     return moved
-
-
-def publish_dir(tmp: str | os.PathLike, final: str | os.PathLike, note: str = "") -> Path:
-    """Mark a fully written directory complete and move it into place atomically."""
-    tmp, final = Path(tmp), Path(final)
-    mark_complete(tmp, note)
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    return final

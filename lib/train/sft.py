@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.errors import UserError, cli
-from lib.files import atomic_write_json, parse_jsonl
+from lib.files import atomic_write_json, parse_jsonl, publish_dir
 
 
 @dataclass
@@ -217,7 +217,7 @@ def train(cfg: TrainConfig) -> dict:
 
     from lib.budget import gpu_hourly_usd
     from lib.train.callbacks import BudgetCallback, CompleteMarkerCallback, KillAtStepCallback, ThroughputCallback
-    from lib.train.checkpoints import latest_complete, publish_dir, set_aside_incomplete
+    from lib.train.checkpoints import latest_complete, set_aside_incomplete
     from lib.train.fsdp import billed_instance, fsdp_config
     from lib.train.masking import encode_records
     from lib.train.metrics import device_peak_flops, heldout_loss, model_shape, non_embedding_params

@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lib.train.checkpoints import publish_dir
+    from lib.files import publish_dir
 
     old_tok = AutoTokenizer.from_pretrained(a.model)
     new_tok = AutoTokenizer.from_pretrained(a.tokenizer)
