@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.errors import UserError
-from lib.files import atomic_write_via
+from lib.files import atomic_write
 
 from .config import PHASES, Budgets, load_budgets
 from .gpu import parse_accelerator, reference_gpu_hourly
@@ -338,5 +338,5 @@ def write_report(run_dir: str | os.PathLike, budgets: Budgets | str | os.PathLik
     md_path, png_path = run_dir / "report" / "budget.md", run_dir / "report" / "budget.png"
     render_figure(budgets, s, png_path)
     text = render_markdown(run_dir, budgets, s)
-    atomic_write_via(md_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(md_path, text)
     return md_path, png_path
