@@ -8,6 +8,7 @@ import sys
 from lib.clean.filters import CleanConfig
 from lib.clean.text import clean_text, read_text_records
 from lib.paths import REPO
+from lib.train.text import read_documents
 from tests.zh_corpus import write_jsonl, zh_split
 
 
@@ -24,6 +25,21 @@ def test_planted_duplicates_and_foreign_documents_are_dropped_and_counted(tmp_pa
     assert english not in texts and near not in texts and texts.count(docs[5]) == 1
     assert len(texts) == len(dict.fromkeys(docs))
     assert all(d in texts for d in dict.fromkeys(docs))  # every original document survives once
+
+
+def test_the_cleaner_reads_the_corpus_training_reads(tmp_path):
+    """One corpus, two readers: the same files and documents (blank .txt lines aside, which
+    training counts as empty documents and cleaning has nothing to keep of)."""
+    d = tmp_path / "corpus"
+    d.mkdir()
+    write_jsonl(d / "2.jsonl", ["二"])
+    (d / "1.jsonl").write_text('{"text": "一", "source": "wiki"}\n', encoding="utf-8")
+    recs = read_text_records(d)
+    assert [r["text"] for r in recs] == list(read_documents(d)) == ["一", "二"]
+    assert recs[0] == {"text": "一", "source": "wiki", "id": "doc-0"}  # fields kept, an id added
+    (tmp_path / "a.txt").write_text("甲\n\n乙\n", encoding="utf-8")
+    assert [r["text"] for r in read_text_records(tmp_path / "a.txt")] == ["甲", "乙"]
+    assert list(read_documents(tmp_path / "a.txt")) == ["甲", "", "乙"]
 
 
 def test_cli_writes_the_cleaned_corpus_and_refuses_bad_records(tmp_path):

@@ -11,25 +11,29 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from lib.clean.filters import CleanConfig, MinHashIndex, exact_duplicates, near_duplicates, wrong_language
 from lib.errors import UserError, cli
 from lib.files import atomic_write_jsonl, parse_jsonl
+from lib.train.text import corpus_files
 
 
-def read_text_records(path: str | Path) -> list[dict]:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"corpus {p} not found: give a JSONL file with one {{\"text\": ...}} a line")
-    if p.suffix == ".txt":
-        lines = p.read_text(encoding="utf-8").splitlines()
-        recs = [{"text": t} for t in lines if t.strip()]
-    else:
-        recs = parse_jsonl(p.read_text(encoding="utf-8"), str(p), 'write one {"text": ...} object a line')
+def read_text_records(paths) -> list[dict]:
+    """The whole corpus as records, every field kept and an id added: the filters need all of
+    it at once (duplicates) and the cleaned corpus keeps what the input carried. Training's
+    `lib.train.text.read_documents` streams only the text instead (a corpus may not fit in
+    memory); both read the same files (`corpus_files`: files, directories, .txt or JSONL)."""
+    recs = []
+    for p in corpus_files(paths):
+        if p.suffix == ".txt":
+            recs += [{"text": t} for t in p.read_text(encoding="utf-8").splitlines() if t.strip()]
+            continue
+        fix = 'write one {"text": ...} object a line'
+        for n, r in enumerate(parse_jsonl(p.read_text(encoding="utf-8"), str(p), fix), 1):
+            if not isinstance(r, dict) or not isinstance(r.get("text"), str):
+                raise UserError(f"{p}:{n} has no 'text' string: {fix}")
+            recs.append(r)
     for i, r in enumerate(recs):
-        if not isinstance(r, dict) or not isinstance(r.get("text"), str):
-            raise UserError(f"{p}:{i + 1} has no 'text' string: write one {{\"text\": ...}} object a line")
         r.setdefault("id", f"doc-{i}")
     return recs
 
@@ -51,7 +55,7 @@ def clean_text(recs: list[dict], cfg: CleanConfig) -> tuple[list[dict], dict[str
 @cli
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lib.clean.text", description=__doc__.splitlines()[0])
-    ap.add_argument("src")
+    ap.add_argument("src", help="the corpus: JSONL or .txt files, or directories of them (comma-separated)")
     ap.add_argument("dst")
     ap.add_argument("--languages", default="zh", help="comma-separated codes to keep (e.g. zh or zh,en)")
     a = ap.parse_args(argv)
