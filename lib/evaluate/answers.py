@@ -8,7 +8,8 @@ Three kinds of "model":
   `lib.train.templates` (what an Alpaca-tuned model was trained on), `vicuna` FastChat's
   vicuna_v1.1 conversation.
 * `endpoint`: any OpenAI-compatible server through `lib.client.chat`; every call is metered
-  into the ledger (phase "evaluation").
+  into the ledger (phase "evaluation"), and a billed one (`Endpoint.billed_as`) is first
+  reserved at its worst case against the evaluation cap, as judge calls are.
 * `premade`: answers that came with the question set (text-davinci-003 on Self-Instruct's
   252, an AlpacaEval baseline).
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,7 +212,8 @@ def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore
 
 
 def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: JsonlStore,
-                         settings: GenerationSettings, ledger=None, progress=None) -> int:
+                         settings: GenerationSettings, ledger=None, progress=None, guard=None) -> int:
+    from lib.budget.guard import worst_case_usd
     from lib.client import chat, make_client
 
     todo = [q for q in questions if not store.done((spec.name, q.question_id))]
@@ -218,12 +221,22 @@ def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: Json
         return 0
     ep = spec.endpoint()
     client = make_client(ep)
+    prices = getattr(getattr(guard, "budgets", None), "prices", None)
+    if ep.billed_as and (ledger is not None or guard is not None):
+        from lib.budget.prices import check_priced
+
+        # Spend that cannot be priced cannot be capped: refuse before the first call.
+        check_priced(ep.billed_as, prices=prices)
     for q in todo:
         messages, answers, ntok, served = [], [], [], ""
         for turn in q.turns:
             messages.append({"role": "user", "content": turn})
-            text, resp = chat(client, ep, messages, ledger=ledger, phase="evaluation",
-                              purpose=f"answers:{spec.name}", max_tokens=settings.max_new_tokens, temperature=0)
+            # Reserved one call at a time: a later turn's prompt holds the answers before it.
+            held = (guard.reserve(worst_case_usd(ep.billed_as, [messages], settings.max_new_tokens, prices=prices))
+                    if guard is not None and ep.billed_as else nullcontext())
+            with held:
+                text, resp = chat(client, ep, messages, ledger=ledger, phase="evaluation",
+                                  purpose=f"answers:{spec.name}", max_tokens=settings.max_new_tokens, temperature=0)
             messages.append({"role": "assistant", "content": text})
             answers.append(text.strip())
             ntok.append(getattr(resp.usage, "completion_tokens", None) if resp.usage else None)
@@ -256,8 +269,9 @@ def add_premade(spec: ModelSpec, qset: QuestionSet, store: JsonlStore) -> int:
 
 
 def generate_answers(specs: list[ModelSpec], qset: QuestionSet, path: str | Path, settings: GenerationSettings,
-                     ledger=None) -> JsonlStore:
-    """Fill `path` (answers.jsonl) with every model's answer to every question; resumable."""
+                     ledger=None, guard=None) -> JsonlStore:
+    """Fill `path` (answers.jsonl) with every model's answer to every question; resumable.
+    `guard` (a BudgetGuard for "evaluation") caps what billed endpoints may spend."""
     from tqdm.auto import tqdm
 
     store = JsonlStore(path, ANSWER_KEY)
@@ -267,7 +281,7 @@ def generate_answers(specs: list[ModelSpec], qset: QuestionSet, path: str | Path
             if spec.kind == "hf":
                 answer_with_hf(spec, qset.questions, store, settings, ledger, bar)
             elif spec.kind == "endpoint":
-                answer_with_endpoint(spec, qset.questions, store, settings, ledger, bar)
+                answer_with_endpoint(spec, qset.questions, store, settings, ledger, bar, guard)
             else:
                 add_premade(spec, qset, store)
     return store
