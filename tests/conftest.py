@@ -47,6 +47,28 @@ def local_endpoint(local_server):
     return Endpoint(base_url=local_server.base_url, model=local_server.model)
 
 
+@pytest.fixture
+def evaluation_capped(tmp_path):
+    """`capped(usd)` -> (ledger, guard) of a run whose evaluation phase may spend only `usd`
+    (the other phases get $1): the cap tests of judging and of answering share it."""
+    from lib.budget import BudgetGuard, Ledger, load_budgets
+
+    def capped(cap: float):
+        path = tmp_path / "budgets.yaml"
+        path.write_text(f"""currency: USD
+phases:
+  data:       {{target: 1, cap: 1, warn: 0.8}}
+  training:   {{target: 1, cap: 1, warn: 0.8}}
+  evaluation: {{target: {cap}, cap: {cap}, warn: 1.0}}
+  serving:    {{target: 1, cap: 1, warn: 0.8}}
+""")
+        budgets = load_budgets(path)
+        ledger = Ledger(tmp_path / "ledger", writer="evaluate", budgets=budgets)
+        return ledger, BudgetGuard(budgets, ledger, "evaluation")
+
+    return capped
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data beside the checkout. CI always has it, so there its absence is a failure:

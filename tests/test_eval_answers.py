@@ -64,10 +64,9 @@ def test_endpoint_answers_are_metered(tmp_path, local_endpoint):
     assert len(api) == 1 and api[0]["purpose"] == "answers:served" and api[0]["usd"] == 0.0
 
 
-def test_billed_endpoint_answers_never_cross_a_tiny_evaluation_cap(tmp_path, local_endpoint):
+def test_billed_endpoint_answers_never_cross_a_tiny_evaluation_cap(tmp_path, local_endpoint, evaluation_capped):
     """Answers from a billed endpoint are reserved at their worst case before each call, as
     judge calls are: with room for one answer the run stops before crossing the cap."""
-    from lib.budget import BudgetGuard
     from lib.budget.guard import worst_case_usd
     from lib.errors import BudgetExceeded
 
@@ -78,19 +77,9 @@ def test_billed_endpoint_answers_never_cross_a_tiny_evaluation_cap(tmp_path, loc
     settings = GenerationSettings(max_new_tokens=8)
     worst = max(worst_case_usd("gpt-4o", [[{"role": "user", "content": q.turns[0]}]], 8) for q in qs.questions)
     cap = 1.2 * worst  # room for one answer and not much more
-    budgets_path = tmp_path / "budgets.yaml"
-    budgets_path.write_text(f"""currency: USD
-phases:
-  data:       {{target: 1, cap: 1, warn: 0.8}}
-  training:   {{target: 1, cap: 1, warn: 0.8}}
-  evaluation: {{target: {cap}, cap: {cap}, warn: 1.0}}
-  serving:    {{target: 1, cap: 1, warn: 0.8}}
-""")
-    budgets = load_budgets(budgets_path)
-    ledger = Ledger(tmp_path / "ledger", writer="evaluate", budgets=budgets)
+    ledger, guard = evaluation_capped(cap)
     with pytest.raises(BudgetExceeded):
-        generate_answers(specs, qs, tmp_path / "answers.jsonl", settings, ledger=ledger,
-                         guard=BudgetGuard(budgets, ledger, "evaluation"))
+        generate_answers(specs, qs, tmp_path / "answers.jsonl", settings, ledger=ledger, guard=guard)
     calls = ledger.records(kind="api", phase="evaluation")
     assert calls, "no answer fitted under the cap: the test exercised nothing"
     assert all(c["usd"] > 0 for c in calls)  # billed, as the price_model says

@@ -203,18 +203,16 @@ def judgments_store_tmp():
     return judgments_store(tempfile.mkdtemp() + "/j.jsonl")
 
 
-def test_chinese_and_emoji_judging_never_crosses_a_tiny_evaluation_cap(tmp_path, local_endpoint):
+def test_chinese_and_emoji_judging_never_crosses_a_tiny_evaluation_cap(tmp_path, local_endpoint, evaluation_capped):
     """The reservation counts UTF-8 bytes (lib.budget.guard.prompt_token_bound): a character
     bound, which judging used before, is below the tokens a Chinese/emoji prompt really takes
     (checked against the server's own count), so it let a run spend past its cap."""
-    from lib.budget import BudgetGuard
     from lib.budget.guard import prompt_token_bound
     from lib.errors import BudgetExceeded
 
     zh = "为什么冬天呼出的气会变成白雾？因为水蒸气遇冷凝结成小水滴。🌫️❄️😀🎉" * 12
     answers = {"a": {q: [zh] for q in ("zh-03", "zh-05")}, "b": {q: ["不知道。🤷" * 40] for q in ("zh-03", "zh-05")}}
     qs = [q for q in load_question_set("own_zh").questions if q.question_id in ("zh-03", "zh-05")]
-    budgets_path = tmp_path / "budgets.yaml"
     # a local server charged as gpt-4o: the one billing rule (Endpoint.billed_as) bills it
     ep = Endpoint(base_url=local_endpoint.base_url, model=local_endpoint.model, price_model="gpt-4o")
     settings = JudgeSettings(max_tokens=8, parse_retries=0)
@@ -222,16 +220,8 @@ def test_chinese_and_emoji_judging_never_crosses_a_tiny_evaluation_cap(tmp_path,
     jobs = probe.pairwise_jobs(qs, answers, [("a", "b")], judgments_store(tmp_path / "probe.jsonl"))
     worst = max(probe.worst_case_usd([j.messages]) for j in jobs)
     cap = 1.2 * worst  # room for one call and not much more
-    budgets_path.write_text(f"""currency: USD
-phases:
-  data:       {{target: 1, cap: 1, warn: 0.8}}
-  training:   {{target: 1, cap: 1, warn: 0.8}}
-  evaluation: {{target: {cap}, cap: {cap}, warn: 1.0}}
-  serving:    {{target: 1, cap: 1, warn: 0.8}}
-""")
-    budgets = load_budgets(budgets_path)
-    ledger = Ledger(tmp_path / "ledger", writer="evaluate", budgets=budgets)
-    judge = Judge(ep, settings, ledger=ledger, guard=BudgetGuard(budgets, ledger, "evaluation"))
+    ledger, guard = evaluation_capped(cap)
+    judge = Judge(ep, settings, ledger=ledger, guard=guard)
     store = judgments_store(tmp_path / "judgments.jsonl")
     with pytest.raises(BudgetExceeded):
         judge.pairwise(qs, answers, [("a", "b")], store)
