@@ -8,7 +8,8 @@ the 80 Vicuna questions with the pinned judge, the hosted teacher. What differs 
 asserted: the base model is a tiny random model of the recipe's family, passed ONLY through
 the task's own override (--env BASE_MODEL=...); the judge/teacher endpoint is the embedded
 model on 127.0.0.1 standing in for the hosted one (--env JUDGE_BASE_URL/JUDGE_MODEL,
-TEACHER_*), and the question set / request count are cut through their overrides. Compute
+TEACHER_*), and the question set, request count and tasks per request (the 135M stand-in
+keeps no record from a 20-task request) are cut through their overrides. Compute
 intervals are priced from a seeded SkyPilot catalog (tests/sky_catalog.py) as the instance
 the task asks for (A100-80GB:8 spot, $8.65/h in us-east-1).
 """
@@ -247,8 +248,7 @@ OTHER_TRAIN = [t for t in TRAIN if t != "train_7b"]
 def test_train_task_without_override_fails_fast_naming_its_base_model(task, tmp_path, home):
     """The run script, no BASE_MODEL: one line naming the recipe's base model (huggyllama/llama-7b
     for train_7b), nothing trained or written -- proof it would train what it names. For the
-    tasks other than train_7b this is their default-suite rehearsal (through the runner's checks
-    up to the model load); their full 2-node training is the `full` test below."""
+    tasks other than train_7b, their 2-node training with the override is the rehearsal below."""
     run_dir = tmp_path / "bucket" / "r1"
     write_data(run_dir, alpaca_records(8))
     with open(tmp_path / "log", "w") as log:
@@ -264,15 +264,53 @@ def test_train_task_without_override_fails_fast_naming_its_base_model(task, tmp_
     print(f"{task}: no-override failure after {res.seconds:.1f} s")
 
 
-# pretrain_zh's production micro-batch (32 blocks x 512 tokens per process, logits over the whole
-# vocabulary) does not fit a CPU rehearsal; its run script is rehearsed up to the model load above,
-# and tests/test_train_pretrain.py trains its recipe through 03_train from notebooks/, small batch.
-@pytest.mark.full
 @pytest.mark.parametrize("task", [t for t in OTHER_TRAIN if t != "pretrain_zh"])
 def test_train_task_rehearsal(task, tmp_path, home, tiny_llama):
     records = sharegpt_records(24) if load_recipe(facts(task)["profile"]).format != "alpaca" else alpaca_records(24)
     results, run_dir, log = rehearse_train(task, tmp_path, home, tiny_llama, records)
     check_train(task, results, run_dir, log, tiny_llama, records)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_sp(tmp_path_factory) -> Path:
+    """A tiny random LLaMA carrying LLaMA's own 32K SentencePiece tokenizer (the one
+    huggyllama/llama-7b has; mistral-common ships it): pretrain_zh's base family and vocabulary."""
+    from lib.train.tiny import tiny_model
+    from lib.train.vocab import load_sentencepiece_tokenizer
+    from tests.zh_corpus import llama_model_dir
+
+    out = tmp_path_factory.mktemp("tiny-llama-sp")
+    tok = load_sentencepiece_tokenizer(llama_model_dir())
+    tiny_model("llama", tok, seed=0, attn_implementation="sdpa").save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_pretrain_zh_rehearsal(tmp_path, home, tiny_llama_sp):
+    """Raw Chinese documents in the production layout: 512-token blocks, 32 blocks per process
+    and micro-batch, 4 accumulated, LoRA r 8 with embeddings and LM head trained, 2 nodes. The
+    corpus is small (a few blocks per process), so one optimizer step covers it; the logits of a
+    full 32-block micro-batch over 32K pieces would not fit a CPU rehearsal, a short one does."""
+    from tests.zh_corpus import zh_split
+
+    docs, _ = zh_split(n_train=120, n_held=0)
+    records = [{"text": t} for t in docs]
+    results, run_dir, log = rehearse_train("pretrain_zh", tmp_path, home, tiny_llama_sp, records)
+    assert results and all(r.returncode == 0 for r in results), log
+    recipe = load_recipe("chinese_llama_pt")
+    params = json.loads((run_dir / "pipeline.json").read_text())["phases"]["03_train"]["params"]
+    assert (params["recipe"], params["model"], params["max_steps"], params["nproc"]) == \
+        ("chinese_llama_pt", str(tiny_llama_sp), 0, 0)
+    m = json.loads((run_dir / "train" / "metrics.json").read_text())
+    print({k: m[k] for k in sorted(m) if not isinstance(m[k], (list, dict))})
+    assert (m["recipe"], m["model"], m["world_size"], m["nodes"], m["epochs"]) == \
+        ("chinese_llama_pt", str(tiny_llama_sp), 2, 2, recipe.num_train_epochs)
+    assert m["lora"] and not m["fsdp"]
+    per_step = recipe.hardware.per_device_batch * recipe.hardware.grad_accum * 2
+    assert m["optimizer_steps"] == m["global_step"] == 1 and 0 < m["trained_tokens"] <= per_step * recipe.max_length
+    assert m["trained_tokens"] % recipe.max_length == 0  # whole 512-token blocks, no padding
+    assert (run_dir / "03_train.ipynb").is_file() and (run_dir / "report" / "budget.md").is_file()
+    assert list((run_dir / "checkpoints").glob("sky-local-*/checkpoint-*"))
 
 
 # ----------------------------------------------------------------------------- evaluate and generate
@@ -321,15 +359,12 @@ def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, ti
     assert (run_dir / "report" / "budget.md").is_file()
 
 
-@pytest.mark.full  # OPEN: fails today -- 2 requests of the 135M stand-in at the production 20 tasks per
-# request keep no record, so 02_clean stops on an empty file; needs a TASKS_PER_REQUEST override (visible) and a
-# re-measure. The generate script's default-suite rehearsal is test_generate_without_key_fails_before_writing.
 def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_path, home, tiny_llama, local_server,
                                                                           monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     run_dir = tmp_path / "bucket" / "r1"
     env = node_env(home, TEACHER_BASE_URL=local_server.base_url, TEACHER_MODEL=local_server.model,
-                   NUM_INSTRUCTIONS="4", MAX_REQUESTS="2", MAX_TOKENS="160", CONCURRENCY="1",
+                   NUM_INSTRUCTIONS="4", MAX_REQUESTS="4", MAX_TOKENS="160", CONCURRENCY="1", TASKS_PER_REQUEST="5",
                    TOKENIZER=str(tiny_llama))  # the local stand-in answers one request at a time
     with open(tmp_path / "log", "w") as log:
         (res,) = run_task(SKY / "generate.yaml", root=tmp_path / "bucket", skip_setup=True, env=env, log=log,
@@ -343,7 +378,7 @@ def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_pat
     state = json.loads((run_dir / "pipeline.json").read_text())
     gen = state["phases"]["01_generate"]["params"]
     assert (gen["teacher_model"], gen["num_instructions_to_generate"], gen["tasks_per_request"], gen["concurrency"]) \
-        == (local_server.model, 4, 20, 1)
+        == (local_server.model, 4, 5, 1)
     assert state["phases"]["02_clean"]["params"]["tokenizer"] == str(tiny_llama)
     assert state["overrides"]["01_generate.teacher_model"]["replaced"] == "gpt-4o-mini"
     for nb in ("01_generate", "02_clean"):
