@@ -1,5 +1,5 @@
 # shear — the two commands a newcomer needs:
-#   make demo   # set up, then run the whole loop on the embedded model (~7 min, 2 cores, $0)
+#   make demo   # set up, then run the whole loop on the embedded model (~8 min, 2 cores, $0)
 #   make test   # set up, then run the test suite (what CI runs)
 SHELL := /bin/bash
 PYTHON ?= python3

@@ -320,7 +320,7 @@ def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dic
 
 @contextlib.contextmanager
 def shared_teacher(profile: dict, run_dir: Path, needed: bool = True):
-    """Start one embedded server for the run; yield the params every notebook gets.
+    """Start one embedded server for the run (lib.server.embedded_server); yield the params every notebook gets.
     `needed`: some notebook to run takes an endpoint (a training-only run starts no server)."""
     teacher = profile.get("teacher") or "embedded"
     if teacher == "none" or not needed:
@@ -333,10 +333,9 @@ def shared_teacher(profile: dict, run_dir: Path, needed: bool = True):
         params["api_key_env"] = teacher.get("api_key_env", "OPENAI_API_KEY")
         yield params
         return
-    from lib.model import embedded_model_dir
-    from lib.server import LocalServer
+    from lib.server import embedded_server
 
-    with LocalServer(embedded_model_dir(), log_path=run_dir / "logs" / "teacher-server.log") as srv:
+    with embedded_server(log_path=run_dir / "logs" / "teacher-server.log") as srv:
         params = {}
         for base, model in SHARED_ENDPOINT_PARAMS:
             params[base], params[model] = srv.base_url, srv.model

@@ -68,10 +68,12 @@ class RunContext:
                 check_endpoint(ep)
             yield ep
             return
-        from lib.model import resolve_model
-        from lib.server import LocalServer
+        from lib.model import EMBEDDED_NAME
+        from lib.server import LocalServer, embedded_server
 
-        model_dir = resolve_model(model)
-        with LocalServer(model_dir, log_path=self.run_dir / "logs" / f"server-{os.getpid()}.log") as srv:
+        log = self.run_dir / "logs" / f"server-{os.getpid()}.log"
+        # the embedded teacher/judge is served as the runner serves it; any other model as a checkpoint
+        server = embedded_server(log) if model in ("", "embedded", EMBEDDED_NAME) else LocalServer(model, log_path=log)
+        with server as srv:
             yield Endpoint(base_url=srv.base_url, model=srv.model, api_key_env=api_key_env,
                            price_model=price_model or None)

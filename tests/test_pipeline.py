@@ -92,7 +92,12 @@ def test_tiny_loop_end_to_end_leaks_no_key(tmp_path):
     assert (run / "model" / "config.json").exists()
     metrics = json.loads((run / "train" / "metrics.json").read_text())
     assert "base_heldout_loss" in metrics and "tuned_heldout_loss" in metrics
-    assert (run / "eval" / "results.json").exists()
+    results = json.loads((run / "eval" / "results.json").read_text())
+    # teacher and judge: the shipped GGUF behind llama.cpp's server (lib.server.embedded_server)
+    from lib.model import gguf_path
+
+    assert results["judge"]["served_models"] == [str(gguf_path())]
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in (run / "logs" / "teacher-server.log").read_text(errors="replace")
     assert (run / "report" / "budget.md").exists() and (run / "report" / "budget.png").exists()
     assert list((run / "ledger").glob("*.jsonl"))
     leaked = [str(p) for p in run.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]

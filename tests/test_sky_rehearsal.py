@@ -69,6 +69,16 @@ def tiny_llama(tmp_path_factory, embedded_model) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory):
+    """The hosted teacher's / judge's stand-in: the embedded model as the laptop profile serves
+    it (lib.server.embedded_server: llama.cpp on the GGUF the package ships)."""
+    from lib.server import embedded_server
+
+    with embedded_server(log_path=tmp_path_factory.mktemp("stand-in") / "server.log") as srv:
+        yield srv
+
+
 def alpaca_records(n: int) -> list[dict]:
     return [{"id": f"a{i}", "instruction": f"Add {i} and {i + 1}.", "input": "", "output": f"The sum is {2 * i + 1}.",
              "source": "test", "lang": "en"} for i in range(n)]
@@ -314,7 +324,7 @@ def test_pretrain_zh_rehearsal(tmp_path, home, tiny_llama_sp):
 
 
 # ----------------------------------------------------------------------------- evaluate and generate
-def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, tiny_llama, local_server, monkeypatch,
+def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, tiny_llama, stand_in, monkeypatch,
                                                              shared_data):
     """Base = the tiny LLaMA via BASE_MODEL, tuned = a model/ on the bucket; the embedded model
     on 127.0.0.1 stands in for gpt-4o-2024-08-06 (JUDGE_* overrides, recorded); the Vicuna 80
@@ -324,8 +334,8 @@ def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, ti
     run_dir.mkdir(parents=True)
     (run_dir / "model").symlink_to(tiny_llama, target_is_directory=True)
     qs = f"vicuna:{shared_data / 'vicuna_bench_questions.jsonl'}|{shared_data / 'vicuna_bench_reference_gpt4.jsonl'}"
-    env = node_env(home, BASE_MODEL=str(tiny_llama), JUDGE_BASE_URL=local_server.base_url,
-                   JUDGE_MODEL=local_server.model, QUESTION_SET=qs, MAX_QUESTIONS="2", MAX_NEW_TOKENS="16",
+    env = node_env(home, BASE_MODEL=str(tiny_llama), JUDGE_BASE_URL=stand_in.base_url,
+                   JUDGE_MODEL=stand_in.model, QUESTION_SET=qs, MAX_QUESTIONS="2", MAX_NEW_TOKENS="16",
                    JUDGE_MAX_TOKENS="48", JUDGE_CONCURRENCY="1")  # the local stand-in answers one at a time
     with open(tmp_path / "log", "w") as log:
         (res,) = run_task(SKY / "evaluate.yaml", root=tmp_path / "bucket", skip_setup=True, env=env, log=log,
@@ -341,7 +351,7 @@ def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, ti
     state = json.loads((run_dir / "pipeline.json").read_text())
     params = state["phases"]["04_evaluate"]["params"]
     assert (params["question_set"], params["max_questions"]) == (qs, 2)
-    assert (params["judge_base_url"], params["judge_model"]) == (local_server.base_url, local_server.model)
+    assert (params["judge_base_url"], params["judge_model"]) == (stand_in.base_url, stand_in.model)
     assert params["models"] == {"base": str(tiny_llama), "tuned": "{run_dir}/model"}
     assert set(state["overrides"]) == {"04_evaluate.models.base", "04_evaluate.judge_base_url",
                                        "04_evaluate.judge_model", "04_evaluate.question_set",
@@ -350,8 +360,8 @@ def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, ti
     assert state["overrides"]["04_evaluate.judge_model"]["replaced"] == "gpt-4o-2024-08-06"
     results = json.loads((run_dir / "eval" / "results.json").read_text())
     assert (results["question_set"], results["questions"]) == ("vicuna", 2)
-    served = results["judge"]["served_models"]  # the stand-in, as the server names it ("<dir>@main")
-    assert served and all(m.split("@")[0] == local_server.model for m in served), served
+    served = results["judge"]["served_models"]  # the stand-in, as its server names it
+    assert served and all(m.split("@")[0] == stand_in.model for m in served), served
     assert (run_dir / "04_evaluate.ipynb").is_file()
     answers = [json.loads(ln) for ln in (run_dir / "eval" / "answers.jsonl").read_text().splitlines() if ln.strip()]
     assert len({a["question_id"] for a in answers}) == 2, answers  # the 2 the override kept
@@ -359,11 +369,11 @@ def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, ti
     assert (run_dir / "report" / "budget.md").is_file()
 
 
-def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_path, home, tiny_llama, local_server,
+def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_path, home, tiny_llama, stand_in,
                                                                           monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     run_dir = tmp_path / "bucket" / "r1"
-    env = node_env(home, TEACHER_BASE_URL=local_server.base_url, TEACHER_MODEL=local_server.model,
+    env = node_env(home, TEACHER_BASE_URL=stand_in.base_url, TEACHER_MODEL=stand_in.model,
                    NUM_INSTRUCTIONS="4", MAX_REQUESTS="4", MAX_TOKENS="160", CONCURRENCY="1", TASKS_PER_REQUEST="5",
                    TOKENIZER=str(tiny_llama))  # the local stand-in answers one request at a time
     with open(tmp_path / "log", "w") as log:
@@ -378,7 +388,7 @@ def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_pat
     state = json.loads((run_dir / "pipeline.json").read_text())
     gen = state["phases"]["01_generate"]["params"]
     assert (gen["teacher_model"], gen["num_instructions_to_generate"], gen["tasks_per_request"], gen["concurrency"]) \
-        == (local_server.model, 4, 5, 1)
+        == (stand_in.model, 4, 5, 1)
     assert state["phases"]["02_clean"]["params"]["tokenizer"] == str(tiny_llama)
     assert state["overrides"]["01_generate.teacher_model"]["replaced"] == "gpt-4o-mini"
     for nb in ("01_generate", "02_clean"):
