@@ -57,7 +57,12 @@ def gpu_price(accelerator: str | None = "A100-80GB:8", *, cloud: str = "aws", re
             raise UserError(f"no {cloud} instance with {accelerator}{' in ' + region if region else ''} in "
                             f"SkyPilot's catalog{hint}: change the accelerator, cloud or region")
         # Several instance types can carry the same GPUs: price the cheapest, as SkyPilot's optimizer would.
-        priced = [(catalog.get_hourly_cost(t, spot, region, None, clouds=cloud), t) for t in types]
+        # SkyPilot's own rule (Resources.get_cost): the host VM plus the accelerators, which some
+        # clouds bill apart (GCP's A100 rows); AWS's instance price already includes its GPUs (0 here).
+        from sky.utils import registry
+
+        gpus = registry.CLOUD_REGISTRY.from_str(cloud).accelerators_to_hourly_cost({name: count}, spot, region)
+        priced = [(catalog.get_hourly_cost(t, spot, region, None, clouds=cloud) + gpus, t) for t in types]
         usd, instance_type = min(priced)
     else:
         usd = catalog.get_hourly_cost(instance_type, spot, region, None, clouds=cloud)
