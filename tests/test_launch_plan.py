@@ -3,7 +3,7 @@ plan from a real clean.jsonl whose numbers the test re-derives by hand from the 
 YAML, lib/data/throughput.yaml and the seeded catalog; the plan is saved into the run directory.
 
 All dry-runs run in ONE subprocess (SkyPilot's import dominates; a HOME with the catalog fixture
-of tests/sky_catalog.py plus one GCP row for the single-GPU LoRA task, no network)."""
+of tests/sky_catalog.py: AWS, and GCP for the single-GPU LoRA task; no network)."""
 from __future__ import annotations
 
 import json
@@ -16,16 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sky_catalog import seeded_home
+from sky_catalog import A100_1_GCP_SPOT_USD, seeded_home
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_TASKS = sorted((REPO / "sky").glob("train_*.yaml"))
-# One spot A100-80GB on GCP (a2-ultragpu-1g), written by this project for the LoRA task: AWS sells
-# A100-80GB only in eights. Illustrative fixture prices, not the live catalog.
-GCP_VMS = """\
-InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region,AvailabilityZone
-a2-ultragpu-1g,A100-80GB,1,12,170,5.0688,2.0,us-central1,us-central1-a
-"""
 N_RECORDS = 300
 
 DRIVER = r"""
@@ -47,10 +41,7 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, embedded_model):
     root = tmp_path_factory.mktemp("plan")
-    env = seeded_home(root / "home")
-    gcp = root / "home" / ".sky" / "catalogs" / "v8" / "gcp"
-    gcp.mkdir(parents=True)
-    (gcp / "vms.csv").write_text(GCP_VMS)
+    env = seeded_home(root / "home")  # AWS p4de (8 GPUs) and GCP a2-ultragpu-1g (one, for the LoRA task)
     run = root / "run"
     (run / "data").mkdir(parents=True)
     (run / "ledger").mkdir()
@@ -106,6 +97,8 @@ def test_every_training_task_prints_a_hand_checkable_plan(runs, path):
     hours = trained / (tps * gpus * nodes) / 3600 + float(envs["OVERHEAD_HOURS"])
     assert number(r"hours:\s+([0-9.]+) h", text) == pytest.approx(hours, abs=0.006)
     hourly = number(r"at \$([0-9.,]+)/h per node", text)
+    if gpus == 1:  # GCP bills the A100 apart from its host: the node price is both (SkyPilot's rule)
+        assert "gcp/a2-ultragpu-1g" in text and hourly == pytest.approx(A100_1_GCP_SPOT_USD, abs=0.0005)
     assert number(r"estimate:\s+\$([0-9,.]+)", text) == pytest.approx(hours * hourly * nodes, abs=0.006)
     assert "remaining $400.00" in text
     # saved into the run directory with the same numbers
