@@ -24,9 +24,10 @@ import pytest
 import yaml
 from sky_catalog import P4DE_SPOT_USD, seeded_home
 
+from lib.files import COMPLETE
 from lib.server import free_port
 from lib.skyrun import header_facts, kill_node, run_task, start_nodes
-from lib.train.checkpoints import MARKER, latest_complete
+from lib.train.checkpoints import latest_complete
 from lib.train.recipes import load_recipe
 from lib.train.sft import split_heldout
 
@@ -198,7 +199,7 @@ def test_train_7b_trains_what_it_names(train7b):
     assert "FSDPLlamaDecoderLayer" in str(m["fsdp_units"])
     # checkpoints under the task id on the bucket; the model published with its marker
     assert sorted(p.name for p in train7b["ckpts"].glob("checkpoint-*"))
-    assert (run_dir / "model" / MARKER).exists()
+    assert (run_dir / "model" / COMPLETE).exists()
 
 
 def test_train_7b_leaves_node_files_ledger_and_report_on_the_bucket(train7b):

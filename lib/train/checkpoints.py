@@ -13,9 +13,8 @@ import re
 import time
 from pathlib import Path
 
-# The marker and its writer live in lib.files (one rule for whole directories); MARKER is the
-# name tests/test_sky_rehearsal.py imports from here.
-from lib.files import COMPLETE as MARKER, is_complete  # noqa: F401
+# The completeness marker and its writer live in lib.files (one rule for whole directories).
+from lib.files import is_complete
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
