@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import sys
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from lib.errors import BudgetExceeded, UserError
 
 from .config import Budgets
 from .ledger import Ledger
-from .prices import api_cost
+from .prices import api_cost, check_priced
 
 # Role markers and the assistant header of a chat template; per message, and once per call.
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -50,6 +51,22 @@ def worst_case_usd(price_model: str | None, requests, max_tokens: int, *, batch:
     prompt = sum(prompt_token_bound(messages) for messages in requests)
     usd, _ = api_cost(price_model, prompt, max_tokens * len(requests), batch=batch, prices=prices)
     return usd
+
+
+def refuse_unpriced(price_model: str | None, *, guard: "BudgetGuard | None" = None, ledger=None) -> None:
+    """Spend that cannot be priced cannot be capped: a billed endpoint (`price_model`, see
+    Endpoint.billed_as) whose calls are metered (a guard or a ledger) is refused before the
+    first call when no price is known for it."""
+    if price_model is not None and (guard is not None or ledger is not None):
+        check_priced(price_model, prices=guard.prices if guard is not None else None)
+
+
+def hold(guard: "BudgetGuard | None", price_model: str | None, requests, max_tokens: int, *, batch: bool = False):
+    """Reserve the worst case of `requests` while they run (`with hold(...):`); nothing to
+    hold without a guard or for an endpoint that is not billed."""
+    if guard is None or price_model is None:
+        return nullcontext()
+    return guard.reserve(worst_case_usd(price_model, requests, max_tokens, batch=batch, prices=guard.prices))
 
 _LOCK = threading.Lock()
 _OUTSTANDING: dict[tuple[str, str], dict[int, float]] = {}  # (ledger root, phase) -> {res id: usd}
@@ -89,6 +106,11 @@ class BudgetGuard:
         self.budgets, self.ledger, self.phase = budgets, ledger, phase
         self.cap = budgets.phase(phase).cap
         self._key = (str(ledger.root.resolve()), phase)
+
+    @property
+    def prices(self):
+        """budgets.yaml's price overrides: what every reservation of this guard is priced with."""
+        return self.budgets.prices
 
     def reserved(self) -> float:
         with _LOCK:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,7 +212,7 @@ def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore
 
 def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: JsonlStore,
                          settings: GenerationSettings, ledger=None, progress=None, guard=None) -> int:
-    from lib.budget.guard import worst_case_usd
+    from lib.budget.guard import hold, refuse_unpriced
     from lib.client import chat, make_client
 
     todo = [q for q in questions if not store.done((spec.name, q.question_id))]
@@ -221,20 +220,13 @@ def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: Json
         return 0
     ep = spec.endpoint()
     client = make_client(ep)
-    prices = getattr(getattr(guard, "budgets", None), "prices", None)
-    if ep.billed_as and (ledger is not None or guard is not None):
-        from lib.budget.prices import check_priced
-
-        # Spend that cannot be priced cannot be capped: refuse before the first call.
-        check_priced(ep.billed_as, prices=prices)
+    refuse_unpriced(ep.billed_as, guard=guard, ledger=ledger)
     for q in todo:
         messages, answers, ntok, served = [], [], [], ""
         for turn in q.turns:
             messages.append({"role": "user", "content": turn})
             # Reserved one call at a time: a later turn's prompt holds the answers before it.
-            held = (guard.reserve(worst_case_usd(ep.billed_as, [messages], settings.max_new_tokens, prices=prices))
-                    if guard is not None and ep.billed_as else nullcontext())
-            with held:
+            with hold(guard, ep.billed_as, [messages], settings.max_new_tokens):
                 text, resp = chat(client, ep, messages, ledger=ledger, phase="evaluation",
                                   purpose=f"answers:{spec.name}", max_tokens=settings.max_new_tokens, temperature=0)
             messages.append({"role": "assistant", "content": text})

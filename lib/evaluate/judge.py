@@ -89,39 +89,27 @@ class Judge:
         self.guard = guard
         self.name = name or judge_name(ep)
         self.client = make_client(ep)  # a remote judge without a key fails here, in one line
-        if ep.billed_as and (ledger is not None or guard is not None):
-            from lib.budget.prices import check_priced
+        from lib.budget.guard import refuse_unpriced
 
-            # Spend that cannot be priced cannot be capped: refuse before the first call.
-            check_priced(ep.billed_as, prices=self.prices)
+        refuse_unpriced(ep.billed_as, guard=guard, ledger=ledger)
         self._errors = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ one call
-    @property
-    def prices(self):
-        """budgets.yaml's price overrides, when a guard carries the budgets."""
-        return getattr(getattr(self.guard, "budgets", None), "prices", None)
-
     def worst_case_usd(self, requests: list[list[dict]], *, batch: bool = False) -> float:
         """What `requests` (each a list of messages) can cost at most: lib.budget.guard's one bound."""
         from lib.budget.guard import worst_case_usd
 
-        return worst_case_usd(self.ep.billed_as, requests, self.settings.max_tokens, batch=batch, prices=self.prices)
+        prices = self.guard.prices if self.guard is not None else None
+        return worst_case_usd(self.ep.billed_as, requests, self.settings.max_tokens, batch=batch, prices=prices)
 
     def _call(self, messages: list[dict], temperature: float, purpose: str):
+        from lib.budget.guard import hold
         from lib.client import chat
 
-        reservation = None
-        if self.guard is not None and self.ep.billed_as:
-            reservation = self.guard.reserve(self.worst_case_usd([messages]))
-        try:
-            text, resp = chat(self.client, self.ep, messages, ledger=self.ledger, phase="evaluation",
-                              purpose=purpose, max_tokens=self.settings.max_tokens, temperature=temperature)
-        finally:
-            if reservation is not None:
-                reservation.release()
-        return text, resp
+        with hold(self.guard, self.ep.billed_as, [messages], self.settings.max_tokens):
+            return chat(self.client, self.ep, messages, ledger=self.ledger, phase="evaluation",
+                        purpose=purpose, max_tokens=self.settings.max_tokens, temperature=temperature)
 
     def _ask(self, messages: list[dict], parse, purpose: str, repair: str, first: tuple | None = None) -> dict:
         """Ask, re-asking unparseable replies; returns the record fields (status, parsed, replies, ...).
