@@ -93,11 +93,14 @@ def _convert(gguf: Path, out: Path) -> None:
     tok.save_pretrained(out)
 
 
+def is_embedded(name_or_dir: str) -> bool:
+    """The names that mean the embedded model ("" is a notebook's empty default)."""
+    return name_or_dir in ("", "embedded", EMBEDDED_NAME)
+
+
 def resolve_model(name_or_dir: str) -> str:
     """`embedded` -> the converted checkpoint; anything else is a path or hub id as given."""
-    if name_or_dir in ("", "embedded", EMBEDDED_NAME):
-        return str(embedded_model_dir())
-    return name_or_dir
+    return str(embedded_model_dir()) if is_embedded(name_or_dir) else name_or_dir
 
 
 if __name__ == "__main__":

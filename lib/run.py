@@ -68,12 +68,12 @@ class RunContext:
                 check_endpoint(ep)
             yield ep
             return
-        from lib.model import EMBEDDED_NAME
+        from lib.model import is_embedded
         from lib.server import LocalServer, embedded_server
 
         log = self.run_dir / "logs" / f"server-{os.getpid()}.log"
         # the embedded teacher/judge is served as the runner serves it; any other model as a checkpoint
-        server = embedded_server(log) if model in ("", "embedded", EMBEDDED_NAME) else LocalServer(model, log_path=log)
+        server = embedded_server(log) if is_embedded(model) else LocalServer(model, log_path=log)
         with server as srv:
             yield Endpoint(base_url=srv.base_url, model=srv.model, api_key_env=api_key_env,
                            price_model=price_model or None)
