@@ -313,7 +313,6 @@ def test_pretrain_zh_rehearsal(tmp_path, home, tiny_llama_sp):
     assert (params["recipe"], params["model"], params["max_steps"], params["nproc"]) == \
         ("chinese_llama_pt", str(tiny_llama_sp), 0, 0)
     m = json.loads((run_dir / "train" / "metrics.json").read_text())
-    print({k: m[k] for k in sorted(m) if not isinstance(m[k], (list, dict))})
     assert (m["recipe"], m["model"], m["world_size"], m["nodes"], m["epochs"]) == \
         ("chinese_llama_pt", str(tiny_llama_sp), 2, 2, recipe.num_train_epochs)
     assert m["lora"] and not m["fsdp"]
