@@ -51,12 +51,12 @@ $(STAMP): requirements.txt
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
 		$(PY) -m pip install -q "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 	# llama.cpp's HF->GGUF converter ships in the same source distribution (not in the wheel):
-	# keep it where lib/export.py unpacks it from (pip's HTTP cache makes this a copy).
+	# keep it where lib/serve/export.py unpacks it from (pip's HTTP cache makes this a copy).
 	$(PY) -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_VERSION)" -d .cache/llama.cpp
 	touch $@
 
 $(MODEL): $(STAMP)
-	$(PY) -m lib.model
+	$(PY) -m lib.core.model
 
 # Only the tests need it (tests/browser.py). CI runs as root; elsewhere sudo is asked for once.
 $(CHROMIUM):

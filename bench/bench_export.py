@@ -89,7 +89,7 @@ def _size(path: Path) -> int:
 
 
 def bench_files(rm, exp, tok, model, *, threads: int, n_new: int, n_prompts: int, rounds: int) -> dict:
-    from lib.export import gguf_logits, greedy_gguf, greedy_hf, load_gguf, perplexity, top1_agreement
+    from lib.serve.export import gguf_logits, greedy_gguf, greedy_hf, load_gguf, perplexity, top1_agreement
     from lib.serve.template import encode
     from test_export import _ask, seed_prompts
 
@@ -124,7 +124,7 @@ def bench_files(rm, exp, tok, model, *, threads: int, n_new: int, n_prompts: int
             tok(r["instances"][0]["output"] + tok.eos_token, add_special_tokens=False)["input_ids"] for r in rows_]
     ppl = {q: perplexity(lambda x, m=load_gguf(exp.gguf(q), threads=threads): gguf_logits(m, x), held)
            for q in exp.files}
-    from lib.export import hf_logits
+    from lib.serve.export import hf_logits
 
     ppl["HF fp32"] = perplexity(lambda x: hf_logits(model, x), held)
     parity = {"agree": agree, "total": total, "greedy_same": same, "prompts": n_prompts, "ppl": ppl}
@@ -140,8 +140,8 @@ def bench_servers(rm, exp, *, threads: int, requests: int, shipped: Path | None,
     de-quantises): what llama.cpp would serve as the laptop teacher without any export."""
     from contextlib import ExitStack
 
-    from lib.client import Endpoint, chat, make_client
-    from lib.server import LocalServer
+    from lib.core.client import Endpoint, chat, make_client
+    from lib.core.server import LocalServer
     from lib.serve.template import serving_checkpoint
 
     targets = {"transformers serve": (serving_checkpoint(rm), "transformers")}
@@ -225,8 +225,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lib.export import export_run
-    from lib.model import embedded_model_dir, gguf_path
+    from lib.serve.export import export_run
+    from lib.core.model import embedded_model_dir, gguf_path
     from lib.serve.run_model import load_run_model
     from test_export import embedded_run
 
@@ -246,7 +246,7 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     machine = (f"`{platform.node()}`: {os.cpu_count()} cores ({cpu}), "
                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU, "
-               f"Python {platform.python_version()}, llama-cpp-python {__import__('lib.export').export.llama_cpp_version()}")
+               f"Python {platform.python_version()}, llama-cpp-python {__import__('lib.serve.export').export.llama_cpp_version()}")
     md = markdown(args, files, servers, machine, time.time() - t0, load0)
     print(md)
     if args.record:

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lib.budget import Ledger, load_budgets  # noqa: E402
-from lib.client import Endpoint  # noqa: E402
+from lib.core.client import Endpoint  # noqa: E402
 from lib.generate import GenerateConfig, Generator, load_seed_tasks  # noqa: E402
 from lib.testing.batch_server import BatchServer  # noqa: E402
 

@@ -147,7 +147,7 @@ def main(argv=None) -> dict:
     import torch
     from transformers import AutoTokenizer
 
-    from lib.model import embedded_model_dir
+    from lib.core.model import embedded_model_dir
     from lib.train.packing import prepare_for_packing
     from lib.train.tiny import tiny_model
 

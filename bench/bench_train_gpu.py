@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
     from transformers import AutoTokenizer
 
     from bench_packing import alpaca_like_examples
-    from lib.model import embedded_model_dir
+    from lib.core.model import embedded_model_dir
     from lib.train.metrics import PEAK_BF16, device_peak_flops, non_embedding_params, train_flops
     from lib.train.packing import make_collator, prepare_for_packing, varlen_kernel
 

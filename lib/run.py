@@ -2,7 +2,7 @@
 
     ctx = RunContext(run_dir, phase="data", writer="generate")
     with ctx.endpoint(base_url, model, api_key_env, price_model) as ep:
-        ...  # ep is an lib.client.Endpoint; an empty base_url starts the embedded server
+        ...  # ep is an lib.core.client.Endpoint; an empty base_url starts the embedded server
 
 Layout of a run directory (every phase reads and writes only these names):
 
@@ -23,9 +23,9 @@ import contextlib
 import os
 from pathlib import Path
 
-from lib.client import Endpoint, check_endpoint
-from lib.errors import UserError
-from lib.paths import BUDGETS_YAML, REPO
+from lib.core.client import Endpoint, check_endpoint
+from lib.core.errors import UserError
+from lib.core.paths import BUDGETS_YAML, REPO
 
 PHASES = ("data", "training", "evaluation", "serving")
 
@@ -68,8 +68,8 @@ class RunContext:
                 check_endpoint(ep)
             yield ep
             return
-        from lib.model import is_embedded
-        from lib.server import LocalServer, embedded_server
+        from lib.core.model import is_embedded
+        from lib.core.server import LocalServer, embedded_server
 
         log = self.run_dir / "logs" / f"server-{os.getpid()}.log"
         # the embedded teacher/judge is served as the runner serves it; any other model as a checkpoint

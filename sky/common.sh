@@ -1,5 +1,5 @@
 # Shared by every sky/*.yaml `setup` and `run` (the workdir is synced, so this file is there):
-# installation and the bucket layout. Notebooks are run by lib.pipeline, never from here.
+# installation and the bucket layout. Notebooks are run by lib.pipeline.runner, never from here.
 #
 # Bucket layout (the bucket is mounted at $SHEAR_ROOT with MOUNT_CACHED: writes go to local
 # disk first and are uploaded in the background, so checkpoints do not stall training):

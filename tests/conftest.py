@@ -26,14 +26,14 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
-    from lib.model import embedded_model_dir
+    from lib.core.model import embedded_model_dir
 
     return embedded_model_dir()
 
 
 @pytest.fixture(scope="session")
 def local_server(embedded_model, tmp_path_factory):
-    from lib.server import LocalServer
+    from lib.core.server import LocalServer
 
     log = tmp_path_factory.mktemp("server") / "server.log"
     with LocalServer(embedded_model, log_path=log) as srv:
@@ -42,7 +42,7 @@ def local_server(embedded_model, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def local_endpoint(local_server):
-    from lib.client import Endpoint
+    from lib.core.client import Endpoint
 
     return Endpoint(base_url=local_server.base_url, model=local_server.model)
 

@@ -60,7 +60,7 @@ def tokenizer(kind: str):
     if kind == "smollm2":
         from transformers import AutoTokenizer
 
-        from lib.model import embedded_model_dir
+        from lib.core.model import embedded_model_dir
 
         return AutoTokenizer.from_pretrained(embedded_model_dir())
     return sp_kind(kind)

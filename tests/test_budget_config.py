@@ -8,8 +8,8 @@ import textwrap
 import pytest
 
 from lib.budget import Ledger, load_budgets
-from lib.errors import UserError
-from lib.paths import BUDGETS_YAML, REPO
+from lib.core.errors import UserError
+from lib.core.paths import BUDGETS_YAML, REPO
 
 GOOD = """\
 currency: USD

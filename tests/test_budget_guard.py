@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from lib.budget import BudgetGuard, Ledger, load_budgets
-from lib.client import Endpoint
-from lib.errors import BudgetExceeded, UserError
+from lib.core.client import Endpoint
+from lib.core.errors import BudgetExceeded, UserError
 
 REMOTE = Endpoint(base_url="https://api.openai.com/v1", model="gpt-4o-mini")
 

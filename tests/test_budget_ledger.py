@@ -13,9 +13,9 @@ import pytest
 from openai.types import CompletionUsage
 
 from lib.budget import Ledger, api_cost, load_budgets
-from lib.client import Endpoint
-from lib.errors import UserError
-from lib.paths import BUDGETS_YAML, REPO
+from lib.core.client import Endpoint
+from lib.core.errors import UserError
+from lib.core.paths import BUDGETS_YAML, REPO
 
 REMOTE = Endpoint(base_url="https://api.openai.com/v1", model="gpt-4o-mini")
 LOCAL = Endpoint(base_url="http://127.0.0.1:9/v1", model="/some/local/model")
@@ -201,7 +201,7 @@ def test_preempted_writer_resumed_with_same_task_id(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_real_local_server_call_is_recorded(local_endpoint, tmp_path, budgets):
-    from lib.client import chat, make_client
+    from lib.core.client import chat, make_client
 
     ledger = Ledger(tmp_path, writer="gen", budgets=budgets)
     text, resp = chat(make_client(local_endpoint), local_endpoint, [{"role": "user", "content": "Say hi."}],

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from lib.budget import Ledger, api_cost, load_budgets, write_report
-from lib.client import Endpoint
-from lib.paths import BUDGETS_YAML, REPO
+from lib.core.client import Endpoint
+from lib.core.paths import BUDGETS_YAML, REPO
 
 LOCAL = Endpoint(base_url="http://127.0.0.1:9/v1", model="embedded")
 REMOTE = Endpoint(base_url="https://api.openai.com/v1", model="gpt-4o-mini")
@@ -82,7 +82,7 @@ def test_trained_tokens_come_from_a_real_train_run(tmp_path):
     encoded example's length (each seen once), and "$ per 1M trained tokens" divides by them."""
     from transformers import AutoTokenizer
 
-    from lib.model import resolve_model
+    from lib.core.model import resolve_model
     from lib.train.masking import encode_records, ensure_pad_token
     from lib.train.recipes import load_recipe
     from lib.train.sft import TrainConfig, read_jsonl, train
@@ -138,7 +138,7 @@ def test_report_reads_trained_tokens_from_the_one_key_only(tmp_path):
 
 
 def test_plan_and_actual_side_by_side(tmp_path):
-    from lib.plan import load_plans, make_plan, save_plan
+    from lib.launch.plan import load_plans, make_plan, save_plan
 
     run = tmp_path / "run"
     budgets = make_run(run)

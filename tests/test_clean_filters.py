@@ -347,7 +347,7 @@ def test_cjk_shingles_are_per_character():
 
 
 def test_bad_config_is_one_clear_line():
-    from lib.errors import UserError
+    from lib.core.errors import UserError
 
     with pytest.raises(UserError, match="near_dup_threshold"):
         CleanConfig(near_dup_threshold=1.5)

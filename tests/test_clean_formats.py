@@ -9,7 +9,7 @@ import json
 import pytest
 
 from lib.clean import alpaca_to_sharegpt, read_records, sharegpt_to_alpaca, write_dataset
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 ALPACA = [
     {"id": "a1", "instruction": "Add the numbers.", "input": "2 and 3", "output": "5", "source": "s", "lang": "en"},

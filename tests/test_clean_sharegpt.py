@@ -227,7 +227,7 @@ def test_sharegpt_pipeline_end_to_end(tmp_path, tokenizer):
 
 def test_alpaca_records_over_the_token_budget_are_dropped(tokenizer):
     from lib.clean import clean_records
-    from lib.train.templates import alpaca_prompt
+    from lib.core.formats import alpaca_prompt
 
     recs = [{"id": f"r{k}", "instruction": "Repeat the word as often as asked.", "input": f"{k * 10} times",
              "output": " ".join(["echo"] * (k * 10)), "source": "", "lang": ""} for k in range(1, 8)]
@@ -247,7 +247,7 @@ def test_alpaca_records_over_the_token_budget_are_dropped(tokenizer):
 
 def test_max_tokens_without_a_tokenizer_is_a_clear_error():
     from lib.clean import clean_records
-    from lib.errors import UserError
+    from lib.core.errors import UserError
 
     with pytest.raises(UserError, match="no tokenizer"):
         clean_records([], CleanConfig(max_tokens=10), progress=False)

@@ -7,7 +7,7 @@ import sys
 
 from lib.clean.filters import CleanConfig
 from lib.clean.text import clean_text, read_text_records
-from lib.paths import REPO
+from lib.core.paths import REPO
 from lib.train.text import read_documents
 from tests.zh_corpus import write_jsonl, zh_split
 

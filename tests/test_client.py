@@ -1,8 +1,8 @@
 """Endpoints, keys and the fail-fast checks users hit first."""
 import pytest
 
-from lib.client import LOCAL_KEY, Endpoint, check_endpoint
-from lib.errors import UserError
+from lib.core.client import LOCAL_KEY, Endpoint, check_endpoint
+from lib.core.errors import UserError
 
 
 def test_remote_endpoint_without_key_names_the_variable(monkeypatch):

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from lib.budget.config import load_budgets
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.evaluate.agreement import cohen_kappa, cost_of_trust, human_vs_human, judge_vs_human, votes_needed
 
 JUDGE = "gpt-4-0613"
@@ -119,7 +119,7 @@ def test_cost_of_trust_and_votes_for_five_points(tmp_path):
 
 
 def test_review_rate_in_budgets_yaml(tmp_path):
-    from lib.paths import BUDGETS_YAML
+    from lib.core.paths import BUDGETS_YAML
 
     assert load_budgets(BUDGETS_YAML).human_review_usd_per_hour == 0.0  # the default: unpaid
     text = BUDGETS_YAML.read_text()
@@ -138,7 +138,7 @@ def test_review_rate_in_budgets_yaml(tmp_path):
 
 def test_agreement_chart_with_and_without_votes(tmp_path):
     from lib.evaluate.agreement import agreement_chart
-    from lib.figures import save
+    from lib.core.figures import save
 
     rep = judge_vs_human(ANA_VOTES, _judgments(), JUDGE, n_boot=100)
     fig = agreement_chart(rep, human_vs_human(ANA_VOTES + BO_VOTES, n_boot=100))

@@ -2,11 +2,11 @@
 import pytest
 
 from lib.budget import Ledger, load_budgets
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.evaluate.answers import GenerationSettings, answer_table, generate_answers, parse_models
 from lib.evaluate.questions import Question, QuestionSet
-from lib.train.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, turns_to_messages
-from lib.train.templates import render_prompt as render_messages
+from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, turns_to_messages
+from lib.core.formats import render_prompt as render_messages
 
 
 def render_prompt(tok, fmt, turns, answers):
@@ -68,7 +68,7 @@ def test_billed_endpoint_answers_never_cross_a_tiny_evaluation_cap(tmp_path, loc
     """Answers from a billed endpoint are reserved at their worst case before each call, as
     judge calls are: with room for one answer the run stops before crossing the cap."""
     from lib.budget.guard import worst_case_usd
-    from lib.errors import BudgetExceeded
+    from lib.core.errors import BudgetExceeded
 
     # a local server charged as gpt-4o: the one billing rule (Endpoint.billed_as) bills it
     specs = parse_models({"paid": f"endpoint:{local_endpoint.base_url}|{local_endpoint.model}|OPENAI_API_KEY|gpt-4o"})

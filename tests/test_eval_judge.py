@@ -5,14 +5,14 @@ import json
 import pytest
 
 from lib.budget import Ledger, load_budgets
-from lib.client import Endpoint
-from lib.errors import UserError
+from lib.core.client import Endpoint
+from lib.core.errors import UserError
 from lib.evaluate.answers import GenerationSettings, answer_table, generate_answers, parse_models
 from lib.evaluate.judge import Judge, JudgeSettings, judgments_store
 from lib.evaluate.questions import QuestionSet, load_question_set
 from lib.evaluate.results import pairs_for, summarize
-from lib.files import atomic_write_json
-from lib.server import free_port
+from lib.core.files import atomic_write_json
+from lib.core.server import free_port
 
 ANSWERS = {
     "good": {"en-03": ["Sunlight scatters off air molecules; blue light scatters most, so the sky looks blue. "
@@ -208,7 +208,7 @@ def test_chinese_and_emoji_judging_never_crosses_a_tiny_evaluation_cap(tmp_path,
     bound, which judging used before, is below the tokens a Chinese/emoji prompt really takes
     (checked against the server's own count), so it let a run spend past its cap."""
     from lib.budget.guard import prompt_token_bound
-    from lib.errors import BudgetExceeded
+    from lib.core.errors import BudgetExceeded
 
     zh = "为什么冬天呼出的气会变成白雾？因为水蒸气遇冷凝结成小水滴。🌫️❄️😀🎉" * 12
     answers = {"a": {q: [zh] for q in ("zh-03", "zh-05")}, "b": {q: ["不知道。🤷" * 40] for q in ("zh-03", "zh-05")}}

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.evaluate.questions import load_question_set, read_records, spread_over_categories
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.evaluate import review
 from lib.evaluate.questions import Question
 from lib.evaluate.review import ReviewConfig, ReviewSession, load_votes, review_items
@@ -229,7 +229,7 @@ def make_reviewed_run(run_dir: Path, n: int = 6) -> None:
     from lib.evaluate.questions import load_question_set
     from lib.evaluate.results import summarize
     from lib.evaluate.store import JsonlStore
-    from lib.files import atomic_write_json
+    from lib.core.files import atomic_write_json
 
     qset = load_question_set("own_en", max_questions=n)
     ev = run_dir / "eval"

@@ -3,7 +3,7 @@ import json
 
 from lib.evaluate.judge import JUDGMENT_KEY, judgments_store
 from lib.evaluate.store import JsonlStore
-from lib.files import atomic_write_json
+from lib.core.files import atomic_write_json
 
 
 def _j(q, order, status="ok", **kw):

@@ -25,13 +25,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lib.client import Endpoint, chat, make_client
-from lib.errors import UserError
-from lib.export import (export_run, gguf_logits, greedy_gguf, greedy_hf, hf_logits, load_gguf, perplexity,
+from lib.core.client import Endpoint, chat, make_client
+from lib.core.errors import UserError
+from lib.serve.export import (export_run, gguf_logits, greedy_gguf, greedy_hf, hf_logits, load_gguf, perplexity,
                         top1_agreement)
-from lib.paths import REPO
+from lib.core.paths import REPO
 from lib.serve.template import chat_template, encode
-from lib.server import LocalServer
+from lib.core.server import LocalServer
 
 N_PROMPTS = 6
 N_NEW = 16
@@ -154,7 +154,7 @@ def test_llama_cpp_backend_refuses_a_checkpoint_directory(embedded_model):
 
 
 def test_missing_converter_is_one_clear_line(tmp_path, monkeypatch):
-    from lib.export import converter_script
+    from lib.serve.export import converter_script
 
     monkeypatch.setenv("SHEAR_CACHE", str(tmp_path))
     with pytest.raises(UserError, match="make setup"):

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from lib.errors import UserError
-from lib.files import (COMPLETE, AppendLog, atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via,
+from lib.core.errors import UserError
+from lib.core.files import (COMPLETE, AppendLog, atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via,
                        is_complete, parse_jsonl, publish_dir, read_json, read_jsonl, repair_torn_tail)
 
 

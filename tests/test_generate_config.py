@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.generate.config import DERIVED, RUN_PARAMS, GenerateConfig, add_arguments, from_arguments
-from lib.params import _assigned, _cells, notebook_params, settings_from_params
+from lib.core.params import _assigned, _cells, notebook_params, settings_from_params
 
 
 def _parameters(notebook: str) -> dict:
@@ -81,7 +81,7 @@ def test_a_misspelled_papermill_parameter_stops_the_notebook_before_it_writes(tm
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from lib.paths import REPO
+    from lib.core.paths import REPO
 
     run = tmp_path / "run"
     with pytest.raises(PapermillExecutionError) as e:

@@ -18,8 +18,8 @@ import pytest
 
 from lib.budget import Ledger
 from lib.generate import GenerateConfig, Generator, load_seed_tasks
-from lib.files import read_jsonl
-from lib.paths import REPO
+from lib.core.files import read_jsonl
+from lib.core.paths import REPO
 
 SEEDS = load_seed_tasks("", language="en")
 N_REQUESTS = 3

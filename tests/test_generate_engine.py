@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from lib.budget import Ledger, load_budgets
-from lib.client import Endpoint
+from lib.core.client import Endpoint
 from lib.generate import GenerateConfig, Generator, load_seed_tasks
 from lib.budget.guard import prompt_token_bound
-from lib.files import read_jsonl
+from lib.core.files import read_jsonl
 from lib.testing.batch_server import BatchServer
 
 SEEDS = load_seed_tasks("", language="en")
@@ -26,7 +26,7 @@ def tiny_config(**kw) -> GenerateConfig:
 
 
 def budgets_with_cap(tmp_path, cap: float):
-    from lib.paths import BUDGETS_YAML
+    from lib.core.paths import BUDGETS_YAML
 
     src = yaml.safe_load(BUDGETS_YAML.read_text())
     src["phases"]["data"] = {"target": cap, "cap": cap, "warn": 1.0}
@@ -123,7 +123,7 @@ def test_batch_resumes_from_the_saved_batch_id(local_endpoint, tmp_path):
     import subprocess
     import sys
 
-    from lib.paths import REPO
+    from lib.core.paths import REPO
 
     with BatchServer(local_endpoint.base_url, hold_batches=True) as api:
         args = [sys.executable, "-m", "lib.generate", "--run-dir", str(tmp_path), "--teacher-base-url", api.base_url,

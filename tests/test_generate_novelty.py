@@ -9,7 +9,7 @@ from rouge_score import rouge_scorer
 from rouge_score.rouge_scorer import _score_lcs
 
 from lib.generate.novelty import NoveltyFilter, rouge_f
-from lib.generate.tokenizer import rouge_tokens, tokens
+from lib.core.text import rouge_tokens, tokens
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 

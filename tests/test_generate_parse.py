@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.generate.filters import count_words, filter_reason
 from lib.generate.parse import parse_tasks
 from lib.generate.prompt import build_prompt, make_request

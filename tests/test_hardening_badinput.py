@@ -125,7 +125,7 @@ CASES: list[Case] = [
                     "id": f"api:{i}", "kind": "api", "phase": "data", "usd": 0.001, "ts": 1.0 + i,
                     "prompt_tokens": 100, "completion_tokens": 50, "model": "gpt-4o-mini",
                     "usd_reference": 0.001}) + "\n" for i in range(20))}),
-    # ------------------------------------------------------------------ profiles and parameters (lib.pipeline)
+    # ------------------------------------------------------------------ profiles and parameters (lib.pipeline.runner)
     Case("pipeline-unknown-profile", "lib.pipeline", ["run", "--profile", "no-such-profile"],
          r"no profile 'no-such-profile': use one of"),
     Case("pipeline-profile-bad-yaml", "lib.pipeline", ["run", "--profile", "{tmp}/p.yaml"], r"p\.yaml is not valid YAML",
@@ -193,7 +193,7 @@ CASES: list[Case] = [
          r"in\.jsonl:4: invalid JSON",
          files={"in.jsonl": GOOD_JSONL + "{not json}\n", "run/data/clean.jsonl": GOOD_JSONL,
                 "run/report/clean.md": "# earlier report\n"}),
-    # ------------------------------------------------------------------ SkyPilot tasks (lib.launch)
+    # ------------------------------------------------------------------ SkyPilot tasks (lib.launch.estimate)
     Case("sky-task-missing", "lib.launch", ["{tmp}/nope.yaml", "--dry-run"], r"task YAML .*nope\.yaml not found: pass one of"),
     Case("sky-task-bad-yaml", "lib.launch", ["{tmp}/t.yaml", "--dry-run"], r"t\.yaml is not valid YAML",
          files={"t.yaml": "name: x\nresources: {accelerators: A100:8\n"}),

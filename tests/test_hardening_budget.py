@@ -36,7 +36,7 @@ phases:
 
 
 def _generate(run_dir: Path, base_url: str, model: str, budgets: Path, seeds_path: Path, **cfg):
-    from lib.client import Endpoint
+    from lib.core.client import Endpoint
     from lib.generate import GenerateConfig, Generator, load_seed_tasks
     from lib.run import RunContext
 

@@ -12,8 +12,8 @@ import urllib.request
 import openai
 import pytest
 
-from lib.client import Endpoint, check_endpoint
-from lib.errors import UserError
+from lib.core.client import Endpoint, check_endpoint
+from lib.core.errors import UserError
 from lib.testing.faultproxy import FAULTS, FaultProxy, FaultRates
 
 HELLO = [{"role": "user", "content": "Say hello."}]

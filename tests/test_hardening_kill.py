@@ -233,7 +233,7 @@ def test_training_killed_at_ten_points(tmp_path):
 # ------------------------------------------------------------------------------------------- generation
 GEN_SCRIPT = """
 import json, sys
-from lib.client import Endpoint
+from lib.core.client import Endpoint
 from lib.generate import GenerateConfig, Generator, load_seed_tasks
 from lib.run import RunContext
 run_dir, base_url, model, budgets, seeds = sys.argv[1:6]
@@ -315,7 +315,7 @@ def test_generation_killed_at_ten_points(tmp_path, local_server, shared_data):
 # ------------------------------------------------------------------------------------------- judging
 JUDGE_SCRIPT = """
 import sys
-from lib.client import Endpoint
+from lib.core.client import Endpoint
 from lib.evaluate.judge import Judge, JudgeSettings, judgments_store
 from lib.evaluate.questions import load_own
 from lib.run import RunContext

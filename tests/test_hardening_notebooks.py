@@ -1,6 +1,6 @@
 """Every notebook's parameters are visible to the runner, so profile typos are refused, not ignored.
 
-`lib.pipeline` checks profile and `--set` parameters against the names it reads (with ast) from
+`lib.pipeline.runner` checks profile and `--set` parameters against the names it reads (with ast) from
 a notebook's `parameters` cell; papermill, which injects them and documents them
 (`papermill --help-notebook`, `inspect_notebook`), reads the same cell its own way and misses a
 line with a `=` inside the trailing comment (`max_steps: int = 8  # 0 = the recipe's epochs`).
@@ -29,7 +29,7 @@ def _runner_and_papermill(path: Path) -> tuple[set[str], set[str]]:
     """Two independent readings of the parameters cell: the runner's (ast) and papermill's."""
     import papermill
 
-    from lib.pipeline import declared_params
+    from lib.pipeline.runner import declared_params
 
     return set(declared_params(path)), set(papermill.inspect_notebook(str(path)))
 
@@ -73,7 +73,7 @@ def test_committed_without_outputs_parameters_first_typed_and_commented(path: Pa
 
 
 def _declared(path: Path) -> set[str]:
-    from lib.pipeline import declared_params
+    from lib.pipeline.runner import declared_params
 
     return set(declared_params(path))
 

@@ -70,7 +70,7 @@ def test_gitignore_keeps_runs_and_credentials_out_of_git():
     ignored = set(p.stdout.split())
     assert ignored == set(must_ignore), f"not ignored by .gitignore: {sorted(set(must_ignore) - ignored)}"
     # the guard is not vacuous: project files stay tracked
-    p = subprocess.run(["git", "check-ignore", "--no-index", "lib/client.py", "budgets.yaml"], cwd=REPO,
+    p = subprocess.run(["git", "check-ignore", "--no-index", "lib/core/client.py", "budgets.yaml"], cwd=REPO,
                        capture_output=True, text=True)
     assert p.stdout.strip() == ""
 
@@ -98,7 +98,7 @@ def test_wrong_key_is_refused_so_the_proxy_really_checks_it(local_server, tmp_pa
 LIB_SCRIPT = textwrap.dedent("""
     import sys
     from lib.budget import write_report
-    from lib.client import chat, make_client
+    from lib.core.client import chat, make_client
     from lib.run import RunContext
 
     run_dir, base_url, model, budgets = sys.argv[1:5]

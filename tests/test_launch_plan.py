@@ -24,7 +24,7 @@ N_RECORDS = 300
 
 DRIVER = r"""
 import contextlib, io, json, sys
-from lib.launch import main
+from lib.launch.estimate import main
 out = {}
 for key, args in json.loads(sys.argv[1]).items():
     buf, err, code = io.StringIO(), io.StringIO(), 0

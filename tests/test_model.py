@@ -3,7 +3,7 @@ import json
 
 from transformers import AutoTokenizer
 
-from lib.model import COMPLETE, EOS_TOKEN, PAD_TOKEN, embedded_model_dir, is_complete, resolve_model
+from lib.core.model import COMPLETE, EOS_TOKEN, PAD_TOKEN, embedded_model_dir, is_complete, resolve_model
 
 
 def test_converted_checkpoint_is_complete_and_reused(embedded_model):

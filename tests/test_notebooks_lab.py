@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lib.paths import NOTEBOOKS, REPO
+from lib.core.paths import NOTEBOOKS, REPO
 from tests.browser import figures_in_browser, notebook_html, png_size
 
 ALL = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.timeout(2400)
 
 
 def _plan(run_rel: str, server) -> list[tuple[str, dict]]:
-    from lib.pipeline import SHARED_ENDPOINT_PARAMS, declared_params, load_profile, notebook_params
+    from lib.pipeline.runner import SHARED_ENDPOINT_PARAMS, declared_params, load_profile, notebook_params
 
     plan = []
     for name, path, params in notebook_params(load_profile("tiny"), {}):
@@ -133,7 +133,7 @@ def test_the_browser_check_sees_a_broken_figure(tmp_path):
     """The check above can fail: a PNG that does not decode comes back with width 0."""
     from matplotlib.figure import Figure
 
-    from lib.figures import save
+    from lib.core.figures import save
 
     good = save(Figure(figsize=(2, 1)), tmp_path / "good.png").read_bytes()
     nb = nbformat.v4.new_notebook()
@@ -149,11 +149,11 @@ def test_the_browser_check_sees_a_broken_figure(tmp_path):
 
 
 def test_one_way_to_show_a_picture():
-    """lib draws and saves (lib/figures.py), notebooks `show` the saved PNG; nobody switches
+    """lib draws and saves (lib/core/figures.py), notebooks `show` the saved PNG; nobody switches
     matplotlib's backend (in a kernel that hides every later figure) or calls plt.show()."""
     for nb_path in NOTEBOOKS.glob("*.ipynb"):
         src = "\n".join(c.source for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code")
         for banned in ("matplotlib.use(", "plt.show(", ".savefig(", "Image(filename", "display(fig"):
-            assert banned not in src, f"{nb_path.name} uses {banned}: save with lib.figures.save, show with lib.figures.show"
+            assert banned not in src, f"{nb_path.name} uses {banned}: save with lib.core.figures.save, show with lib.core.figures.show"
     for py in (REPO / "lib").rglob("*.py"):
         assert not re.search(r"^\s*matplotlib\.use\(", py.read_text(), re.M), f"{py.relative_to(REPO)} switches matplotlib's backend"

@@ -26,7 +26,7 @@ from collections import Counter
 import pytest
 
 from lib.train.masking import IGNORE_INDEX, MaskingError, encode_record
-from lib.train.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT
+from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT
 from parity_common import TOKENIZERS, alpaca_records, tokenizer
 
 MAX_LENGTH = 512  # Stanford Alpaca's model_max_length default, used for its 7B run

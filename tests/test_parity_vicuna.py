@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from lib.train.masking import IGNORE_INDEX, MaskingError, encode_record
-from lib.train.templates import VICUNA_V1_1
+from lib.core.formats import VICUNA_V1_1
 from parity_common import TOKENIZERS, conversations, tokenizer
 
 MAX_LENGTH = 2048  # Vicuna's model_max_length

@@ -93,8 +93,8 @@ def test_tiny_loop_end_to_end_leaks_no_key(tmp_path):
     metrics = json.loads((run / "train" / "metrics.json").read_text())
     assert "base_heldout_loss" in metrics and "tuned_heldout_loss" in metrics
     results = json.loads((run / "eval" / "results.json").read_text())
-    # teacher and judge: the shipped GGUF behind llama.cpp's server (lib.server.embedded_server)
-    from lib.model import gguf_path
+    # teacher and judge: the shipped GGUF behind llama.cpp's server (lib.core.server.embedded_server)
+    from lib.core.model import gguf_path
 
     assert results["judge"]["served_models"] == [str(gguf_path())]
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in (run / "logs" / "teacher-server.log").read_text(errors="replace")
@@ -137,8 +137,8 @@ def cloud_variant(tmp_path, **train):
     ({"num_train_epochs": 1.0}, "is not the recipe's epochs"),
 ])
 def test_cloud_profile_refuses_laptop_defaults(tmp_path, change, message):
-    from lib.errors import UserError
-    from lib.pipeline import check_cloud, load_profile, notebook_params
+    from lib.core.errors import UserError
+    from lib.pipeline.runner import check_cloud, load_profile, notebook_params
 
     prof = load_profile(cloud_variant(tmp_path, **change))
     with pytest.raises(UserError, match=re.escape(message)):
@@ -153,7 +153,7 @@ def test_cloud_refusal_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_env_override_is_applied_recorded_and_only_when_set():
-    from lib.pipeline import apply_env_overrides, load_profile, notebook_params
+    from lib.pipeline.runner import apply_env_overrides, load_profile, notebook_params
 
     prof = load_profile("cloud_evaluate")
     plan = notebook_params(prof, {})

@@ -14,7 +14,7 @@ from sky_catalog import seeded_home
 from tests.test_launch_plan import DRIVER, number
 from tests.zh_corpus import llama_model_dir, write_jsonl, zh_split
 
-from lib.paths import REPO
+from lib.core.paths import REPO
 
 
 @pytest.fixture(scope="module")

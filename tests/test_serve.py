@@ -16,9 +16,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lib.client import Endpoint, chat, make_client
-from lib.errors import UserError
-from lib.paths import REPO
+from lib.core.client import Endpoint, chat, make_client
+from lib.core.errors import UserError
+from lib.core.paths import REPO
 from lib.serve.run_model import load_run_model
 from lib.serve.template import encode
 from lib.train.sft import TrainConfig, train

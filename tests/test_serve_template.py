@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.serve.template import chat_template, encode, render
 from train_tokenizers import llama_fast_tokenizer, llama_style_tokenizer, sp_tokenizer
 

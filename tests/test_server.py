@@ -10,9 +10,9 @@ import openai
 import psutil
 import pytest
 
-from lib.client import Endpoint, chat, make_client
-from lib.errors import UserError
-from lib.server import LocalServer
+from lib.core.client import Endpoint, chat, make_client
+from lib.core.errors import UserError
+from lib.core.server import LocalServer
 
 
 def test_chat_completion_with_usage(local_endpoint):
@@ -38,7 +38,7 @@ def test_server_dies_with_a_killed_parent(embedded_model, tmp_path):
     code = textwrap.dedent(f"""
         import sys, threading, time; sys.path.insert(0, {str(embedded_model.parent.parent.parent.parent)!r})
         import openai
-        from lib.server import LocalServer
+        from lib.core.server import LocalServer
         s = LocalServer({str(embedded_model)!r}).start()
         c = openai.OpenAI(base_url=s.base_url, api_key="x")
         ask = lambda: c.chat.completions.create(model=s.model, max_tokens=2000,

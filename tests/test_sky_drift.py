@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.pipeline import CLOUD_RULES, PROFILES, check_cloud, declared_params, load_profile, notebook_params
-from lib.skyrun import header_facts as facts
+from lib.pipeline.runner import CLOUD_RULES, PROFILES, check_cloud, declared_params, load_profile, notebook_params
+from lib.launch.skyrun import header_facts as facts
 from lib.train.recipes import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,10 +50,10 @@ def test_every_set_and_p_flag_names_a_declared_parameter():
 
 
 def test_the_scan_catches_the_old_skyrun_example():
-    """`-p num_instructions 4` (lib/skyrun.py's old usage line) is not a parameter of 01_generate."""
+    """`-p num_instructions 4` (lib/launch/skyrun.py's old usage line) is not a parameter of 01_generate."""
     assert "num_instructions" not in NOTEBOOKS["01_generate"]
     assert "num_instructions_to_generate" in NOTEBOOKS["01_generate"]
-    assert "-p num_instructions" not in (REPO / "lib" / "skyrun.py").read_text()
+    assert "-p num_instructions" not in (REPO / "lib" / "launch" / "skyrun.py").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in PROFILES.glob("*.yaml")))
@@ -74,7 +74,7 @@ def test_task_runs_its_cloud_profile_through_the_runner(path):
     if f["kind"] == "serve":
         return  # SkyServe tasks serve a model; their header and rehearsal are their own
     script = raw["run"]
-    assert "papermill" not in script and "-p " not in script, "notebooks run through lib.pipeline only"
+    assert "papermill" not in script and "-p " not in script, "notebooks run through lib.pipeline.runner only"
     (run,) = RUN_LINE.findall(script)
     # the profile holds the parameters; the script adds only the bucket path of this job's checkpoints
     sets = re.findall(r"--set\s+(\S+?)=", script)

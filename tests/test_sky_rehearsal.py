@@ -1,4 +1,4 @@
-"""The cloud rehearsal: each sky/*.yaml `run` script executes here through lib.skyrun, as the
+"""The cloud rehearsal: each sky/*.yaml `run` script executes here through lib.launch.skyrun, as the
 SkyPilot nodes of its task would run it, against a bucket directory, and the artifacts show
 that it trains, answers and generates what it names.
 
@@ -24,9 +24,9 @@ import pytest
 import yaml
 from sky_catalog import P4DE_SPOT_USD, seeded_home
 
-from lib.files import COMPLETE
-from lib.server import free_port
-from lib.skyrun import header_facts, kill_node, run_task, start_nodes
+from lib.core.files import COMPLETE
+from lib.core.server import free_port
+from lib.launch.skyrun import header_facts, kill_node, run_task, start_nodes
 from lib.train.checkpoints import latest_complete
 from lib.train.recipes import load_recipe
 from lib.train.sft import split_heldout
@@ -73,8 +73,8 @@ def tiny_llama(tmp_path_factory, embedded_model) -> Path:
 @pytest.fixture(scope="module")
 def stand_in(tmp_path_factory):
     """The hosted teacher's / judge's stand-in: the embedded model as the laptop profile serves
-    it (lib.server.embedded_server: llama.cpp on the GGUF the package ships)."""
-    from lib.server import embedded_server
+    it (lib.core.server.embedded_server: llama.cpp on the GGUF the package ships)."""
+    from lib.core.server import embedded_server
 
     with embedded_server(log_path=tmp_path_factory.mktemp("stand-in") / "server.log") as srv:
         yield srv

@@ -1,11 +1,11 @@
-"""lib.skyrun: the YAMLs' setup and run scripts really execute here, as one SkyPilot node."""
+"""lib.launch.skyrun: the YAMLs' setup and run scripts really execute here, as one SkyPilot node."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from lib.skyrun import run_task
+from lib.launch.skyrun import run_task
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = sorted((REPO / "sky").glob("*.yaml"))
@@ -42,7 +42,7 @@ def test_kill_node_takes_down_what_the_node_started(tmp_path):
 
     import psutil
 
-    from lib.skyrun import kill_node, start_nodes
+    from lib.launch.skyrun import kill_node, start_nodes
 
     task = tmp_path / "t.yaml"
     task.write_text("name: t\nrun: |\n  setsid sleep 300 &\n  echo $! > \"$SHEAR_ROOT/child.pid\"\n  wait\n")

@@ -1,6 +1,6 @@
-"""sky/serve.yaml: priced by lib.launch against the serving budget, and rehearsed here.
+"""sky/serve.yaml: priced by lib.launch.estimate against the serving budget, and rehearsed here.
 
-The rehearsal runs the task's own `run` script through lib.skyrun (as a SkyServe replica
+The rehearsal runs the task's own `run` script through lib.launch.skyrun (as a SkyServe replica
 would), against a bucket directory holding a trained tiny run. What differs from the cloud
 is visible and passed through the task's environment only: SERVE_BACKEND=transformers (the
 CPU stand-in for vLLM, which lib.serve.cloud refuses on a GPU node) and SERVE_MAX_SECONDS
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from sky_catalog import seeded_home
 
-from lib.client import Endpoint, chat, make_client
-from lib.server import free_port
-from lib.skyrun import kill_node, start_nodes
+from lib.core.client import Endpoint, chat, make_client
+from lib.core.server import free_port
+from lib.launch.skyrun import kill_node, start_nodes
 
 REPO = Path(__file__).resolve().parent.parent
 TASK = REPO / "sky" / "serve.yaml"

@@ -6,7 +6,7 @@ import json
 import yaml
 
 from lib.budget import Ledger, load_budgets
-from lib.paths import BUDGETS_YAML
+from lib.core.paths import BUDGETS_YAML
 from lib.train.checkpoints import latest_complete
 from lib.train.sft import TrainConfig, train
 

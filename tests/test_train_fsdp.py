@@ -12,9 +12,9 @@ import sys
 import pytest
 from transformers import AutoTokenizer
 
-from lib.errors import UserError
-from lib.files import COMPLETE
-from lib.server import free_port
+from lib.core.errors import UserError
+from lib.core.files import COMPLETE
+from lib.core.server import free_port
 from lib.train.checkpoints import latest_complete, set_aside_incomplete
 from lib.train.fsdp import cluster_from_env, decoder_layer_classes, fsdp_config, torchrun_command
 from lib.train.tiny import tiny_model

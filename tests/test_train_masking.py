@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.train.masking import IGNORE_INDEX, encode_record, encode_records, ensure_pad_token
-from lib.train.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, alpaca_prompt
+from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, alpaca_prompt
 from train_tokenizers import chinese_unigram_tokenizer, llama_fast_tokenizer, llama_style_tokenizer
 
 
@@ -209,7 +209,7 @@ def test_unknown_format_is_a_user_error(smol):
 
 def test_render_prompt_is_one_renderer_for_every_format(smol):
     from lib.train.masking import prompt_ids
-    from lib.train.templates import render_prompt
+    from lib.core.formats import render_prompt
 
     msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
             {"role": "user", "content": "Bye"}]

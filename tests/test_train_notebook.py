@@ -6,7 +6,7 @@ import json
 import papermill as pm
 import pytest
 
-from lib.paths import NOTEBOOKS
+from lib.core.paths import NOTEBOOKS
 from lib.train.recipes import list_recipes, load_recipe
 
 EN = [("Name a primary colour.", "", "Red is a primary colour."),

@@ -15,7 +15,7 @@ import papermill as pm
 import pytest
 import torch
 
-from lib.paths import REPO
+from lib.core.paths import REPO
 from lib.train.vocab import extend_tokenizer, load_sentencepiece_tokenizer
 from tests.zh_corpus import llama_model_dir, write_jsonl, zh_split
 
@@ -109,7 +109,7 @@ def test_belle_sft_runs_on_the_extended_tokenizer(chain):
     answer = [i for i, lab in zip(ex["input_ids"], ex["labels"]) if lab != -100]
     assert any(i >= chain["info"]["first_new_id"] for i in answer)  # the answer uses the new Chinese tokens
     assert tok.decode(answer, skip_special_tokens=True).strip() == rec["output"]
-    # The prefix trained on is, token for token, the prompt inference sends (lib.train.templates).
+    # The prefix trained on is, token for token, the prompt inference sends (lib.core.formats).
     prompt = prompt_ids("alpaca", alpaca_messages(rec)[:-1], tok)
     assert ex["input_ids"][:len(prompt)] == prompt and ex["labels"][len(prompt) - 1] == -100
     assert ex["labels"][len(prompt)] != -100

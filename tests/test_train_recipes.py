@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.train.recipes import list_recipes, load_recipe
 
 FULL_SIZE = ["alpaca_7b", "alpaca_13b", "vicuna_7b", "vicuna_13b", "gpt4all_lora", "alpaca_lora", "belle_zh", "chatglm"]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.train.sft import TrainConfig, config_to_args, parse_args, split_heldout, train
 
 

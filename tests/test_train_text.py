@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.train.text import (BlockStats, Position, block_examples, build_block_dataset, document_ids, iter_blocks,
                             read_documents)
 from tests.zh_corpus import llama_model_dir, write_jsonl, zh_split

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from lib.paths import REPO
+from lib.core.paths import REPO
 from lib.train.vocab import (CJK, extend_tokenizer, freeze_old_rows, load_sentencepiece_tokenizer, resize_embeddings,
                              tokens_per_char)
 from tests.zh_corpus import en_texts, llama_model_dir, zh_split

@@ -13,7 +13,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from lib.paths import REPO
+from lib.core.paths import REPO
 from lib.train.vocab import CJK
 
 DATA = REPO / "lib" / "data"

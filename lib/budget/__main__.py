@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from lib.errors import UserError, cli
+from lib.core.errors import UserError, cli
 
 
 @cli
 def main(argv: list[str] | None = None) -> None:
     from lib.budget import Ledger, load_budgets, write_report
-    from lib.paths import BUDGETS_YAML
+    from lib.core.paths import BUDGETS_YAML
 
     ap = argparse.ArgumentParser(prog="python -m lib.budget", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

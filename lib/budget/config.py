@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 PHASES = ("data", "training", "evaluation", "serving")
 TOP_KEYS = ("currency", "phases", "prices", "reference", "human_review_usd_per_hour")
@@ -120,7 +120,7 @@ def _amount(value, key: str, path: Path, *, allow_none: bool = False) -> float |
 
 def load_budgets(path: str | os.PathLike | None = None) -> Budgets:
     """Read and validate budgets.yaml; every problem is one line naming the key and the fix."""
-    from lib.paths import BUDGETS_YAML
+    from lib.core.paths import BUDGETS_YAML
 
     path = Path(path) if path else BUDGETS_YAML
     if not path.is_file():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 
 def parse_accelerator(spec: str) -> tuple[str, int]:

@@ -21,7 +21,7 @@ import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from lib.errors import BudgetExceeded, UserError
+from lib.core.errors import BudgetExceeded, UserError
 
 from .config import Budgets
 from .ledger import Ledger

@@ -13,7 +13,7 @@ Why it is built this way:
 - Every record is flushed and fsynced before the call returns: money already spent is on disk.
 - Every record has an id; reading keeps one record per id (the highest `rev`), so recording the
   same API response twice, or re-writing an open GPU interval at each heartbeat, counts once.
-- The file is an append-only log under lib/files.py's one rule: a kill in the middle of a
+- The file is an append-only log under lib/core/files.py's one rule: a kill in the middle of a
   write leaves at most a torn last line; readers skip it, and the next writer that opens the
   file cuts it off (under the same lock every append takes, so no live record is cut).
 """
@@ -31,8 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lib.errors import UserError
-from lib.files import AppendLog, repair_torn_tail
+from lib.core.errors import UserError
+from lib.core.files import AppendLog, repair_torn_tail
 
 from .config import PHASES, Budgets
 from .prices import api_cost, usage_tokens
@@ -86,7 +86,7 @@ class Ledger:
 
     def record_api(self, phase: str, endpoint, usage: Any, request_id: str | None = None, batch: bool = False,
                    purpose: str = "", record_id: str | None = None) -> dict:
-        """One API call, priced as `endpoint.billed_as` (lib.client's one billing rule); an
+        """One API call, priced as `endpoint.billed_as` (lib.core.client's one billing rule); an
         endpoint that is not billed costs $0. Every call is also priced at the reference model."""
         prompt, completion, cached = usage_tokens(usage)
         prices = self.budgets.prices if self.budgets else None

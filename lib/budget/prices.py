@@ -14,7 +14,7 @@ import functools
 import warnings
 from typing import Any, Mapping
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 BATCH_DISCOUNT = 0.5  # OpenAI Batch API: "50% cost discount compared to synchronous APIs"
 

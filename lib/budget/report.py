@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.files import atomic_write
+from lib.core.errors import UserError
+from lib.core.files import atomic_write
 
 from .config import PHASES, Budgets, load_budgets
 from .gpu import parse_accelerator, reference_gpu_hourly
@@ -148,9 +148,9 @@ def _ratio(actual, planned) -> str:
 
 
 def plan_vs_actual(run_dir: Path, s: Summary) -> list[str]:
-    """The newest launch plan (<run_dir>/plan/*.json, lib/plan.py) beside what training measured:
+    """The newest launch plan (<run_dir>/plan/*.json, lib/launch/plan.py) beside what training measured:
     the next estimate is only as good as this comparison."""
-    from lib.plan import load_plans
+    from lib.launch.plan import load_plans
 
     plans = load_plans(run_dir)
     if not plans:
@@ -270,7 +270,7 @@ def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
 def render_figure(budgets: Budgets, s: Summary, path: Path) -> None:
     import matplotlib.pyplot as plt  # no matplotlib.use(): switching backends inside Jupyter hides later figures
 
-    from lib.figures import save
+    from lib.core.figures import save
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     ax = axes[0]

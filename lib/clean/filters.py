@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from lib.clean.refusals import IDENTITY_TERMS, PhraseMatcher
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.train.masking import FORMATS
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from lib.errors import UserError
-from lib.files import atomic_write_jsonl, publish_dir
+from lib.core.errors import UserError
+from lib.core.files import atomic_write_jsonl, publish_dir
 
 FORMATS = ("alpaca", "sharegpt")
 ALPACA_FIELDS = ("instruction", "input", "output")
@@ -307,6 +307,6 @@ def _main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from lib.errors import cli
+    from lib.core.errors import cli
 
     cli(_main)()

@@ -29,8 +29,8 @@ from lib.clean.refusals import PhraseMatcher
 from lib.clean.report import CleanReport, Stage, example, write_report
 from lib.clean.sharegpt import (SplitStats, TrainerTokens, fix_roles, html_to_markdown, looks_like_html,
                                 page_to_markdown, split_conversation)
-from lib.errors import UserError
-from lib.files import atomic_write_jsonl
+from lib.core.errors import UserError
+from lib.core.files import atomic_write_jsonl
 
 STAGES = [  # (name, label, config switch)
     ("malformed", "malformed record", None),
@@ -65,7 +65,7 @@ def load_tokenizer(name: str):
     """The training tokenizer: "embedded" (SmolLM2), a checkpoint directory or a hub id."""
     from transformers import AutoTokenizer
 
-    from lib.model import resolve_model
+    from lib.core.model import resolve_model
 
     try:
         return AutoTokenizer.from_pretrained(resolve_model(name))
@@ -351,6 +351,6 @@ def _main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from lib.errors import cli
+    from lib.core.errors import cli
 
     cli(_main)()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from markdownify import MarkdownConverter
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 _HTML_TAG = re.compile(
     r"</?(?:p|div|br|pre|code|ol|ul|li|h[1-6]|table|thead|tbody|tr|td|th|a|b|i|em|strong|span|blockquote|img|hr)"

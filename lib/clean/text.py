@@ -13,8 +13,8 @@ import argparse
 import json
 
 from lib.clean.filters import CleanConfig, MinHashIndex, exact_duplicates, near_duplicates, wrong_language
-from lib.errors import UserError, cli
-from lib.files import atomic_write_jsonl, parse_jsonl
+from lib.core.errors import UserError, cli
+from lib.core.files import atomic_write_jsonl, parse_jsonl
 from lib.train.text import corpus_files
 
 

@@ -5,9 +5,9 @@ Three kinds of "model":
 * `hf`: a local Hugging Face checkpoint (the embedded model, a fine-tuned run's `model/`),
   answered in-process with batched greedy `model.generate`. The prompt format is per model:
   `chat` renders the tokenizer's own chat template, `alpaca` the exact Alpaca strings from
-  `lib.train.templates` (what an Alpaca-tuned model was trained on), `vicuna` FastChat's
+  `lib.core.formats` (what an Alpaca-tuned model was trained on), `vicuna` FastChat's
   vicuna_v1.1 conversation.
-* `endpoint`: any OpenAI-compatible server through `lib.client.chat`; every call is metered
+* `endpoint`: any OpenAI-compatible server through `lib.core.client.chat`; every call is metered
   into the ledger (phase "evaluation"), and a billed one (`Endpoint.billed_as`) is first
   reserved at its worst case against the evaluation cap, as judge calls are.
 * `premade`: answers that came with the question set (text-davinci-003 on Self-Instruct's
@@ -32,11 +32,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.evaluate.questions import Question, QuestionSet
 from lib.evaluate.store import JsonlStore
 from lib.train.masking import prompt_ids  # answers are prompted exactly as training saw them
-from lib.train.templates import FORMAT_ALIASES as _TRAIN_ALIASES, turns_to_messages
+from lib.core.formats import FORMAT_ALIASES as _TRAIN_ALIASES, turns_to_messages
 
 PROMPT_FORMATS = ("chat", "alpaca", "vicuna")
 # The training recipes' names for the same formats (lib/recipes/*.yaml `format:`).
@@ -56,7 +56,7 @@ class ModelSpec:
     price_model: str | None = None
 
     def endpoint(self):
-        from lib.client import Endpoint
+        from lib.core.client import Endpoint
 
         return Endpoint(base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
                         price_model=self.price_model)
@@ -68,8 +68,8 @@ class ModelSpec:
 def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None = None,
                  run_dir: str | Path = "") -> list[ModelSpec]:
     """Notebook parameters -> ModelSpecs, with one clear line for each thing that is wrong."""
-    from lib.model import resolve_model
-    from lib.paths import repo_path
+    from lib.core.model import resolve_model
+    from lib.core.paths import repo_path
 
     if not isinstance(models, dict) or not models:
         raise UserError("models must map names to specs, e.g. {'base': 'embedded', 'tuned': '{run_dir}/model'}")
@@ -116,7 +116,7 @@ def model_fingerprint(path: str | Path) -> str:
 
 # ----------------------------------------------------------------------------- prompts
 # Prompts come from the one renderer training, evaluation and serving share:
-# lib.train.templates.render_prompt gives the text, lib.train.masking.prompt_ids its ids
+# lib.core.formats.render_prompt gives the text, lib.train.masking.prompt_ids its ids
 # (training checks that every prompt prefix it trains on has exactly these ids).
 
 
@@ -213,7 +213,7 @@ def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore
 def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: JsonlStore,
                          settings: GenerationSettings, ledger=None, progress=None, guard=None) -> int:
     from lib.budget.guard import hold, refuse_unpriced
-    from lib.client import chat, make_client
+    from lib.core.client import chat, make_client
 
     todo = [q for q in questions if not store.done((spec.name, q.question_id))]
     if not todo:

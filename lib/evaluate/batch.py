@@ -19,10 +19,10 @@ import json
 import time
 from pathlib import Path
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.evaluate.judge import Job, Judge
 from lib.evaluate.store import JsonlStore
-from lib.files import atomic_write_json, jsonl_line, read_json
+from lib.core.files import atomic_write_json, jsonl_line, read_json
 from lib.generate.batch import poll_batch
 
 

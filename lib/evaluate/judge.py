@@ -12,7 +12,7 @@ read is asked again (`parse_retries` more times, at a higher temperature so the 
 not repeat itself), and if it still cannot be read it is recorded with status "unparsed"
 and counted in the report -- never silently dropped. A call that fails on the network is
 recorded with status "error" and tried again by the next run. Every call goes through
-`lib.client.chat` into the ledger (phase "evaluation"), and with a `BudgetGuard` the worst
+`lib.core.client.chat` into the ledger (phase "evaluation"), and with a `BudgetGuard` the worst
 case of each paid call is reserved before it is made.
 
 The judge is pinned: each record carries the configured judge name, the model the server
@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.errors import BudgetExceeded, UserError
+from lib.core.errors import BudgetExceeded, UserError
 from lib.evaluate import prompts
 from lib.evaluate.parse import parse_pair, parse_rating
 from lib.evaluate.questions import Question
@@ -81,7 +81,7 @@ def pair_texts(q: Question, ans_1: list[str], ans_2: list[str]) -> tuple[str, st
 
 class Judge:
     def __init__(self, ep, settings: JudgeSettings | None = None, *, ledger=None, guard=None, name: str | None = None):
-        from lib.client import make_client
+        from lib.core.client import make_client
 
         self.ep = ep
         self.settings = settings or JudgeSettings()
@@ -105,7 +105,7 @@ class Judge:
 
     def _call(self, messages: list[dict], temperature: float, purpose: str):
         from lib.budget.guard import hold
-        from lib.client import chat
+        from lib.core.client import chat
 
         with hold(self.guard, self.ep.billed_as, [messages], self.settings.max_tokens):
             return chat(self.client, self.ep, messages, ledger=self.ledger, phase="evaluation",

@@ -71,7 +71,7 @@ def reference_perplexity(model_dir: str, prompt_format: str, questions: list[Que
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lib.train.masking import MaskingError, encode_example
-    from lib.train.templates import turns_to_messages
+    from lib.core.formats import turns_to_messages
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()

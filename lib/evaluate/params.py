@@ -1,7 +1,7 @@
 """The checks 04_evaluate runs on its parameters before it writes anything."""
 from __future__ import annotations
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 MODES = ("pairwise", "single", "both")
 

@@ -26,10 +26,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.files import parse_jsonl
+from lib.core.errors import UserError
+from lib.core.files import parse_jsonl
+from lib.core.paths import LIB
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = LIB / "data"
 OWN_SETS = {"own_en": ["questions_en.jsonl"], "own_zh": ["questions_zh.jsonl"],
             "own": ["questions_en.jsonl", "questions_zh.jsonl"]}
 KINDS = ("vicuna", "mtbench", "selfinstruct", "alpacaeval")
@@ -72,7 +73,7 @@ def read_source(path_or_url: str) -> str:
                 return r.read().decode("utf-8")
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             raise UserError(f"cannot download {path_or_url} ({e}): check the URL or download it and pass the path") from None
-    from lib.paths import repo_path
+    from lib.core.paths import repo_path
 
     p = repo_path(path_or_url)  # relative to the repository, as every notebook path parameter
     if not p.is_file():

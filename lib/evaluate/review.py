@@ -21,7 +21,7 @@ already voted on.
 
 Several reviewers share the one file (one file, not one per reviewer, so every summary reads
 one place and a reviewer's name is data, not a path): each opens its own session with its
-own name, so their vote ids never collide. lib/files.py's append-only rule makes sharing
+own name, so their vote ids never collide. lib/core/files.py's append-only rule makes sharing
 safe: each vote is one `write` on an O_APPEND descriptor under an exclusive `flock`, and
 the torn-tail repair takes the same lock, so lines never interleave and a reviewer opening
 the file can never trim a line another reviewer is in the middle of writing.
@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 from lib.evaluate.store import JsonlStore
 
 ORDERS = ("random", "least_confident", "disagreements")

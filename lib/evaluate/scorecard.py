@@ -18,7 +18,9 @@ from pathlib import Path
 
 import yaml
 
-PUBLISHED = Path(__file__).resolve().parent.parent / "data" / "published_results.yaml"
+from lib.core.paths import LIB
+
+PUBLISHED = LIB / "data" / "published_results.yaml"
 
 
 def load_published(path: str | Path = PUBLISHED) -> list[dict]:

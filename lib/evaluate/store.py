@@ -3,7 +3,7 @@
 Answers and judgments cost money (or CPU minutes), so they are written one line at a time,
 flushed and fsync'ed before the next call starts. A re-run reads the file, skips every key
 that is already done and appends only what is missing, so it neither repeats a call nor
-writes a duplicate row. The raw file is an append-only log under lib/files.py's one rule
+writes a duplicate row. The raw file is an append-only log under lib/core/files.py's one rule
 (one write + fsync per record; a torn last line is cut off when the store opens: that
 record was never finished, so nothing paid for and recorded is lost). What this module adds
 is the key: the latest row per key, and "done" rows that a later failed try cannot replace.
@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lib.files import AppendLog, read_jsonl, repair_torn_tail
+from lib.core.files import AppendLog, read_jsonl, repair_torn_tail
 
 
 class JsonlStore:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lib.errors import cli
+from lib.core.errors import cli
 
 
 @cli

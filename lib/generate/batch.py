@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from lib.client import Endpoint, make_client
-from lib.errors import BudgetExceeded, UserError
-from lib.files import atomic_write_json, atomic_write_jsonl, read_json
+from lib.core.client import Endpoint, make_client
+from lib.core.errors import BudgetExceeded, UserError
+from lib.core.files import atomic_write_json, atomic_write_jsonl, read_json
 from lib.generate.config import GenerateConfig
 from lib.generate.prompt import Request
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt  # no matplotlib.use(): switching backends inside Jupyter hides later figures
 
-from lib.figures import save
+from lib.core.figures import save
 from lib.generate.filters import count_words
 from lib.generate.novelty import NoveltyFilter
 from lib.generate.verbs import verb_object

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from lib.budget import check_priced
 from lib.budget.guard import worst_case_usd
-from lib.client import Endpoint
-from lib.files import atomic_write_json, atomic_write_jsonl
+from lib.core.client import Endpoint
+from lib.core.files import atomic_write_json, atomic_write_jsonl
 from lib.generate.config import GenerateConfig
 from lib.generate.harvest import ANSWER_SUFFIX, Harvest
 from lib.generate.journal import Journal, response_record
@@ -50,7 +50,7 @@ class Generator:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.rejected_path = self.work_dir / "rejected.jsonl"
         self.summary_path = self.work_dir / "summary.json"
-        self.price_model = endpoint.billed_as  # None: calls cost nothing (lib.client's one rule)
+        self.price_model = endpoint.billed_as  # None: calls cost nothing (lib.core.client's one rule)
         self.guard = None
         if budgets is not None and ledger is not None:
             from lib.budget import BudgetGuard

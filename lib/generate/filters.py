@@ -17,7 +17,7 @@ import re
 import string
 import unicodedata
 
-from lib.generate.tokenizer import is_cjk_char
+from lib.core.text import is_cjk_char
 
 MIN_WORDS = 4
 MAX_WORDS = 150

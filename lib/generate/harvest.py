@@ -15,7 +15,7 @@ from lib.generate.novelty import NoveltyFilter
 from lib.generate.parse import parse_tasks
 from lib.generate.prompt import Request
 from lib.generate.seeds import SeedTask
-from lib.generate.tokenizer import detect_lang
+from lib.core.text import detect_lang
 
 ANSWER_SUFFIX = "-answer"  # request id of the follow-up that answers task <list request id>-<item>
 

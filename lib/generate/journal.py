@@ -27,8 +27,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.files import AppendLog, read_jsonl, repair_torn_tail
+from lib.core.errors import UserError
+from lib.core.files import AppendLog, read_jsonl, repair_torn_tail
 from lib.generate.harvest import Harvest
 from lib.generate.prompt import Request
 

@@ -33,7 +33,7 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
-from lib.generate.tokenizer import tokens as default_tokens
+from lib.core.text import tokens as default_tokens
 
 _SURROGATES = 0xD800
 

@@ -14,8 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Protocol
 
-from lib.client import Endpoint, make_async_client
-from lib.errors import BudgetExceeded
+from lib.core.client import Endpoint, make_async_client
+from lib.core.errors import BudgetExceeded
 from lib.generate.config import GenerateConfig
 from lib.generate.prompt import Request
 from lib.generate.sending import send

@@ -15,10 +15,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.files import atomic_write
-from lib.generate.tokenizer import detect_lang
-from lib.paths import REPO, cache_dir
+from lib.core.errors import UserError
+from lib.core.files import atomic_write
+from lib.core.text import detect_lang
+from lib.core.paths import REPO, cache_dir
 
 BUILTIN = REPO / "lib" / "data" / "seed_tasks.jsonl"
 OFFICIAL_URL = "https://raw.githubusercontent.com/yizhongw/self-instruct/main/data/seed_tasks.jsonl"

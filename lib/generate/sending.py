@@ -17,8 +17,8 @@ from pathlib import Path
 
 import openai
 
-from lib.client import Endpoint
-from lib.errors import UserError
+from lib.core.client import Endpoint
+from lib.core.errors import UserError
 from lib.generate.config import GenerateConfig
 from lib.generate.prompt import Request
 

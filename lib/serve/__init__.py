@@ -2,7 +2,7 @@
 
     python -m lib.serve runs/<id>                     # OpenAI-compatible endpoint on 127.0.0.1
     python -m lib.serve runs/<id> --backend llama.cpp # the same, from the run's 4-bit GGUF
-    python -m lib.export runs/<id>                    # GGUF f16 + Q4_K_M + Ollama Modelfile
+    python -m lib.serve.export runs/<id>                    # GGUF f16 + Q4_K_M + Ollama Modelfile
 
 Modules: `run_model` (a run's checkpoint and the prompt format it was trained on, read from
 its training metadata), `template` (that format as a Jinja chat template, for servers and

@@ -4,7 +4,7 @@
     python -m lib.serve runs/<id> --backend llama.cpp     # llama.cpp on the run's GGUF (exported if missing)
     python -m lib.serve runs/<id> --port 8000
 
-Then any OpenAI client (lib.client, the judging code, a chat UI) talks to the printed base
+Then any OpenAI client (lib.core.client, the judging code, a chat UI) talks to the printed base
 URL with the printed model name. Ctrl-C stops the server; it also dies with this process.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import argparse
 import os
 from pathlib import Path
 
-from lib.errors import cli
-from lib.server import BACKENDS, LocalServer
+from lib.core.errors import cli
+from lib.core.server import BACKENDS, LocalServer
 
 
 def open_server(run: str | os.PathLike, *, backend: str = "transformers", port: int | None = None,
@@ -26,7 +26,7 @@ def open_server(run: str | os.PathLike, *, backend: str = "transformers", port: 
     rm = load_run_model(run)
     log = rm.run_dir / "logs" / f"serve-{os.getpid()}.log"
     if backend == "llama.cpp":
-        from lib.export import export_run
+        from lib.serve.export import export_run
 
         gguf = export_run(rm, quants=(quant,)).gguf(quant)
         return LocalServer(gguf, port=port, backend="llama.cpp", threads=threads, log_path=log).start()

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from lib.errors import UserError, cli
+from lib.core.errors import UserError, cli
 
 # SkyPilot catalog names of the GPUs the task allows, matched against the device name.
 _GPU_NAMES = (("H100", "H100"), ("A100-SXM4-80GB", "A100-80GB"), ("A100 80GB", "A100-80GB"), ("A100", "A100"),
@@ -66,7 +66,7 @@ def serve_replica(run_dir: str | os.PathLike, *, port: int, backend: str = "vllm
     from lib.budget import BudgetGuard, Ledger, load_budgets
     from lib.serve.run_model import load_run_model
     from lib.serve.template import serving_checkpoint
-    from lib.server import LocalServer
+    from lib.core.server import LocalServer
 
     accelerator, count = local_gpus()
     if backend != "vllm" and accelerator != "cpu":

@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.paths import REPO
+from lib.core.errors import UserError
+from lib.core.paths import REPO
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,6 @@ def load_base(rm: RunModel):
         with torch.random.fork_rng():
             model = tiny_model(rm.base.split(":", 1)[1], tok, seed=TrainConfig().seed).eval()
         return tok, model
-    from lib.model import resolve_model
+    from lib.core.model import resolve_model
 
     return load_hf(resolve_model(rm.base or "embedded"))

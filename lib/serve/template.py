@@ -1,6 +1,6 @@
 """The trained prompt format as a chat template, for servers and GGUF files.
 
-There is one renderer of inference prompts: `lib.train.templates.render_prompt` (text) and
+There is one renderer of inference prompts: `lib.core.formats.render_prompt` (text) and
 `lib.train.masking.prompt_ids` (its ids, with the BOS training puts first); training checks
 that every prompt prefix it trains on has exactly those ids. Servers (transformers serve,
 llama.cpp, vLLM, Ollama) take a Jinja chat template instead of Python, so this module
@@ -20,13 +20,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.files import atomic_write_json, publish_dir
+from lib.core.errors import UserError
+from lib.core.files import atomic_write_json, publish_dir
 
 
 def render(tok, fmt: str, messages: list[dict]) -> str:
     """The prompt the model continues for the last user message of `messages`."""
-    from lib.train.templates import render_prompt
+    from lib.core.formats import render_prompt
 
     if not messages or messages[-1]["role"] != "user":
         raise UserError("the conversation must end with a user message: there is nothing to answer")
@@ -42,7 +42,7 @@ def encode(tok, fmt: str, messages: list[dict]) -> list[int]:
 
 
 def canonical_format(fmt: str) -> str:
-    from lib.train.templates import _format
+    from lib.core.formats import _format
 
     return _format(fmt)
 
@@ -64,7 +64,7 @@ def _split(template: str, *names: str) -> list[str]:
 
 
 def _alpaca_jinja() -> str:
-    from lib.train.templates import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT
+    from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT
 
     # Mirrors render_prompt: system messages are skipped; the asked turn is the last one,
     # earlier (request, response) pairs become the input ("Earlier request: ...").
@@ -82,7 +82,7 @@ def _alpaca_jinja() -> str:
 
 
 def _vicuna_jinja() -> str:
-    from lib.train.templates import VICUNA_V1_1 as V
+    from lib.core.formats import VICUNA_V1_1 as V
 
     # Mirrors VicunaTemplate.render: the first system message (or the default), then the
     # turns in order; the first user turn is led by the separator.
@@ -159,7 +159,7 @@ _PROBES = ("Hello world! 123 4567 über naïve 日本語 ", "  two  spaces\n\tta
 def _byte_level_as_gpt2(path: Path) -> None:
     """Write a byte-level BPE tokenizer in its plain GPT-2 form.
 
-    transformers' GGUF loader (lib.model converts the embedded model from a GGUF) writes
+    transformers' GGUF loader (lib.core.model converts the embedded model from a GGUF) writes
     SmolLM2's byte-level BPE with `byte_fallback: true` and a SentencePiece-style decoder.
     Encoding is unaffected (the ByteLevel pre-tokenizer maps every byte to a vocabulary
     symbol, so the fallback never fires), but llama.cpp's converter reads those two fields as

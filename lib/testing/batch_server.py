@@ -29,7 +29,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from lib.server import free_port
+from lib.core.server import free_port
 
 CANNED_REPLY = """Explain why the sky looks blue during the day.
 4. Input:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from lib.errors import BudgetExceeded
-from lib.files import mark_complete
+from lib.core.errors import BudgetExceeded
+from lib.core.files import mark_complete
 from lib.train.metrics import train_flops
 
 

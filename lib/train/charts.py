@@ -1,6 +1,6 @@
 """The picture after training: loss against the base/tuned held-out loss, throughput, efficiency.
 
-Takes `train/metrics.json` as a dict and returns a Figure; lib/figures.py saves and shows it.
+Takes `train/metrics.json` as a dict and returns a Figure; lib/core/figures.py saves and shows it.
 Drawn on a bare `matplotlib.figure.Figure` (no pyplot): nothing here touches the kernel's backend.
 """
 from __future__ import annotations

@@ -13,8 +13,8 @@ import re
 import time
 from pathlib import Path
 
-# The completeness marker and its writer live in lib.files (one rule for whole directories).
-from lib.files import is_complete
+# The completeness marker and its writer live in lib.core.files (one rule for whole directories).
+from lib.core.files import is_complete
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 

@@ -30,8 +30,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.paths import REPO
+from lib.core.errors import UserError
+from lib.core.paths import REPO
 
 
 def decoder_layer_classes(model) -> list[str]:
@@ -125,7 +125,7 @@ def train_on_cluster(cfg, *, nproc: int = 0, log_path: str | os.PathLike, env: M
     model has been found (a missing one fails in seconds with one line, before any worker or
     GPU-hour). Every node runs this with the same config: node 0's rank 0 writes the metrics,
     the other nodes read them once they appear (they share the bucket)."""
-    from lib.errors import UserError
+    from lib.core.errors import UserError
     from lib.train.sft import check_base_model, config_to_args, train
 
     env = dict(os.environ if env is None else env)
@@ -172,6 +172,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from lib.errors import cli
+    from lib.core.errors import cli
 
     cli(main)()

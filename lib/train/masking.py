@@ -40,8 +40,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from lib.errors import UserError
-from lib.train.templates import FORMATS, RenderError, render_example, render_prompt, sharegpt_to_messages
+from lib.core.errors import UserError
+from lib.core.formats import FORMATS, RenderError, render_example, render_prompt, sharegpt_to_messages
 
 IGNORE_INDEX = -100
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from lib.errors import UserError
-from lib.paths import REPO
+from lib.core.errors import UserError
+from lib.core.paths import REPO
 from lib.train.masking import FORMATS
 
 RECIPES_DIR = REPO / "lib" / "recipes"

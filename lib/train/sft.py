@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.errors import UserError, cli
-from lib.files import atomic_write_json, parse_jsonl, publish_dir
+from lib.core.errors import UserError, cli
+from lib.core.files import atomic_write_json, parse_jsonl, publish_dir
 
 
 @dataclass
@@ -108,7 +108,7 @@ def check_base_model(cfg: TrainConfig) -> str:
 
 
 def _resolved(name: str) -> str:
-    from lib.model import resolve_model
+    from lib.core.model import resolve_model
 
     return resolve_model(name)
 
@@ -132,7 +132,7 @@ def load_tokenizer_and_model(recipe, model_name: str, seed: int, *, on_gpu: bool
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lib.model import resolve_model
+    from lib.core.model import resolve_model
     from lib.train.masking import ensure_pad_token
     from lib.train.tiny import tiny_model
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 TEXT_SUFFIXES = (".jsonl", ".json", ".txt")
 
@@ -203,7 +203,7 @@ def build_block_dataset(paths, tok, block_size: int, cache_dir: str | os.PathLik
 def _gen_blocks(files, tok_name, block_size, _tok, stats_path):
     # tok_name is part of gen_kwargs so the dataset cache key changes with the tokenizer. The
     # stats are written when the stream ends; a cached dataset is reused with the same file.
-    from lib.files import atomic_write_json
+    from lib.core.files import atomic_write_json
 
     stats = BlockStats()
     yield from block_examples(files, _tok, block_size, stats=stats)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 FAMILIES = ("llama", "bloom", "glm", "qwen2", "mistral")
 

@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from lib.errors import UserError, cli
+from lib.core.errors import UserError, cli
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
 TOKENIZER_FILE = "tokenizer.model"
@@ -107,7 +107,7 @@ def extend_tokenizer(base_model_file: str | os.PathLike, texts: Iterable[str], o
     merged, added = merge_sentencepiece(base, new)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from lib.files import atomic_write, atomic_write_json
+    from lib.core.files import atomic_write, atomic_write_json
 
     for stale in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (out / stale).unlink(missing_ok=True)  # else the loader would read an older vocabulary
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lib.files import publish_dir
+    from lib.core.files import publish_dir
 
     old_tok = AutoTokenizer.from_pretrained(a.model)
     new_tok = AutoTokenizer.from_pretrained(a.tokenizer)

@@ -11,7 +11,7 @@ budget report puts it beside what was measured (lib/budget/report.py).
     tokens    train tokens x epochs
     hours     tokens / (tokens/s/GPU x GPUs x nodes) / 3600 + overhead
               tokens/s/GPU from lib/data/throughput.yaml (its row's source is printed)
-    dollars   hours x node price (SkyPilot catalog) x nodes   (lib/launch.py)
+    dollars   hours x node price (SkyPilot catalog) x nodes   (lib/launch/estimate.py)
 
 Without a clean.jsonl (no --data, no synced --run-dir) the task's TRAIN_TOKENS env stands in
 for the data, labelled as an assumption; steps then cannot be counted and say so.
@@ -24,10 +24,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.files import atomic_write_json
+from lib.core.errors import UserError
+from lib.core.files import atomic_write_json
+from lib.core.paths import LIB
 
-THROUGHPUT_YAML = Path(__file__).resolve().parent / "data" / "throughput.yaml"
+THROUGHPUT_YAML = LIB / "data" / "throughput.yaml"
 HELDOUT_FRACTION = 0.1  # 03_train's default heldout_fraction (the slice never trained on)
 BYTES_PER_TOKEN = 4  # the estimate rule when no tokenizer is at hand (English-like text)
 
@@ -118,7 +119,7 @@ def local_tokenizer(name: str):
     never downloads weights or tokenizers."""
     from transformers import AutoTokenizer
 
-    from lib.model import resolve_model
+    from lib.core.model import resolve_model
     from lib.train.masking import ensure_pad_token
 
     try:
@@ -158,7 +159,7 @@ def count_data(path: str | os.PathLike, recipe, tokenizer: str | None = None, *,
         return DataCount(str(path), len(records), len(held), len(examples), report.tokens,
                          f"tokenizer {name} ({recipe.format} format, cut at {recipe.max_length})", True)
     if recipe.format == "alpaca":  # the prompt template is part of what trains: count its text too
-        from lib.train.templates import alpaca_prompt
+        from lib.core.formats import alpaca_prompt
 
         def text(r):
             return alpaca_prompt(str(r.get("instruction", "")), str(r.get("input", "") or "")) + str(r.get("output", ""))

@@ -40,7 +40,7 @@ def parse_jsonl(text: str, where: str, fix: str) -> list:
     """Every non-blank line is one JSON value; the first bad line is one UserError naming
     `where:line` and the `fix`. Lines end at "\\n" only: a U+2028 inside a JSON string (which
     str.splitlines would break on) is text, not a line break."""
-    from lib.errors import UserError
+    from lib.core.errors import UserError
 
     out = []
     for n, line in enumerate(text.split("\n"), 1):

@@ -8,9 +8,9 @@ with `--env` overrides, and the bucket mount replaced by a local directory. `--n
 starts the run script twice at once, as node 0 and node 1 on 127.0.0.1 (torchrun joins them
 over gloo), the way SkyPilot runs it on every node of a cluster.
 
-    python -m lib.skyrun sky/generate.yaml --root /tmp/bucket --env NUM_INSTRUCTIONS=20 --env PIP=true
-    python -m lib.skyrun sky/train_7b.yaml --root /tmp/bucket --skip-setup     # fails: no huggyllama/llama-7b here
-    python -m lib.skyrun sky/train_7b.yaml --root /tmp/bucket --skip-setup --nodes 2 \
+    python -m lib.launch.skyrun sky/generate.yaml --root /tmp/bucket --env NUM_INSTRUCTIONS=20 --env PIP=true
+    python -m lib.launch.skyrun sky/train_7b.yaml --root /tmp/bucket --skip-setup     # fails: no huggyllama/llama-7b here
+    python -m lib.launch.skyrun sky/train_7b.yaml --root /tmp/bucket --skip-setup --nodes 2 \
         --env BASE_MODEL=/tmp/tiny-llama --task-id sky-managed-x_train_1-0
 
 Secrets are taken from this environment when set (as `--secret NAME` does) and never printed.
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from lib.errors import UserError, cli
-from lib.paths import REPO
+from lib.core.errors import UserError, cli
+from lib.core.paths import REPO
 
 
 @dataclass
@@ -193,7 +193,7 @@ def env_flags(items: list[str]) -> dict[str, str]:
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m lib.skyrun", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m lib.launch.skyrun", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("task_yaml")
     ap.add_argument("--root", required=True, help="local directory standing in for the bucket mount")

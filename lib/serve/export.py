@@ -1,6 +1,6 @@
 """Laptop export, the GPT4All way: a run's model as GGUF at 16 and 4 bits, plus an Ollama Modelfile.
 
-    python -m lib.export runs/<id>          # -> runs/<id>/export/<id>.F16.gguf, <id>.Q4_K_M.gguf, Modelfile
+    python -m lib.serve.export runs/<id>          # -> runs/<id>/export/<id>.F16.gguf, <id>.Q4_K_M.gguf, Modelfile
 
 Nothing here writes GGUF by hand. The 16-bit file is made by llama.cpp's own converter
 (`convert_hf_to_gguf.py`, with its `conversion/` package and the `gguf-py` it is versioned
@@ -12,7 +12,7 @@ checkpoint it reads is `lib.serve.template.serving_checkpoint`: the trained prom
 Jinja. llama.cpp's server, LM Studio and GPT4All read that template from the file; Ollama
 takes Go templates, hence the Modelfile.
 
-Files are written whole through lib.files (a temporary sibling, renamed); a manifest keyed
+Files are written whole through lib.core.files (a temporary sibling, renamed); a manifest keyed
 on the checkpoint's fingerprint makes a re-run skip what is current and redo what a
 retrained model made stale.
 
@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from lib.errors import UserError, cli
-from lib.files import atomic_write, atomic_write_json, atomic_write_via, publish_dir, read_json
-from lib.paths import cache_dir
+from lib.core.errors import UserError, cli
+from lib.core.files import atomic_write, atomic_write_json, atomic_write_via, publish_dir, read_json
+from lib.core.paths import cache_dir
 
 QUANTS = ("F16", "Q4_K_M")
 _CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
@@ -126,7 +126,7 @@ def quantize(src: str | os.PathLike, out: str | os.PathLike, quant: str = "Q4_K_
 def _go_template(tok, fmt: str) -> str | None:
     """Ollama's Go template for the trained format, or None to leave the template to Ollama."""
     from lib.serve.template import canonical_format
-    from lib.train.templates import ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1 as V
+    from lib.core.formats import ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1 as V
 
     fmt = canonical_format(fmt)
     if fmt == "alpaca":
@@ -291,7 +291,7 @@ def perplexity(logits_fn, sequences: list[list[int]]) -> float:
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lib.export", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lib.serve.export", description=__doc__.split("\n")[0])
     p.add_argument("run", help="run directory, e.g. runs/<id>")
     p.add_argument("--quant", action="append", help="F16 and/or Q4_K_M (default: both)")
     a = p.parse_args(argv)

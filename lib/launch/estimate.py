@@ -7,7 +7,7 @@
     python -m lib.launch sky/train_7b.yaml --dry-run --run-dir runs/cloud-1   # plan from its data/clean.jsonl
 
 The estimate, all from data:
-    training tasks (env RECIPE): the launch plan (lib/plan.py) -- data tokens counted from
+    training tasks (env RECIPE): the launch plan (lib/launch/plan.py) -- data tokens counted from
         clean.jsonl (--data, or --run-dir's data/clean.jsonl; the task's TRAIN_TOKENS env only
         when neither is given, labelled ASSUMED), optimizer steps, and
         hours = tokens x epochs (recipe) / (tokens/s/GPU x GPUs per node x nodes) / 3600
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lib.errors import BudgetExceeded, UserError, cli
+from lib.core.errors import BudgetExceeded, UserError, cli
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Estimate:
     spot: bool
     price_source: str
     basis: str  # how the hours were derived
-    plan: Any = None  # lib.plan.Plan for training tasks
+    plan: Any = None  # lib.launch.plan.Plan for training tasks
 
     @property
     def usd(self) -> float:
@@ -134,7 +134,7 @@ def estimate(task, budgets, *, spot: bool | None = None, data: Path | None = Non
     est_hours = _float_env(envs, "EST_HOURS")
     plan = None
     if envs.get("RECIPE"):
-        from lib.plan import make_plan
+        from lib.launch.plan import make_plan
 
         overhead = _float_env(envs, "OVERHEAD_HOURS", 0.0)
         plan = make_plan(task.name, envs, accelerator=accelerator.partition(":")[0], gpus_per_node=gpus, nodes=nodes,
@@ -198,7 +198,7 @@ def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
     kind = "spot" if est.spot else "on-demand"
     lines = []
     if est.plan is not None:
-        from lib.plan import describe_plan
+        from lib.launch.plan import describe_plan
 
         lines += describe_plan(est.plan)
     lines += [
@@ -217,7 +217,7 @@ def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
 @cli
 def main(argv: list[str] | None = None) -> None:
     from lib.budget import load_budgets
-    from lib.paths import BUDGETS_YAML
+    from lib.core.paths import BUDGETS_YAML
 
     ap = argparse.ArgumentParser(prog="python -m lib.launch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,12 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="override a task env")
     args = ap.parse_args(argv)
 
-    from lib.skyrun import env_flags
+    from lib.launch.skyrun import env_flags
 
     env = env_flags(args.env)
     budgets = load_budgets(args.budgets)
     task = load_task(args.task_yaml, env)
-    from lib.plan import find_data, save_plan
+    from lib.launch.plan import find_data, save_plan
 
     est = estimate(task, budgets, spot=args.spot, data=find_data(args.data, args.run_dir), tokenizer=args.tokenizer)
     spent, remaining = remaining_budget(budgets, est.phase, args.run_dir)

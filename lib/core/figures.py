@@ -12,11 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from lib.files import atomic_write_via
+from lib.core.files import atomic_write_via
 
 
 def save(fig, path: str | os.PathLike, *, dpi: int = 110, tight: bool = False) -> Path:
-    """Write `fig` as a PNG at `path` (whole or absent, lib/files.py) and close it.
+    """Write `fig` as a PNG at `path` (whole or absent, lib/core/files.py) and close it.
 
     Closing matters in Jupyter: a pyplot figure still open when its cell ends is printed
     a second time by the inline backend."""

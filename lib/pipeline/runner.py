@@ -42,11 +42,11 @@ from pathlib import Path
 
 import yaml
 
-from lib.errors import UserError, cli
-from lib.files import atomic_write
-from lib.paths import BUDGETS_YAML, NOTEBOOKS, REPO, new_run_id, runs_dir, valid_run_id
+from lib.core.errors import UserError, cli
+from lib.core.files import atomic_write
+from lib.core.paths import BUDGETS_YAML, LIB, NOTEBOOKS, REPO, new_run_id, runs_dir, valid_run_id
 
-PROFILES = Path(__file__).resolve().parent / "profiles"
+PROFILES = LIB / "profiles"
 STATE = "pipeline.json"
 # Parameters the runner fills in for any notebook that declares them.
 SHARED_ENDPOINT_PARAMS = (("teacher_base_url", "teacher_model"), ("judge_base_url", "judge_model"))
@@ -276,7 +276,7 @@ def write_state(run_dir: Path, state: dict, rank: int = 0) -> None:
 def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dict]] = ()) -> None:
     """Everything that can be checked before a single file is written."""
     from lib.budget import check_priced, load_budgets
-    from lib.client import Endpoint, check_endpoint
+    from lib.core.client import Endpoint, check_endpoint
 
     budgets = load_budgets(budgets_path)
     for name, _, params in plan:  # endpoints a profile names per notebook (cloud profiles)
@@ -284,7 +284,7 @@ def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dic
             if params.get(base):
                 ep = Endpoint(base_url=params[base], model=params.get(model) or "",
                               api_key_env=params.get("api_key_env") or "OPENAI_API_KEY")
-                if ep.billed_as:  # the one billing rule (lib/client.py)
+                if ep.billed_as:  # the one billing rule (lib/core/client.py)
                     check_priced(ep.billed_as, prices=budgets.prices)
                 ep.api_key()
                 check_endpoint(ep)
@@ -308,19 +308,19 @@ def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dic
         ep = Endpoint(base_url=teacher["base_url"], model=teacher["model"],
                       api_key_env=teacher.get("api_key_env", "OPENAI_API_KEY"),
                       price_model=teacher.get("price_model") or None)
-        if ep.billed_as:  # the one billing rule (lib/client.py)
+        if ep.billed_as:  # the one billing rule (lib/core/client.py)
             check_priced(ep.billed_as, prices=budgets.prices)
         ep.api_key()
         check_endpoint(ep)
     else:
-        from lib.model import gguf_path
+        from lib.core.model import gguf_path
 
         gguf_path()
 
 
 @contextlib.contextmanager
 def shared_teacher(profile: dict, run_dir: Path, needed: bool = True):
-    """Start one embedded server for the run (lib.server.embedded_server); yield the params every notebook gets.
+    """Start one embedded server for the run (lib.core.server.embedded_server); yield the params every notebook gets.
     `needed`: some notebook to run takes an endpoint (a training-only run starts no server)."""
     teacher = profile.get("teacher") or "embedded"
     if teacher == "none" or not needed:
@@ -333,7 +333,7 @@ def shared_teacher(profile: dict, run_dir: Path, needed: bool = True):
         params["api_key_env"] = teacher.get("api_key_env", "OPENAI_API_KEY")
         yield params
         return
-    from lib.server import embedded_server
+    from lib.core.server import embedded_server
 
     with embedded_server(log_path=run_dir / "logs" / "teacher-server.log") as srv:
         params = {}

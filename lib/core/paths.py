@@ -6,7 +6,8 @@ import re
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+LIB = REPO / "lib"
 NOTEBOOKS = REPO / "notebooks"
 BUDGETS_YAML = REPO / "budgets.yaml"
 

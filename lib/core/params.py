@@ -17,8 +17,8 @@ import difflib
 import json
 from pathlib import Path
 
-from lib.errors import UserError
-from lib.paths import REPO
+from lib.core.errors import UserError
+from lib.core.paths import REPO
 
 # What papermill can inject: plain values. Modules, functions and objects in globals() are
 # the notebook's own imports; In and Out are IPython's input and output history.

@@ -1,0 +1,3 @@
+from lib.launch.estimate import main
+
+main()

@@ -1,0 +1,3 @@
+from lib.pipeline.runner import main
+
+main()
