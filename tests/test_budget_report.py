@@ -85,7 +85,8 @@ def test_trained_tokens_come_from_a_real_train_run(tmp_path):
     from lib.core.model import resolve_model
     from lib.train.masking import encode_records, ensure_pad_token
     from lib.train.recipes import load_recipe
-    from lib.train.sft import TrainConfig, read_jsonl, train
+    from lib.train.data import read_training_records as read_jsonl
+    from lib.train.sft import TrainConfig, train
 
     run = tmp_path / "run"
     (run / "data").mkdir(parents=True)
@@ -138,7 +139,8 @@ def test_report_reads_trained_tokens_from_the_one_key_only(tmp_path):
 
 
 def test_plan_and_actual_side_by_side(tmp_path):
-    from lib.launch.plan import load_plans, make_plan, save_plan
+    from lib.budget.plans import load_plans
+    from lib.launch.plan import make_plan, save_plan
 
     run = tmp_path / "run"
     budgets = make_run(run)

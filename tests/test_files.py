@@ -7,7 +7,7 @@ import pytest
 
 from lib.core.errors import UserError
 from lib.core.files import (COMPLETE, AppendLog, atomic_write, atomic_write_json, atomic_write_jsonl, atomic_write_via,
-                       is_complete, parse_jsonl, publish_dir, read_json, read_jsonl, repair_torn_tail)
+                       is_complete, parse_jsonl, publish_dir, read_json, read_log, repair_torn_tail)
 
 
 def test_jsonl_round_trip_and_ordinary_permissions(tmp_path):
@@ -95,7 +95,7 @@ def test_the_one_torn_line_policy_for_append_only_logs(tmp_path):
         log.append_many([{"n": 2}, {"t": "中文"}])
     with open(p, "ab") as f:
         f.write(b'{"n": 3, "half')
-    assert list(read_jsonl(p)) == [{"n": 1}, {"n": 2}, {"t": "中文"}]
+    assert list(read_log(p)) == [{"n": 1}, {"n": 2}, {"t": "中文"}]
     assert repair_torn_tail(p) == len(b'{"n": 3, "half')
     with open(p, "ab") as f:
         f.write(b'{"garbled\n')

@@ -18,7 +18,7 @@ import pytest
 
 from lib.budget import Ledger
 from lib.generate import GenerateConfig, Generator, load_seed_tasks
-from lib.core.files import read_jsonl
+from lib.core.files import read_log
 from lib.core.paths import REPO
 
 SEEDS = load_seed_tasks("", language="en")
@@ -40,18 +40,18 @@ def run(run_dir, endpoint, crash: str | None = None, **kw) -> subprocess.Complet
 
 
 def check_consistent(run_dir, endpoint) -> list[dict]:
-    responses = list(read_jsonl(run_dir / "data/generate/responses.jsonl"))
+    responses = list(read_log(run_dir / "data/generate/responses.jsonl"))
     ids = [r["request_id"] for r in responses]
     assert sorted(ids) == [f"gen-0-{i:06d}" for i in range(N_REQUESTS)]  # each request answered exactly once
     raw = (run_dir / "data/generate/responses.jsonl").read_bytes()
     assert raw.endswith(b"\n") and b"torn" not in raw
     # the ledger: one record per request, and not written twice on disk either
-    ledger_lines = list(read_jsonl(run_dir / "ledger/generate.jsonl"))
+    ledger_lines = list(read_log(run_dir / "ledger/generate.jsonl"))
     api_ids = [r["id"] for r in ledger_lines if r.get("kind") == "api"]
     assert sorted(api_ids) == sorted(f"api:{i}" for i in ids)
     assert len(Ledger(run_dir / "ledger", writer="check").records(kind="api")) == N_REQUESTS
     # records: exactly the deterministic replay of the log
-    records = list(read_jsonl(run_dir / "data/generated.jsonl"))
+    records = list(read_log(run_dir / "data/generated.jsonl"))
     assert (run_dir / "data/generated.jsonl").read_bytes().count(b"torn") == 0
     cfg = GenerateConfig(num_instructions_to_generate=100, max_requests=N_REQUESTS, tasks_per_request=3, max_tokens=96, temperature=0.0)
     gen = Generator(run_dir, endpoint, SEEDS, cfg, show_progress=False)

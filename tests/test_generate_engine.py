@@ -11,7 +11,7 @@ from lib.budget import Ledger, load_budgets
 from lib.core.client import Endpoint
 from lib.generate import GenerateConfig, Generator, load_seed_tasks
 from lib.budget.guard import prompt_token_bound
-from lib.core.files import read_jsonl
+from lib.core.files import read_log
 from lib.testing.batch_server import BatchServer
 
 SEEDS = load_seed_tasks("", language="en")
@@ -47,14 +47,14 @@ def test_generates_from_the_embedded_model(local_endpoint, tmp_path):
     ledger = Ledger(tmp_path / "ledger", writer="generate", budgets=budgets)
     cfg = tiny_config(max_requests=2)
     summary = Generator(tmp_path, local_endpoint, SEEDS, cfg, ledger=ledger, budgets=budgets, show_progress=False).run()
-    responses = list(read_jsonl(tmp_path / "data/generate/responses.jsonl"))
+    responses = list(read_log(tmp_path / "data/generate/responses.jsonl"))
     assert [r["request_id"] for r in responses] == ["gen-0-000000", "gen-0-000001"]
     assert all(r["usage"]["completion_tokens"] > 0 and r["text"] for r in responses)
-    records = list(read_jsonl(tmp_path / "data/generated.jsonl"))
+    records = list(read_log(tmp_path / "data/generated.jsonl"))
     for r in records:
         assert set(r) == {"id", "instruction", "input", "output", "source", "lang"} and r["instruction"] and r["output"]
     # everything the model produced is accounted for: kept + rejected-with-reason
-    rejected = list(read_jsonl(tmp_path / "data/generate/rejected.jsonl"))
+    rejected = list(read_log(tmp_path / "data/generate/rejected.jsonl"))
     assert summary["kept"] == len(records) and sum(summary["rejected"].values()) == len(rejected)
     assert summary["requests"] == 2 and summary["usd"] == 0.0  # local teacher
     api = ledger.records(kind="api")
@@ -62,7 +62,7 @@ def test_generates_from_the_embedded_model(local_endpoint, tmp_path):
     assert all(r["usd"] == 0.0 and r["usd_reference"] > 0 for r in api)
     # a second run resumes: nothing is requested again
     again = Generator(tmp_path, local_endpoint, SEEDS, cfg, ledger=ledger, budgets=budgets, show_progress=False).run()
-    assert again["requests"] == 2 and len(list(read_jsonl(tmp_path / "data/generate/responses.jsonl"))) == 2
+    assert again["requests"] == 2 and len(list(read_log(tmp_path / "data/generate/responses.jsonl"))) == 2
 
 
 def test_retries_honour_retry_after_and_count_reasons(local_endpoint, tmp_path):
@@ -141,7 +141,7 @@ def test_batch_resumes_from_the_saved_batch_id(local_endpoint, tmp_path):
         done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert list(api.state.batches) == [batch_id]  # no second batch was created
-    responses = list(read_jsonl(tmp_path / "data/generate/responses.jsonl"))
+    responses = list(read_log(tmp_path / "data/generate/responses.jsonl"))
     assert sorted(r["request_id"] for r in responses) == ["gen-0-000000", "gen-0-000001"]
     ledger = Ledger(tmp_path / "ledger", writer="generate")
     assert sorted(r["id"] for r in ledger.records(kind="api")) == ["api:gen-0-000000", "api:gen-0-000001"]
@@ -158,11 +158,11 @@ def test_listed_tasks_without_output_get_a_follow_up_answer(tmp_path):
         summary = Generator(tmp_path, ep, SEEDS, cfg, show_progress=False).run()
         off = Generator(tmp_path / "off", ep, SEEDS, GenerateConfig(num_instructions_to_generate=10, max_requests=1),
                         show_progress=False).run()
-    records = {r["id"]: r for r in read_jsonl(tmp_path / "data/generated.jsonl")}
+    records = {r["id"]: r for r in read_log(tmp_path / "data/generated.jsonl")}
     assert set(records) == {"gen-0-000000-0", "gen-0-000000-1"}
     assert records["gen-0-000000-0"]["output"] == reply  # the follow-up's reply (the server's fixed text)
     assert records["gen-0-000000-0"]["source"].endswith("+answer")
-    ids = [r["request_id"] for r in read_jsonl(tmp_path / "data/generate/responses.jsonl")]
+    ids = [r["request_id"] for r in read_log(tmp_path / "data/generate/responses.jsonl")]
     assert ids == ["gen-0-000000", "gen-0-000000-0-answer"]
     assert summary["answered"] == 1 and summary["pending_answers"] == 0
     assert off["kept"] == 1 and off["rejected"] == {"no_output": 1}  # Alpaca's behaviour when off
@@ -180,12 +180,12 @@ def test_both_modes_meter_every_reply_once_and_resume_without_resending(tmp_path
         cfg = tiny_config(num_instructions_to_generate=30, max_requests=6, concurrency=3, tasks_per_request=5,
                           max_tokens=256, use_batch_api=batch, batch_poll_s=0.05)
         summary = Generator(tmp_path, ep, SEEDS, cfg, ledger=ledger, budgets=budgets, show_progress=False).run()
-        responses = list(read_jsonl(tmp_path / "data/generate/responses.jsonl"))
+        responses = list(read_log(tmp_path / "data/generate/responses.jsonl"))
         api_recs = ledger.records(kind="api")
         assert summary["requests"] == len(responses) == len(api_recs) == 6
         assert sorted(r["id"] for r in api_recs) == sorted(f"api:{r['request_id']}" for r in responses)
         assert all(r["batch"] is batch for r in api_recs) and summary["usd"] == pytest.approx(ledger.spent("data"))
-        assert summary["kept"] == len(list(read_jsonl(tmp_path / "data/generated.jsonl"))) > 0
+        assert summary["kept"] == len(list(read_log(tmp_path / "data/generated.jsonl"))) > 0
         again = Generator(tmp_path, ep, SEEDS, cfg, ledger=ledger, budgets=budgets, show_progress=False).run()
         assert (again["requests"], again["kept"]) == (6, summary["kept"])
         assert len(ledger.records(kind="api")) == 6

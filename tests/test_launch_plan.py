@@ -114,7 +114,7 @@ def test_tokens_are_counted_with_a_tokenizer_when_one_is_here(runs, embedded_mod
 
     from lib.train.masking import encode_records, ensure_pad_token
     from lib.train.recipes import load_recipe
-    from lib.train.sft import read_jsonl, split_heldout
+    from lib.train.data import read_training_records as read_jsonl, split_heldout
 
     run, out = runs
     text = out["exact"]["stdout"]

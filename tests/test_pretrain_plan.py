@@ -52,7 +52,7 @@ def test_plan_for_the_stated_corpus_size(out):
 
 
 def test_plan_counts_a_real_corpus_with_the_tokenizer(out):
-    from lib.train.sft import read_jsonl, split_heldout
+    from lib.train.data import read_training_records as read_jsonl, split_heldout
     from lib.train.text import document_ids
     from transformers import AutoTokenizer
 

@@ -29,7 +29,7 @@ from lib.core.server import free_port
 from lib.launch.skyrun import header_facts, kill_node, run_task, start_nodes
 from lib.train.checkpoints import latest_complete
 from lib.train.recipes import load_recipe
-from lib.train.sft import split_heldout
+from lib.train.data import split_heldout
 
 REPO = Path(__file__).resolve().parent.parent
 SKY = REPO / "sky"

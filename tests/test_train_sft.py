@@ -6,7 +6,8 @@ import json
 import pytest
 
 from lib.core.errors import UserError
-from lib.train.sft import TrainConfig, config_to_args, parse_args, split_heldout, train
+from lib.train.data import split_heldout
+from lib.train.sft import TrainConfig, config_to_args, parse_args, train
 
 
 def _data(path, n=16):

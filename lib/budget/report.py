@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lib.core.errors import UserError
 from lib.core.files import atomic_write
+from lib.budget.plans import load_plans
 
 from .config import PHASES, Budgets, load_budgets
 from .gpu import parse_accelerator, reference_gpu_hourly
@@ -150,8 +151,6 @@ def _ratio(actual, planned) -> str:
 def plan_vs_actual(run_dir: Path, s: Summary) -> list[str]:
     """The newest launch plan (<run_dir>/plan/*.json, lib/launch/plan.py) beside what training measured:
     the next estimate is only as good as this comparison."""
-    from lib.launch.plan import load_plans
-
     plans = load_plans(run_dir)
     if not plans:
         return []

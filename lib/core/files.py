@@ -203,7 +203,23 @@ def repair_torn_tail(path: str | os.PathLike) -> int:
         return len(data) - keep
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator:
+def read_jsonl(path: str | os.PathLike, *, what: str = "JSONL file", fix: str = "pass an existing file") -> list:
+    """A JSONL file the user gave or an earlier phase wrote whole (data, question sets): every
+    line must parse. A missing file or a bad line is one UserError naming it and `fix`.
+    (Append-only logs, which a kill can leave with a torn last line, are read by `read_log`.)"""
+    from lib.core.errors import UserError
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} {p} does not exist: {fix}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {p} is not UTF-8 text: pass a JSONL file (one JSON object a line)") from None
+    return parse_jsonl(text, str(p), "fix or remove that line")
+
+
+def read_log(path: str | os.PathLike) -> Iterator:
     """The records of an append-only log: complete lines that parse, in order (a torn or
     garbled line is skipped; only a killed writer leaves one, and its work is re-done)."""
     path = Path(path)

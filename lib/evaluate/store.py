@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lib.core.files import AppendLog, read_jsonl, repair_torn_tail
+from lib.core.files import AppendLog, read_log, repair_torn_tail
 
 
 class JsonlStore:
@@ -33,7 +33,7 @@ class JsonlStore:
         self._latest: dict[tuple, dict] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(self.path)
-        for rec in read_jsonl(self.path):
+        for rec in read_log(self.path):
             self._take(rec)
 
     def key_of(self, rec: dict) -> tuple:

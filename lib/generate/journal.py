@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.core.errors import UserError
-from lib.core.files import AppendLog, read_jsonl, repair_torn_tail
+from lib.core.files import AppendLog, read_log, repair_torn_tail
 from lib.generate.harvest import Harvest
 from lib.generate.prompt import Request
 
@@ -128,7 +128,7 @@ class Journal:
             in_ledger = {r["id"]: r for r in self.ledger.records(kind="api", phase=self.phase)}
         self.logged_ids = set()
         self.spend = Spend()
-        for resp in read_jsonl(self.responses_path):
+        for resp in read_log(self.responses_path):
             if resp["request_id"] in self.logged_ids:
                 continue
             self.logged_ids.add(resp["request_id"])
@@ -137,7 +137,7 @@ class Journal:
                 rec = self._ledger_record(resp)
             self._account(resp, rec)
             harvest.process(resp)
-        on_disk = [r["id"] for r in read_jsonl(self.generated_path)]
+        on_disk = [r["id"] for r in read_log(self.generated_path)]
         expected = [r["id"] for r in harvest.records]
         if on_disk != expected[: len(on_disk)]:
             raise UserError(

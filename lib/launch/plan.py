@@ -18,7 +18,6 @@ for the data, labelled as an assumption; steps then cannot be counted and say so
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,8 @@ from pathlib import Path
 from lib.core.errors import UserError
 from lib.core.files import atomic_write_json
 from lib.core.paths import LIB
+from lib.train.data import read_training_records, split_heldout
+from lib.budget.plans import plan_path
 
 THROUGHPUT_YAML = LIB / "data" / "throughput.yaml"
 HELDOUT_FRACTION = 0.1  # 03_train's default heldout_fraction (the slice never trained on)
@@ -144,9 +145,7 @@ def _text_bytes(obj) -> int:
 def count_data(path: str | os.PathLike, recipe, tokenizer: str | None = None, *,
                heldout_fraction: float = HELDOUT_FRACTION, seed: int = 42) -> DataCount:
     """Examples and tokens of one epoch of `path` as 03_train would train them."""
-    from lib.train.sft import read_jsonl, split_heldout
-
-    records = read_jsonl(path)
+    records = read_training_records(path)
     train, held = split_heldout(records, heldout_fraction, seed=seed)
     name = tokenizer or recipe.base_model
     tok = local_tokenizer(name)
@@ -285,17 +284,6 @@ def describe_plan(p: Plan) -> list[str]:
 
 
 def save_plan(run_dir: str | os.PathLike, plan: Plan) -> Path:
-    path = Path(run_dir) / "plan" / f"{plan.task}.json"
+    path = plan_path(run_dir, plan.task)
     atomic_write_json(path, asdict(plan))
     return path
-
-
-def load_plans(run_dir: str | os.PathLike) -> list[dict]:
-    """Saved plans of a run, oldest first (a plan that cannot be read is skipped: it is advice)."""
-    out = []
-    for p in sorted((Path(run_dir) / "plan").glob("*.json")):
-        try:
-            out.append(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
-    return sorted(out, key=lambda d: d.get("created") or 0)

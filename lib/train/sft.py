@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.core.errors import UserError, cli
-from lib.core.files import atomic_write_json, parse_jsonl, publish_dir
+from lib.core.files import atomic_write_json, publish_dir
+from lib.train.data import read_training_records
 
 
 @dataclass
@@ -61,34 +62,6 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------- data
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"training data {p} does not exist: run the clean phase first (it writes data/clean.jsonl)")
-    return parse_jsonl(p.read_text(encoding="utf-8"), str(p), "fix or remove that line")
-
-
-def _key(rec: dict, i: int, seed: int) -> str:
-    ident = str(rec.get("id") or json.dumps(rec, sort_keys=True, ensure_ascii=False))
-    return hashlib.sha256(f"{seed}:{ident}".encode()).hexdigest()
-
-
-def split_heldout(records: list[dict], fraction: float = 0.1, minimum: int = 4, seed: int = 0):
-    """Deterministic held-out slice: the same records stay out on every run and resume,
-    chosen by a hash of their id (not by file order, which cleaning may change)."""
-    if not 0 <= fraction < 1:
-        raise UserError(f"heldout_fraction={fraction} must be in [0, 1): e.g. 0.1")
-    n = len(records)
-    # `minimum` keeps the held-out loss meaningful; on tiny data it never takes more than half.
-    k = 0 if fraction == 0 else max(min(minimum, n // 2), math.ceil(n * fraction))
-    if k and n - k < 1:
-        raise UserError(f"only {n} records: too few to hold out {k} and still train; generate more data "
-                        "or lower heldout_fraction")
-    order = sorted(range(n), key=lambda i: _key(records[i], i, seed))
-    held = set(order[:k])
-    return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
 
 
 # ---------------------------------------------------------------------------- model
@@ -256,8 +229,8 @@ def train(cfg: TrainConfig) -> dict:
 
         corpus_files(cfg.data)  # fail on a missing corpus before the model loads
     else:
-        train_records = read_jsonl(cfg.data)
-        held_records = read_jsonl(cfg.heldout) if cfg.heldout else []
+        train_records = read_training_records(cfg.data)
+        held_records = read_training_records(cfg.heldout) if cfg.heldout else []
     tok, model, model_src = load_tokenizer_and_model(recipe, cfg.model, cfg.seed, on_gpu=on_gpu)
     if recipe.format == "text":  # fixed blocks of max_length tokens: no padding, every token a label
         from lib.train.text import BlockStats, encode_corpus
