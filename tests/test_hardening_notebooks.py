@@ -29,7 +29,7 @@ def _runner_and_papermill(path: Path) -> tuple[set[str], set[str]]:
     """Two independent readings of the parameters cell: the runner's (ast) and papermill's."""
     import papermill
 
-    from lib.pipeline.runner import declared_params
+    from lib.core.params import declared_params
 
     return set(declared_params(path)), set(papermill.inspect_notebook(str(path)))
 
@@ -73,7 +73,7 @@ def test_committed_without_outputs_parameters_first_typed_and_commented(path: Pa
 
 
 def _declared(path: Path) -> set[str]:
-    from lib.pipeline.runner import declared_params
+    from lib.core.params import declared_params
 
     return set(declared_params(path))
 

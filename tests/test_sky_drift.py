@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.pipeline.runner import CLOUD_RULES, PROFILES, check_cloud, declared_params, load_profile, notebook_params
+from lib.core.params import declared_params
+from lib.pipeline.runner import CLOUD_RULES, PROFILES, check_cloud, load_profile, notebook_params
 from lib.launch.skyrun import header_facts as facts
 from lib.train.recipes import load_recipe
 

@@ -48,16 +48,23 @@ def _assigned(source: str) -> list[str]:
     return names
 
 
+def declared_params(notebook: str | Path) -> list[str]:
+    """Names the notebook's cell tagged `parameters` assigns, in order (parsed with ast): what
+    papermill, the runner and `notebook_params` accept. No such cell is one UserError."""
+    for c in _cells(notebook):
+        if "parameters" in c.get("metadata", {}).get("tags", []):
+            return list(dict.fromkeys(_assigned("".join(c["source"]))))
+    raise UserError(f"{notebook} has no cell tagged `parameters`: tag the first code cell so papermill can set it")
+
+
 def notebook_params(ns: dict, notebook: str | Path) -> dict:
     """The parameters cell's names with their current values in `ns` (the kernel's globals).
 
     `notebook`: "01_generate" (under notebooks/) or a path. Raises UserError for a plain
     value in `ns` that no cell of the notebook assigns, i.e. an unknown injected parameter."""
-    cells = _cells(notebook)
-    params_cells = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    declared = list(dict.fromkeys(_assigned("".join(params_cells[0]["source"])))) if params_cells else []
+    declared = declared_params(notebook)
     own = set(declared)
-    for c in cells:
+    for c in _cells(notebook):
         own.update(_assigned("".join(c["source"])))
     unknown = sorted(k for k, v in ns.items()
                      if not k.startswith("_") and k not in _IPYTHON and k not in own and isinstance(v, _PLAIN))

@@ -44,6 +44,7 @@ import yaml
 
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write
+from lib.core.params import declared_params
 from lib.core.paths import BUDGETS_YAML, LIB, NOTEBOOKS, REPO, new_run_id, runs_dir, valid_run_id
 
 PROFILES = LIB / "profiles"
@@ -133,22 +134,6 @@ def parse_sets(sets: list[str]) -> dict[str, dict]:
             raise UserError(f"--set {item!r} is malformed: write --set NOTEBOOK.PARAM=VALUE, e.g. --set 03_train.max_steps=10")
         out.setdefault(nb, {})[param] = yaml.safe_load(value)
     return out
-
-
-def declared_params(nb_path: Path) -> set[str]:
-    """Names assigned in the notebook's cell tagged `parameters` (parsed with ast, not regex)."""
-    import ast
-
-    nb = json.loads(Path(nb_path).read_text())
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
-            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            names = set()
-            for node in ast.parse(src).body:
-                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-                names.update(t.id for t in targets if isinstance(t, ast.Name))
-            return names
-    raise UserError(f"{nb_path} has no cell tagged `parameters`: tag the first code cell so papermill can set it")
 
 
 def select_phases(profile: dict, phases: str | None) -> list[str]:
