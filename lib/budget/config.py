@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from lib.core.errors import UserError
+from lib.core.paths import BUDGETS_YAML
 
 PHASES = ("data", "training", "evaluation", "serving")
 TOP_KEYS = ("currency", "phases", "prices", "reference", "human_review_usd_per_hour")
@@ -120,9 +121,18 @@ def _amount(value, key: str, path: Path, *, allow_none: bool = False) -> float |
 
 def load_budgets(path: str | os.PathLike | None = None) -> Budgets:
     """Read and validate budgets.yaml; every problem is one line naming the key and the fix."""
-    from lib.core.paths import BUDGETS_YAML
-
     path = Path(path) if path else BUDGETS_YAML
+    raw = _read_yaml(path)
+    currency = raw.get("currency", "USD")
+    if currency != "USD":
+        raise UserError(f"{path}: currency {currency!r} is not supported: prices come in USD, set currency: USD")
+    return Budgets(currency=currency, phases=_phases(raw.get("phases"), path), prices=_prices(raw.get("prices"), path),
+                   reference=_reference(raw.get("reference"), path), path=path,
+                   human_review_usd_per_hour=_amount(raw.get("human_review_usd_per_hour", 0),
+                                                     "human_review_usd_per_hour", path))
+
+
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise UserError(
             f"budgets.yaml not found at {path}: copy {BUDGETS_YAML} there or pass budgets_path=<your file>"
@@ -141,12 +151,10 @@ def load_budgets(path: str | os.PathLike | None = None) -> Budgets:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping with keys {', '.join(TOP_KEYS)}, got {type(raw).__name__}")
     _check_keys("", raw, TOP_KEYS, path)
+    return raw
 
-    currency = raw.get("currency", "USD")
-    if currency != "USD":
-        raise UserError(f"{path}: currency {currency!r} is not supported: prices come in USD, set currency: USD")
 
-    phases_raw = raw.get("phases")
+def _phases(phases_raw, path: Path) -> dict[str, PhaseBudget]:
     if not isinstance(phases_raw, dict) or not phases_raw:
         raise UserError(f"{path}: missing key 'phases': add phases: {{data: {{target: 500, cap: 600, warn: 0.8}}, ...}}")
     _check_keys("phases.", phases_raw, PHASES, path)
@@ -172,8 +180,11 @@ def load_budgets(path: str | os.PathLike | None = None) -> Budgets:
             raise UserError(f"{path}: phases.{name}.warn ({warn:g}) is above the cap ({cap:g}): "
                             f"use a fraction like 0.8 or an amount below the cap")
         phases[name] = pb
+    return phases
 
-    prices_raw = raw.get("prices") or {}
+
+def _prices(prices_raw, path: Path) -> dict[str, PriceOverride]:
+    prices_raw = prices_raw or {}
     if not isinstance(prices_raw, dict):
         raise UserError(f"{path}: prices must be a mapping of model -> {{input: ..., output: ...}} (USD per 1M tokens)")
     prices: dict[str, PriceOverride] = {}
@@ -193,8 +204,11 @@ def load_budgets(path: str | os.PathLike | None = None) -> Budgets:
             cached_input=_amount(spec.get("cached_input"), f"prices.{model}.cached_input", path, allow_none=True),
             batch_discount=disc,
         )
+    return prices
 
-    ref_raw = raw.get("reference") or {}
+
+def _reference(ref_raw, path: Path) -> Reference:
+    ref_raw = ref_raw or {}
     if not isinstance(ref_raw, dict):
         raise UserError(f"{path}: reference must be a mapping (api_model, gpu, cloud, region, spot)")
     _check_keys("reference.", ref_raw, REFERENCE_KEYS, path)
@@ -207,8 +221,4 @@ def load_budgets(path: str | os.PathLike | None = None) -> Budgets:
         raise UserError(f"{path}: reference.spot must be true or false, got {reference['spot']!r}")
     if not isinstance(reference["gpu"], str) or ":" not in reference["gpu"]:
         raise UserError(f"{path}: reference.gpu must look like 'A100-80GB:8', got {reference['gpu']!r}")
-
-    review_rate = _amount(raw.get("human_review_usd_per_hour", 0), "human_review_usd_per_hour", path)
-
-    return Budgets(currency=currency, phases=phases, prices=prices, reference=reference, path=path,
-                   human_review_usd_per_hour=review_rate)
+    return reference

@@ -18,6 +18,7 @@ and keeps examples; all dropped records go to `data/clean_dropped.jsonl` with th
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -103,6 +104,19 @@ class _Funnel:
         self.recs = keep
 
 
+@dataclass
+class _Run:
+    """What the stages share besides the funnel: the input's format, the reader's rejects, the
+    training tokenizer, the phrase matcher and the MinHash index both duplicate stages use."""
+
+    fmt: str
+    malformed: list
+    tokenizer: object
+    matcher: PhraseMatcher
+    index: object = None
+    diversity: dict = field(default_factory=dict)
+
+
 def clean_records(records: list[dict], cfg: F.CleanConfig, *, fmt: str = "alpaca",
                   malformed: list[Malformed] = (), tokenizer=None, input_name: str = "",
                   progress: bool = True) -> CleanResult:
@@ -114,144 +128,153 @@ def clean_records(records: list[dict], cfg: F.CleanConfig, *, fmt: str = "alpaca
     report = CleanReport(format=fmt, input=input_name, records_in=len(records) + len(malformed),
                          config=asdict(cfg))
     report.lengths_before = [len(F.response_text(r)) for r in records]
-    src_in: dict[str, int] = {}
-    for r in records:
-        src_in[r.get("source") or ""] = src_in.get(r.get("source") or "", 0) + 1
     fun = _Funnel(list(records), cfg, report)
-    bar = tqdm(total=len(STAGES), desc="clean", unit="stage", disable=not progress, leave=True)
-
-    clock = {"t": time.perf_counter()}
-
-    def step(name):
-        # Close the previous stage's clock: a stage's time runs until the next one starts.
-        now = time.perf_counter()
-        if report.stages:
-            report.stages[-1].seconds = now - clock["t"]
-        clock["t"] = now
-        bar.set_postfix_str(f"{name} ({len(fun.recs)} records)")
-        return fun.stage(name)
-
-    # malformed: already dropped by the reader, counted here so the funnel starts at the file
-    st = step("malformed")
-    st.records_in = report.records_in
-    st.dropped = len(malformed)
-    report.malformed = [asdict(m) for m in malformed]
-    st.examples = [{"id": m.where(), "detail": m.error, "prompt": m.text[:160], "reply": ""}
-                   for m in malformed[: cfg.examples_per_filter]]
-    bar.update()
-
-    st = step("roles")
-    if fmt == "sharegpt" and cfg.fix_roles:
-        drops, ordered = {}, []
-        for i, conv in enumerate(fun.recs):
-            new, why = fix_roles(conv)
-            if new is None:
-                drops[i] = why
-                ordered.append(conv)  # dropped as it came, so the report shows the original
-            else:
-                st.changed += bool(why)
-                ordered.append(new)
-        fun.recs = ordered
-        fun.drop(st, drops)
-        st.note = "changed = leading assistant / trailing human turns cut"
-    elif fmt == "alpaca":
-        st.enabled, st.note = False, "ShareGPT only"
-    bar.update()
-
-    st = step("html")
-    if cfg.html_to_markdown:
-        fun.recs = [_to_markdown(r, st) for r in fun.recs]
-        st.note = "converted, not dropped"
-    bar.update()
-
-    st = step("short")
-    if cfg.drop_short:
-        fun.drop(st, F.short_outputs(fun.recs, cfg.min_output_chars))
-        st.note = f"min {cfg.min_output_chars} chars"
-    bar.update()
-
-    matcher = PhraseMatcher(cfg.extra_refusal_phrases, cfg.identity_terms)
-    st = step("refusal")
-    if cfg.drop_refusals:
-        fun.drop(st, F.refusals(fun.recs, matcher))
-    bar.update()
-
-    st = step("identity")
-    if cfg.drop_identity:
-        fun.drop(st, F.identity_mentions(fun.recs, matcher))
-    bar.update()
-
-    st = step("language")
-    if cfg.drop_wrong_language:
-        drops, detected = F.wrong_language(fun.recs, cfg)
-        for i, code in detected.items():  # fill missing labels; never overwrite a given one
-            if i not in drops and not fun.recs[i].get("lang"):
-                fun.recs[i] = {**fun.recs[i], "lang": code}
-                st.changed += 1
-        fun.drop(st, drops)
-        st.note = f"keep {','.join(cfg.languages)}; changed = lang label filled"
-    bar.update()
-
-    st = step("exact_duplicate")
-    if cfg.drop_exact_duplicates:
-        fun.drop(st, F.exact_duplicates(fun.recs, cfg.dedup_on))
-    bar.update()
-
-    st = step("low_diversity_source")
-    index = None  # MinHash signatures, shared by both near-duplicate stages (timed in this one)
-    if cfg.drop_low_diversity_sources or cfg.drop_near_duplicates:
-        with tqdm(total=len(fun.recs), desc="minhash", unit="rec", disable=not progress, leave=False) as mb:
-            index = F.MinHashIndex.build(fun.recs, cfg, progress=mb)
-    diversity = {}
-    if cfg.drop_low_diversity_sources:
-        diversity = F.source_diversity(fun.recs, index, cfg)
-        drops, report.dropped_sources, report.flagged_sources = F.low_diversity_sources(fun.recs, diversity, cfg)
-        kept_idx = [i for i in range(len(fun.recs)) if i not in drops]
-        fun.drop(st, drops)
-        index = index.subset(kept_idx)
-        st.note = f"share > {cfg.low_diversity_max_share:.0%} of >= {cfg.low_diversity_min_records} records"
-        if report.flagged_sources:
-            st.note += f"; flagged, kept: {', '.join(s or '(none)' for s in report.flagged_sources)}"
-    bar.update()
-
-    st = step("near_duplicate")
-    if cfg.drop_near_duplicates:
-        fun.drop(st, F.near_duplicates(fun.recs, index, cfg))
-        st.note = f"Jaccard >= {cfg.near_dup_threshold}"
-    bar.update()
-
-    st = step("token_budget")
-    if cfg.max_tokens:
-        if fmt == "sharegpt":
-            _split(fun, st, cfg, tokenizer, report)
-        else:
-            measure = TrainerTokens(tokenizer, cfg.prompt_format)
-            drops = {}
-            for i, rec in enumerate(fun.recs):
-                n = measure(rec)
-                if n is None:
-                    drops[i] = f"the trainer cannot encode it: {measure.last_error}"
-                elif n > cfg.max_tokens:
-                    drops[i] = f"{n} tokens > {cfg.max_tokens}"
-            fun.drop(st, drops)
-            st.note = f"<= {cfg.max_tokens} tokens as the trainer renders them ({cfg.prompt_format})"
-    bar.update()
-    bar.close()
-    st.seconds = time.perf_counter() - clock["t"]
-
+    run = _Run(fmt, list(malformed), tokenizer, PhraseMatcher(cfg.extra_refusal_phrases, cfg.identity_terms))
+    with tqdm(total=len(STAGES), desc="clean", unit="stage", disable=not progress, leave=True) as bar:
+        for name, *_ in STAGES:
+            bar.set_postfix_str(f"{name} ({len(fun.recs)} records)")
+            started = time.perf_counter()
+            st = fun.stage(name)
+            STAGE_STEPS[name](fun, st, cfg, run, progress)
+            st.seconds = time.perf_counter() - started  # a stage's time: its own work only
+            bar.update()
+    _count_sources(records, fun.recs, run.diversity, report)
+    result = CleanResult(records=fun.recs, format=fmt, report=report, dropped=fun.dropped)
     report.records_out = len(fun.recs)
     report.lengths_after = [len(F.response_text(r)) for r in fun.recs]
-    src_out: dict[str, int] = {}
-    for r in fun.recs:
-        src_out[r.get("source") or ""] = src_out.get(r.get("source") or "", 0) + 1
+    report.output_records_alpaca = len(result.alpaca())
+    report.seconds = time.perf_counter() - t0
+    return result
+
+
+def _count_sources(before: list[dict], after: list[dict], diversity: dict, report: CleanReport) -> None:
+    src_in = Counter(r.get("source") or "" for r in before)
+    src_out = Counter(r.get("source") or "" for r in after)
     for src, n in src_in.items():
         report.sources[src] = {"in": n, "out": src_out.get(src, 0)}
         if src in diversity:
             report.sources[src]["near_dup_share"] = round(diversity[src]["near_dup_share"], 4)
-    result = CleanResult(records=fun.recs, format=fmt, report=report, dropped=fun.dropped)
-    report.output_records_alpaca = len(result.alpaca())
-    report.seconds = time.perf_counter() - t0
-    return result
+
+
+# ------------------------------------------------------------------------------ stages, in funnel order
+# Each step gets the funnel, its Stage (counts, note), the config, the run's shared state and
+# whether to show progress; a switched-off stage still appears in the funnel with its counts.
+
+def _malformed(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    # already dropped by the reader, counted here so the funnel starts at the file
+    st.records_in = fun.report.records_in
+    st.dropped = len(run.malformed)
+    fun.report.malformed = [asdict(m) for m in run.malformed]
+    st.examples = [{"id": m.where(), "detail": m.error, "prompt": m.text[:160], "reply": ""}
+                   for m in run.malformed[: cfg.examples_per_filter]]
+
+
+def _roles(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    if run.fmt == "alpaca":
+        st.enabled, st.note = False, "ShareGPT only"
+        return
+    if not (run.fmt == "sharegpt" and cfg.fix_roles):
+        return
+    drops, ordered = {}, []
+    for i, conv in enumerate(fun.recs):
+        new, why = fix_roles(conv)
+        if new is None:
+            drops[i] = why
+            ordered.append(conv)  # dropped as it came, so the report shows the original
+        else:
+            st.changed += bool(why)
+            ordered.append(new)
+    fun.recs = ordered
+    fun.drop(st, drops)
+    st.note = "changed = leading assistant / trailing human turns cut"
+
+
+def _html(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    if cfg.html_to_markdown:
+        fun.recs = [_to_markdown(r, st) for r in fun.recs]
+        st.note = "converted, not dropped"
+
+
+def _short(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    if cfg.drop_short:
+        fun.drop(st, F.short_outputs(fun.recs, cfg.min_output_chars))
+        st.note = f"min {cfg.min_output_chars} chars"
+
+
+def _refusal(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    if cfg.drop_refusals:
+        fun.drop(st, F.refusals(fun.recs, run.matcher))
+
+
+def _identity(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    if cfg.drop_identity:
+        fun.drop(st, F.identity_mentions(fun.recs, run.matcher))
+
+
+def _language(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    if not cfg.drop_wrong_language:
+        return
+    drops, detected = F.wrong_language(fun.recs, cfg)
+    for i, code in detected.items():  # fill missing labels; never overwrite a given one
+        if i not in drops and not fun.recs[i].get("lang"):
+            fun.recs[i] = {**fun.recs[i], "lang": code}
+            st.changed += 1
+    fun.drop(st, drops)
+    st.note = f"keep {','.join(cfg.languages)}; changed = lang label filled"
+
+
+def _exact_duplicate(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    if cfg.drop_exact_duplicates:
+        fun.drop(st, F.exact_duplicates(fun.recs, cfg.dedup_on))
+
+
+def _low_diversity_source(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    # The MinHash signatures are built here (and timed here), shared by both near-duplicate stages.
+    if cfg.drop_low_diversity_sources or cfg.drop_near_duplicates:
+        with tqdm(total=len(fun.recs), desc="minhash", unit="rec", disable=not progress, leave=False) as mb:
+            run.index = F.MinHashIndex.build(fun.recs, cfg, progress=mb)
+    if not cfg.drop_low_diversity_sources:
+        return
+    report = fun.report
+    run.diversity = F.source_diversity(fun.recs, run.index, cfg)
+    drops, report.dropped_sources, report.flagged_sources = F.low_diversity_sources(fun.recs, run.diversity, cfg)
+    kept_idx = [i for i in range(len(fun.recs)) if i not in drops]
+    fun.drop(st, drops)
+    run.index = run.index.subset(kept_idx)
+    st.note = f"share > {cfg.low_diversity_max_share:.0%} of >= {cfg.low_diversity_min_records} records"
+    if report.flagged_sources:
+        st.note += f"; flagged, kept: {', '.join(s or '(none)' for s in report.flagged_sources)}"
+
+
+def _near_duplicate(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    if cfg.drop_near_duplicates:
+        fun.drop(st, F.near_duplicates(fun.recs, run.index, cfg))
+        st.note = f"Jaccard >= {cfg.near_dup_threshold}"
+
+
+def _token_budget(fun: _Funnel, st: Stage, cfg: F.CleanConfig, run: _Run, progress: bool) -> None:
+    if not cfg.max_tokens:
+        return
+    if run.fmt == "sharegpt":
+        _split(fun, st, cfg, run.tokenizer, fun.report)
+        return
+    measure = TrainerTokens(run.tokenizer, cfg.prompt_format)
+    drops = {}
+    for i, rec in enumerate(fun.recs):
+        n = measure(rec)
+        if n is None:
+            drops[i] = f"the trainer cannot encode it: {measure.last_error}"
+        elif n > cfg.max_tokens:
+            drops[i] = f"{n} tokens > {cfg.max_tokens}"
+    fun.drop(st, drops)
+    st.note = f"<= {cfg.max_tokens} tokens as the trainer renders them ({cfg.prompt_format})"
+
+
+STAGE_STEPS = {"malformed": _malformed, "roles": _roles, "html": _html, "short": _short, "refusal": _refusal,
+               "identity": _identity, "language": _language, "exact_duplicate": _exact_duplicate,
+               "low_diversity_source": _low_diversity_source, "near_duplicate": _near_duplicate,
+               "token_budget": _token_budget}
+assert list(STAGE_STEPS) == [s[0] for s in STAGES], "one step per stage, in funnel order"
 
 
 def _to_markdown(rec: dict, st: Stage) -> dict:
