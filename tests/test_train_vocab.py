@@ -51,6 +51,9 @@ def test_old_ids_unchanged_and_new_pieces_appended_below_every_old_score(extende
     assert floor == -1e9 and new_scores[0] < floor  # LLaMA's ▁▁/▁▁▁▁ score -1e9: the new ones go below
     assert all(a > b for a, b in zip(new_scores, new_scores[1:]))  # decreasing with id, no ties
     assert appended_scores([-5.0, -2.0], 3) == [-6.0, -7.0, -8.0]
+    # A BPE extension of a BPE base: every appended piece can be built by merges (the CJK rule
+    # drops no piece a CJK piece is built from, in this corpus).
+    assert not _unreachable(parse_sentencepiece((info["dir"] / TOKENIZER_FILE).read_bytes()))
 
 
 def test_new_tokens_decode_to_their_strings(extended):
@@ -140,6 +143,24 @@ def test_chinese_llama_published_merge_and_ours(shared_data):
     scores = [p.score for p in ours.pieces[32000:]]
     assert scores[0] < min(p.score for p in ours.pieces[:32000]) and all(a > b for a, b in zip(scores, scores[1:]))
     assert [p.piece for p in ours.pieces[:32000]] == [p.piece for p in published.pieces[:32000]]
+    # A unigram model's words need not be BPE merges of two pieces of the merged vocabulary: these
+    # ids can never be produced (by any of the four tokenizers), in either merge.
+    assert (len(_unreachable(published)), len(_unreachable(ours))) == (338, 303)
+
+
+def _unreachable(m) -> list[str]:
+    """Appended pieces that no chain of BPE merges builds (a piece is built from one character, or
+    by merging two pieces of the vocabulary that are themselves built)."""
+    vocab = {p.piece for p in m.pieces if p.type == p.NORMAL}
+    built: dict[str, bool] = {}
+
+    def ok(s: str) -> bool:
+        if s not in built:
+            built[s] = len(s) == 1 or any(s[:i] in vocab and s[i:] in vocab and ok(s[:i]) and ok(s[i:])
+                                          for i in range(1, len(s)))
+        return built[s]
+
+    return [p.piece for p in m.pieces[32000:] if not ok(p.piece)]
 
 
 @pytest.mark.parametrize("tie", [True, False])
