@@ -51,8 +51,12 @@ import json
 import os
 import re
 import shutil
+from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from google.protobuf.message import DecodeError
+from tokenizers.models import BPE
 
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write, atomic_write_json, is_complete, publish_dir
@@ -87,7 +91,6 @@ def read_sentencepiece(path: str | os.PathLike) -> bytes:
     """The bytes of a SentencePiece model file (or of a checkpoint dir's tokenizer.model), refused
     with one line unless the `sentencepiece` library loads it."""
     import sentencepiece as spm
-    from google.protobuf.message import DecodeError
 
     p = Path(path)
     if p.is_dir():
@@ -136,15 +139,12 @@ def appended_scores(old_scores: Iterable[float], n: int) -> list[float]:
     in float32 (the model file's type). SentencePiece and llama.cpp rank by score, transformers 5
     by id: with this rule the two orders agree on every new piece. The step is 1 unless float32
     cannot tell the values apart (LLaMA's lowest score is -1e9, where float32 steps by 64)."""
-    import numpy as np
-
-    floor = np.float32(min(old_scores, default=0.0))
-    step = np.float32(1.0)
-    ks = np.arange(1, n + 1, dtype=np.float32)
+    floor = array("f", [min(old_scores, default=0.0)])[0]
+    step = 1.0
     while True:
-        scores = floor - step * ks
-        if n == 0 or (scores[0] < floor and (np.diff(scores) < 0).all()):
-            return [float(s) for s in scores]
+        scores = array("f", (floor - step * k for k in range(1, n + 1))).tolist()  # rounded to float32
+        if n == 0 or (scores[0] < floor and all(a > b for a, b in zip(scores, scores[1:]))):
+            return scores
         step *= 2
 
 
@@ -184,7 +184,6 @@ def load_sentencepiece_tokenizer(model_dir: str | os.PathLike, *, legacy: bool =
     """A transformers LLaMA tokenizer over the SentencePiece `tokenizer.model` in `model_dir`,
     with LLaMA's own settings (BOS added, no EOS): a bare .model file carries no such config.
     Its merges are ranked by score (`sentencepiece_merges`), so it segments as SentencePiece does."""
-    from tokenizers.models import BPE
     from transformers import LlamaTokenizer
 
     model = read_sentencepiece(model_dir)
