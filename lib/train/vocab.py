@@ -211,7 +211,7 @@ def extend_tokenizer(base_model_file: str | os.PathLike, texts: Iterable[str], o
     if not isinstance(new_vocab, int) or new_vocab < 1:
         raise UserError(f"--new-vocab {new_vocab!r} must be a positive number of pieces to train (e.g. 20000)")
     out = Path(out_dir)
-    check_output_dir(out)
+    _check_output_dir(out)
     merged, added = merge_sentencepiece(base, train_sentencepiece(texts, new_vocab, model_type=_model_type_name(base)))
     if not added:
         raise UserError("the corpus gave no Chinese piece that the base lacks: give Chinese documents")
@@ -224,11 +224,11 @@ def extend_tokenizer(base_model_file: str | os.PathLike, texts: Iterable[str], o
         load_sentencepiece_tokenizer(tmp).save_pretrained(str(tmp))  # tokenizer.json: AutoTokenizer loads the dir
         atomic_write_json(tmp / EXTENSION_FILE, {**info, "added_pieces": added})
 
-    publish_new_dir(out, write)
+    _publish_new_dir(out, write)
     return info
 
 
-def check_output_dir(out: Path, *inputs: Path) -> None:
+def _check_output_dir(out: Path, *inputs: Path) -> None:
     """Refuse an output directory that is an input, or that holds something other than an earlier
     output of this module (which is replaced whole)."""
     if any(out.resolve() == Path(i).resolve() for i in inputs):
@@ -237,7 +237,7 @@ def check_output_dir(out: Path, *inputs: Path) -> None:
         raise UserError(f"--out {out} exists and is not an earlier output of this command: choose a new directory")
 
 
-def publish_new_dir(out: Path, write: Callable[[Path], None]) -> Path:
+def _publish_new_dir(out: Path, write: Callable[[Path], None]) -> Path:
     """`write(tmp)` into a sibling temporary directory, then rename it to `out` (lib.core.files.publish_dir)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -398,7 +398,7 @@ def resize_checkpoint(model_dir: str | os.PathLike, tokenizer_dir: str | os.Path
                             "`vocab extend` wrote (--tokenizer)")
     if not (model_dir / "config.json").is_file():
         raise UserError(f"--model {model_dir} has no config.json: give a Hugging Face checkpoint directory")
-    check_output_dir(out, model_dir, tok_dir)
+    _check_output_dir(out, model_dir, tok_dir)
     old_tok, new_tok = _load_tokenizer(model_dir, "--model"), _load_tokenizer(tok_dir, "--tokenizer")
     check_extends(old_tok, new_tok, base=f"the base model {model_dir}", new=f"the tokenizer {tok_dir}")
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
@@ -411,7 +411,7 @@ def resize_checkpoint(model_dir: str | os.PathLike, tokenizer_dir: str | os.Path
             if (tok_dir / name).is_file():
                 atomic_write(tmp / name, (tok_dir / name).read_bytes())
 
-    publish_new_dir(out, write)
+    _publish_new_dir(out, write)
     return {"model": str(out), "added_rows": len(added), "vocab_size": len(new_tok)}
 
 
