@@ -269,6 +269,20 @@ def test_resize_refuses_a_model_whose_vocabulary_the_tokenizer_does_not_extend(e
     check_extends(old, new)
 
 
+def test_export_refuses_a_sentencepiece_checkpoint_without_its_model_file(resized, tmp_path):
+    """Without tokenizer.model, llama.cpp's converter scores every piece alike: refused up front."""
+    import shutil
+
+    from lib.serve.export import convert_f16
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(resized[0], ckpt)
+    (ckpt / TOKENIZER_FILE).unlink()
+    with pytest.raises(UserError, match="no tokenizer.model"):
+        convert_f16(ckpt, tmp_path / "x.gguf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
 def test_pretraining_checks_the_vocabulary_the_model_was_resized_for(extended, resized, embedded_model):
     from transformers import AutoConfig, AutoTokenizer
 
