@@ -113,3 +113,17 @@ def test_belle_sft_runs_on_the_extended_tokenizer(chain):
     prompt = prompt_ids("alpaca", alpaca_messages(rec)[:-1], tok)
     assert ex["input_ids"][:len(prompt)] == prompt and ex["labels"][len(prompt) - 1] == -100
     assert ex["labels"][len(prompt)] != -100
+
+
+def test_the_vocabulary_record_survives_both_stages(chain):
+    """`resize` records the base vocabulary in config.json; the trainer's saved models keep it, so
+    the check before continued pretraining (check_extended_vocab) holds at every stage."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from lib.train.vocab import VOCAB_RECORD, check_extended_vocab
+
+    for d, first_new_id in ((chain["root"] / "base_zh", 32000), (chain["root"] / "stage1", 32000),
+                            (chain["run_pt"] / "model", 0)):
+        config = AutoConfig.from_pretrained(d)
+        assert getattr(config, VOCAB_RECORD)["base_vocab_size"] == 32000, d
+        check_extended_vocab(AutoTokenizer.from_pretrained(d), config, first_new_id)

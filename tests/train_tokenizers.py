@@ -97,12 +97,17 @@ def mistral_sp_model() -> str:
     return os.path.join(spec.submodule_search_locations[0], "data", "tokenizer.model.v1")
 
 
-@lru_cache(maxsize=None)
-def sp_tokenizer(legacy: bool):
+def sp_backend(model_file: str, legacy: bool):
+    """transformers' SentencePieceBackend over a LLaMA-format `model_file` (BOS added)."""
     from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
-    tok = SentencePieceBackend(vocab_file=mistral_sp_model(), legacy=legacy, bos_token="<s>", eos_token="</s>",
-                               unk_token="<unk>", special_tokens_pattern="bos")
+    return SentencePieceBackend(vocab_file=model_file, legacy=legacy, bos_token="<s>", eos_token="</s>",
+                                unk_token="<unk>", special_tokens_pattern="bos")
+
+
+@lru_cache(maxsize=None)
+def sp_tokenizer(legacy: bool):
+    tok = sp_backend(mistral_sp_model(), legacy)
     tok.chat_template = MISTRAL_INSTRUCT_TEMPLATE
     return tok
 

@@ -81,8 +81,22 @@ def converter_script() -> Path:
     return script
 
 
+def check_sentencepiece_scores(checkpoint: str | os.PathLike) -> None:
+    """Refuse a checkpoint whose tokenizer was converted from SentencePiece (BPE with byte fallback,
+    LLaMA's layout) but which lacks the tokenizer.model: llama.cpp's converter then gives every piece
+    the same score (its LlamaHfVocab fallback), and llama.cpp, which merges by score, segments text
+    otherwise than training did (on most held-out documents, English included: docs/fidelity.md)."""
+    ckpt = Path(checkpoint)
+    model = (read_json(ckpt / "tokenizer.json", {}) or {}).get("model") or {}
+    if model.get("type") == "BPE" and model.get("byte_fallback") and not (ckpt / "tokenizer.model").is_file():
+        raise UserError(f"{ckpt} has a SentencePiece tokenizer but no tokenizer.model, whose scores llama.cpp "
+                        "needs to tokenize as training did: copy the base model's (or `vocab extend`'s) "
+                        "tokenizer.model into it")
+
+
 def convert_f16(checkpoint: str | os.PathLike, out: str | os.PathLike, *, log=None) -> Path:
     """Hugging Face checkpoint -> 16-bit GGUF with llama.cpp's converter (a subprocess: it is a script)."""
+    check_sentencepiece_scores(checkpoint)
     script = converter_script()
 
     def convert(tmp: str) -> None:
