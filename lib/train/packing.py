@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import inspect
 
-from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening  # noqa: TID253 -- a trainer module: its collators subclass these
+# a trainer module: its collators subclass these
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening  # noqa: TID253
 
 from lib.train.masking import IGNORE_INDEX
 
