@@ -8,6 +8,8 @@ import yaml
 from lib.budget import Ledger, load_budgets
 from lib.core.paths import BUDGETS_YAML
 from lib.train.checkpoints import latest_complete
+from lib.train.metering import billed_instance
+from lib.train.recipes import load_recipe
 from lib.train.sft import TrainConfig, train
 
 
@@ -49,3 +51,16 @@ def test_local_cpu_training_costs_nothing_and_is_metered(tmp_path):
     assert not res["stopped_for_budget"] and res["global_step"] == 2
     recs = Ledger(tmp_path / "run" / "ledger", writer="check").records(kind="compute", phase="training")
     assert recs and sum(r["hours"] for r in recs) > 0 and sum(r["usd"] for r in recs) == 0
+
+
+def test_a_skypilot_node_is_billed_as_the_instance_the_task_asked_for():
+    h7, lora, tiny = (load_recipe(n).hardware for n in ("alpaca_7b", "alpaca_lora", "tiny"))
+    sky = {"SKYPILOT_TASK_ID": "t", "SKYPILOT_NUM_GPUS_PER_NODE": "8"}
+    assert billed_instance(h7, on_gpu=True, env=sky) == ("A100-80GB", 8)
+    # the CPU rehearsal of an 8-GPU task is priced as that task's node
+    assert billed_instance(h7, on_gpu=False, env={"SKYPILOT_TASK_ID": "t", "SKYPILOT_NUM_GPUS_PER_NODE": "0"}) == \
+        ("A100-80GB", 8)
+    assert billed_instance(lora, on_gpu=False, env={"SKYPILOT_TASK_ID": "t"}) == ("A100-80GB", 1)
+    assert billed_instance(h7, on_gpu=False, env={}) is None  # a laptop CPU costs nothing
+    assert billed_instance(h7, on_gpu=True, env={"LOCAL_WORLD_SIZE": "2"}) == ("A100-80GB", 2)
+    assert billed_instance(tiny, on_gpu=False, env=sky) is None  # a laptop recipe

@@ -1,13 +1,18 @@
 """The SFT entry point in-process: held-out split, CLI round trip, re-run after completion, bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 
 from lib.core.errors import UserError
+from lib.core.params import declared_params, settings_argv, settings_from_params
+from lib.core.paths import REPO
 from lib.train.data import split_heldout
-from lib.train.sft import TrainConfig, config_to_args, parse_args, train
+from lib.train.sft import NOTEBOOK_PARAMS, TrainConfig, parse_args, train
 
 
 def _data(path, n=16):
@@ -30,9 +35,56 @@ def test_heldout_split_is_deterministic_and_order_free():
         split_heldout(recs[:1], 0.1)
 
 
-def test_cli_round_trip():
-    cfg = TrainConfig(recipe="vicuna_7b", model="tiny", data="d.jsonl", max_steps=3, learning_rate=1e-4, packing="false")
-    assert parse_args(config_to_args(cfg)) == cfg
+# A value other than the default for every field, of the field's own type.
+EVERY_FIELD = dict(recipe="vicuna_7b", data="d.jsonl", heldout="h.jsonl", output_dir="/o/model", checkpoint_dir="/c",
+                   metrics_path="/o/m.json", model="tiny", model_override="$BASE_MODEL replaced x", max_steps=3,
+                   num_train_epochs=2.5, learning_rate=1e-4, per_device_batch=2, grad_accum=8, max_length=96,
+                   packing=False, seed=7, save_steps=5, logging_steps=3, run_dir="runs/r", budgets_path="b.yaml",
+                   hourly_usd=-2.0, fsdp=True, lora=False)
+
+
+def test_every_field_round_trips_through_the_worker_command_line():
+    assert set(EVERY_FIELD) == {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**EVERY_FIELD)
+    assert all(getattr(cfg, f.name) != f.default for f in dataclasses.fields(TrainConfig))
+    assert parse_args(settings_argv(cfg)) == cfg
+    assert parse_args(settings_argv(TrainConfig())) == TrainConfig() and settings_argv(TrainConfig()) == []
+    # each boolean in each of its states: None (the recipe's) is the flag left out
+    for name in ("packing", "fsdp", "lora"):
+        for value in (True, False, None):
+            one = TrainConfig(**{name: value})
+            assert parse_args(settings_argv(one)) == one
+
+
+def test_booleans_are_typed_and_strict():
+    assert TrainConfig().packing is None  # the recipe's
+    got = parse_args(["--packing", "TRUE", "--fsdp=false", "--no-lora"])
+    assert (got.packing, got.fsdp, got.lora) == (True, False, False)
+    assert parse_args(["--packing"]).packing is True
+    for bad in (["--packing", "maybe"], ["--fsdp", "yes"], ["--no-lora", "true"], ["--max-steps", "three"]):
+        with pytest.raises(UserError) as e:
+            parse_args(bad)
+        assert "\n" not in str(e.value) and bad[0] in str(e.value)
+    with pytest.raises(UserError, match="'maybe' is not a boolean: use true or false"):
+        parse_args(["--packing", "maybe"])
+
+
+def test_a_bad_boolean_on_the_command_line_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "lib.train.sft", "--packing", "maybe"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "error: argument --packing/--no-packing: 'maybe' is not a boolean: use true or false (see --help)"]
+
+
+def test_notebook_03_parameters_are_training_settings_or_its_own():
+    declared = declared_params("03_train")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(declared) - fields == set(NOTEBOOK_PARAMS)
+    cfg = settings_from_params(TrainConfig, {"packing": False, "max_steps": 4, "nproc": 2}, also=NOTEBOOK_PARAMS)
+    assert (cfg.packing, cfg.max_steps) == (False, 4)
+    with pytest.raises(UserError, match="TrainConfig has no setting 'pakcing' \\(did you mean 'packing'\\?\\)"):
+        settings_from_params(TrainConfig, {"pakcing": False}, also=NOTEBOOK_PARAMS)
 
 
 def test_rerun_after_completion_publishes_the_last_checkpoint_without_more_steps(tmp_path):
@@ -56,13 +108,17 @@ def test_missing_data_is_one_clear_line(tmp_path):
     with pytest.raises(UserError, match=r"bad.jsonl:2 is not valid JSON"):
         train(TrainConfig(recipe="tiny", model="tiny", data=str(bad), output_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
+    with pytest.raises(UserError, match="recipe tiny has no lora section"):
+        train(TrainConfig(recipe="tiny", model="tiny", data=_data(tmp_path / "t.jsonl"), output_dir=str(tmp_path / "m"),
+                          lora=True))
+    assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("packing, micro", [("true", (16, 1)), ("false", (4, 4))])
+@pytest.mark.parametrize("packing, micro", [(True, (16, 1)), (False, (4, 4))])
 def test_the_layout_picks_the_recipes_micro_batch(tmp_path, packing, micro):
     """alpaca_7b packs 16 examples per micro-batch (same memory as Alpaca's padded 4) and pads 4 when packing is off."""
     cfg = TrainConfig(recipe="alpaca_7b", model="tiny", data=_data(tmp_path / "t.jsonl", 20),
                       output_dir=str(tmp_path / "model"), max_steps=1, max_length=48, packing=packing)
     m = train(cfg)
-    assert (m["packing"], m["per_device_batch"], m["grad_accum"]) == (packing == "true", *micro)
-    assert m["packing_layout"] == ("varlen" if packing == "true" else "padded")
+    assert (m["packing"], m["per_device_batch"], m["grad_accum"]) == (packing, *micro)
+    assert m["packing_layout"] == ("varlen" if packing else "padded")

@@ -1,7 +1,11 @@
-"""Notebook parameters to a settings dataclass, strictly: one name per setting, none dropped.
+"""Settings dataclasses <-> notebook parameters <-> command lines: one name per setting, none dropped.
 
     params = notebook_params(globals(), "01_generate")      # in the notebook's setup cell
     cfg = settings_from_params(GenerateConfig, params, also=RUN_PARAMS)
+
+    parser = add_settings_arguments(OneLineParser(), TrainConfig)   # --max-steps 3 --no-packing ...
+    cfg = settings_from_args(TrainConfig, parser.parse_args(argv))
+    worker_argv = settings_argv(cfg)                                # and back, for torchrun workers
 
 A parameter is a name papermill (or a person editing the parameters cell) sets. A
 misspelled one (`-p drop_refusal False`) used to vanish: the notebook picked the settings
@@ -11,10 +15,12 @@ closest known parameter, before anything is written.
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import difflib
 import json
+import typing
 from pathlib import Path
 
 from lib.core.errors import UserError
@@ -89,3 +95,92 @@ def _unknown_message(unknown: list[str], known: list[str], what: str) -> str:
         close = difflib.get_close_matches(name, known, n=1)
         hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return f"{what} {', '.join(hints)}: use one of {', '.join(known)}"
+
+
+# ---------------------------------------------------------------------------- command line
+# The same dataclass as a command line: `--max-steps 3` for `max_steps: int`, dashes for
+# underscores, typed by the field. A bool is `--packing`, `--no-packing` or `--packing
+# true|false` (nothing else: `--packing maybe` is one error line); `X | None = None` means
+# "not set here" (the recipe's value, say), so the flag is simply left out.
+
+_SCALARS = (int, float, str, bool)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _cli_fields(cls, skip=()) -> list[tuple[dataclasses.Field, type, bool]]:
+    """(field, scalar type, optional) for every field of `cls` but `skip`; a field with no
+    command-line form (a list, a dict) is a TypeError: a programming error, not bad input."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        typ, args = hints[f.name], typing.get_args(hints[f.name])
+        optional = type(None) in args
+        if optional and len(args) == 2:
+            typ = next(a for a in args if a is not type(None))
+        if typ not in _SCALARS:
+            raise TypeError(f"{cls.__name__}.{f.name}: {hints[f.name]} has no command-line form "
+                            "(use int, float, str, bool or one of them | None)")
+        out.append((f, typ, optional))
+    return out
+
+
+class _Bool(argparse.Action):
+    """`--x`, `--x true|false` (strict, any case) and `--no-x`, all into one dest."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if option_string.startswith("--no-"):
+            if value is not None:
+                raise argparse.ArgumentError(self, f"{option_string} takes no value")
+            setattr(namespace, self.dest, False)
+        elif value is None or value.lower() in ("true", "false"):
+            setattr(namespace, self.dest, value is None or value.lower() == "true")
+        else:
+            raise argparse.ArgumentError(self, f"{value!r} is not a boolean: use true or false")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose mistakes (unknown flag, bad value) are one UserError line through
+    `@cli`, as every other bad input is, instead of the usage text and argparse's own exit."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see --help)")
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, cls, *, skip=()) -> argparse.ArgumentParser:
+    """One flag per field of the dataclass `cls` (but `skip`), typed and defaulted by the field."""
+    for f, typ, _ in _cli_fields(cls, skip):
+        default = None if f.default is dataclasses.MISSING else f.default
+        if typ is bool:
+            parser.add_argument(_flag(f.name), "--no-" + _flag(f.name)[2:], dest=f.name, action=_Bool, nargs="?",
+                                default=default, metavar="true|false")
+        else:
+            parser.add_argument(_flag(f.name), dest=f.name, type=typ, default=default)
+    return parser
+
+
+def settings_from_args(cls, args: argparse.Namespace):
+    """`cls` from parsed arguments: its fields that the parser set, the rest at their defaults."""
+    ns = vars(args)
+    return cls(**{f.name: ns[f.name] for f in dataclasses.fields(cls) if f.name in ns})
+
+
+def settings_argv(cfg, *, skip=()) -> list[str]:
+    """The command line that `add_settings_arguments` parses back into `cfg` (for worker
+    processes): every field that differs from its default, as `--name=value` (a value may
+    start with a dash), a bool as `--name` / `--no-name`."""
+    argv = []
+    for f, typ, _ in _cli_fields(type(cfg), skip):
+        value = getattr(cfg, f.name)
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        if value is None:
+            raise ValueError(f"{type(cfg).__name__}.{f.name}=None cannot be written on a command line "
+                             "(None is the default of an optional field, which is left out)")
+        argv.append((_flag(f.name) if value else "--no-" + _flag(f.name)[2:]) if typ is bool
+                    else f"{_flag(f.name)}={value}")
+    return argv

@@ -2,15 +2,16 @@
 
 Notebook 01's parameters cell, `python -m lib.generate` and the pipeline profiles all use
 these names (a notebook parameter is the field name; a CLI flag is the same name with
-dashes): `settings_from_params` maps the notebook's parameters onto the dataclass and
-refuses unknown ones, `add_arguments` derives the command line from the fields, as
-lib/train/sft.py's `parse_args` does for training.
+dashes): lib/core/params.py maps the notebook's parameters onto the dataclass and refuses
+unknown ones (`settings_from_params`), and derives the command line from the fields, as it
+does for training's TrainConfig.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass
+
+from lib.core.params import add_settings_arguments, settings_from_args
 
 # Notebook 01's parameters that are not generation settings: where to run and whom to ask.
 RUN_PARAMS = ("run_dir", "budgets_path", "teacher_base_url", "teacher_model", "api_key_env", "price_model", "seed_path")
@@ -53,17 +54,9 @@ class GenerateConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One --flag per setting (dashes for underscores), typed and defaulted by the dataclass."""
-    for f in dataclasses.fields(GenerateConfig):
-        if f.name in DERIVED:
-            continue
-        flag = f"--{f.name.replace('_', '-')}"
-        if f.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            parser.add_argument(flag, type={"int": int, "float": float}.get(f.type, str), default=f.default)
+    """One --flag per setting but the derived ones (lib/core/params.py: dashes, typed by the field)."""
+    add_settings_arguments(parser, GenerateConfig, skip=DERIVED)
 
 
 def from_arguments(args: argparse.Namespace) -> GenerateConfig:
-    names = {f.name for f in dataclasses.fields(GenerateConfig)} - set(DERIVED)
-    return GenerateConfig(**{k: v for k, v in vars(args).items() if k in names})
+    return settings_from_args(GenerateConfig, args)

@@ -8,7 +8,7 @@ is refused with one line.
 
 LoRA runs are published by training as a merged standalone checkpoint (the adapter is kept
 beside it in `model/adapter/`). A directory that holds only an adapter is merged here with
-training's own `_merge_lora`, once, into `model-merged/`.
+training's own `lib.train.merge.merge_lora`, once, into `model-merged/`.
 """
 from __future__ import annotations
 
@@ -66,14 +66,15 @@ def training_metadata(run_dir: Path) -> dict:
 def _merge_adapter(adapter_dir: Path, meta: dict) -> Path:
     from transformers import AutoTokenizer
 
+    from lib.train.merge import merge_lora
     from lib.train.recipes import load_recipe
-    from lib.train.sft import TrainConfig, _merge_lora
+    from lib.train.sft import TrainConfig
 
     out = adapter_dir.with_name(adapter_dir.name + "-merged")
     if (out / "config.json").is_file():
         return out
     tok = AutoTokenizer.from_pretrained(adapter_dir)
-    return _merge_lora(adapter_dir, load_recipe(meta["recipe"]), TrainConfig(), meta["model"], tok)
+    return merge_lora(adapter_dir, load_recipe(meta["recipe"]), meta["model"], tok, seed=TrainConfig().seed)
 
 
 def load_run_model(run: str | os.PathLike) -> RunModel:

@@ -8,10 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback  # noqa: TID253 -- a trainer module: its classes subclass Trainer's
 
 from lib.core.errors import BudgetExceeded
 from lib.core.files import mark_complete
+from lib.train.dist import barrier
 from lib.train.metrics import train_flops
 
 
@@ -19,24 +20,17 @@ def _is_main(state) -> bool:
     return state.is_world_process_zero
 
 
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 class CompleteMarkerCallback(TrainerCallback):
     """After Trainer wrote checkpoint-<step> (model, optimizer, scheduler, RNG, state), wait
     for every rank, then rank 0 fsyncs and writes `.complete`."""
 
     def on_save(self, args, state, control, **kw):
-        _barrier()
+        barrier()
         if _is_main(state):
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if ckpt.is_dir():
                 mark_complete(ckpt, json.dumps({"step": state.global_step, "time": time.time()}) + "\n")
-        _barrier()
+        barrier()
         return control
 
 
@@ -44,9 +38,9 @@ class ThroughputCallback(TrainerCallback):
     """Per logging interval: tokens/s (all ranks), useful-token share, MFU, label tokens."""
 
     def __init__(self, meter, *, n_params: int, n_layers: int, d_model: int, peak_flops: float | None,
-                 world_size: int = 1):
+                 peak_source: str = "", world_size: int = 1):
         self.meter, self.n_params, self.n_layers, self.d_model = meter, n_params, n_layers, d_model
-        self.peak, self.world = peak_flops, world_size
+        self.peak, self.peak_source, self.world = peak_flops, peak_source, world_size
         self.rows: list[dict] = []
         self._last = None
 

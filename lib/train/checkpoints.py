@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
 # The completeness marker and its writer live in lib.core.files (one rule for whole directories).
 from lib.core.files import is_complete
+from lib.train.dist import barrier
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -42,3 +44,27 @@ def set_aside_incomplete(root: str | os.PathLike) -> list[tuple[Path, Path]]:
             os.replace(p, dest)  # a rename, not a write: if a power cut undoes it, the next start redoes it
             moved.append((p, dest))
     return moved
+
+
+def step_of(checkpoint: Path) -> int:
+    """The optimizer step a `checkpoint-<step>` directory holds."""
+    return int(checkpoint.name.split("-")[-1])
+
+
+def resume_point(root: str | os.PathLike, *, last_step: int, main: bool) -> tuple[Path | None, Path | None]:
+    """(checkpoint to resume from, or None to start fresh; the same checkpoint again when it
+    already holds `last_step`, i.e. training is done and only publishing is left, else None),
+    once rank 0 has set the incomplete ones aside. Every rank calls it: it holds two barriers,
+    so no rank lists the directory while rank 0 renames in it."""
+    resume = latest_complete(root)
+    finished = resume if resume is not None and step_of(resume) >= last_step else None
+    barrier()
+    if main:
+        for old, new in set_aside_incomplete(root):
+            print(f"checkpoint: set aside incomplete {old.name} as {new.name} (killed while writing)", file=sys.stderr)
+        if resume:
+            print(f"checkpoint: resuming from {resume}")
+        if finished:
+            print(f"checkpoint: {finished.name} is the last step ({last_step}); publishing it without more training")
+    barrier()
+    return resume, finished

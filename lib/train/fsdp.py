@@ -1,43 +1,30 @@
-"""FSDP settings derived from the model, and the torchrun command line for one or many nodes.
+"""FSDP settings derived from the model, and FSDP on CPU for the 2-process rehearsals.
 
 The wrap class is read from the model (`_no_split_modules`: the blocks transformers itself
 never splits across devices = the decoder layers), never typed per model: a wrong or
 missing wrap class silently wraps the whole model as one unit, which all-gathers every
 parameter at once and once turned a 3-hour Alpaca run into 24.
 
-03_train calls `train_on_cluster(cfg, nproc=...)`: with nproc=0 (what the cloud profiles
-say) every node runs SKYPILOT_NUM_GPUS_PER_NODE workers (one on a node without GPUs, as in
-the 2-node CPU rehearsal) and torchrun joins the nodes of SKYPILOT_NODE_IPS; one process on
-one node trains in the calling process. By hand, `python -m lib.train.fsdp <sft arguments>`
-replaces itself with the torchrun command for this node:
-
-    python -m lib.train.fsdp --recipe alpaca_7b --data ~/data/clean.jsonl \
-        --output-dir /ckpt/model --checkpoint-dir /ckpt/checkpoints --run-dir /ckpt/run
-
 Sharding is full (FSDP2 `reshard_after_forward=True`, i.e. FULL_SHARD); the final save
 gathers a FULL_STATE_DICT on rank 0 with CPU offload (accelerate's `cpu_offload=True,
 broadcast_from_rank0=True` / `FullStateDictConfig(offload_to_cpu=True, rank0_only=True)`),
 which avoids the known OOM of gathering a 7B/13B state dict on every GPU.
+
+The torchrun launcher that starts the workers is lib/train/cluster.py.
 """
 from __future__ import annotations
 
-import json
-import os
-import shlex
-import subprocess
-import sys
-import time
-from collections.abc import Mapping
-from pathlib import Path
+import inspect
 
 from lib.core.errors import UserError
-from lib.core.paths import REPO
+from lib.train.packing import base_model
+
+# What enable_fsdp_on_cpu was written against; check_accelerate_internals names what changed.
+ACCELERATE_CHECKED = "1.15.0"
 
 
 def decoder_layer_classes(model) -> list[str]:
     """Class names of the model's repeated blocks, checked against the modules actually present."""
-    from lib.train.packing import base_model
-
     m = base_model(model)
     names = list(getattr(m, "_no_split_modules", None) or [])
     present = {type(mod).__name__ for mod in m.modules()}
@@ -63,115 +50,57 @@ def fsdp_config(model, *, activation_checkpointing: bool, cpu_offload: bool = Fa
     }
 
 
-def cluster_from_env(env: Mapping[str, str] | None = None, nproc: int | None = None) -> dict:
-    """Nodes, rank and processes per node from SkyPilot's variables; one local node otherwise.
-    Without `nproc`, every GPU of the node gets a process, and a node without GPUs one."""
-    env = os.environ if env is None else env
-    ips = [ip.strip() for ip in (env.get("SKYPILOT_NODE_IPS") or "").split() if ip.strip()]
-    nnodes = max(len(ips), 1)
-    try:
-        rank = int(env.get("SKYPILOT_NODE_RANK", "0"))
-        per_node = int(nproc or int(env.get("SKYPILOT_NUM_GPUS_PER_NODE") or 0) or 1)
-    except ValueError:
-        raise UserError("SKYPILOT_NODE_RANK / SKYPILOT_NUM_GPUS_PER_NODE must be integers: check the task's env") from None
-    if not 0 <= rank < nnodes:
-        raise UserError(f"SKYPILOT_NODE_RANK={rank} is outside the {nnodes} nodes in SKYPILOT_NODE_IPS: check the task")
-    if per_node < 1:
-        raise UserError(f"{per_node} processes per node: need at least 1 (SKYPILOT_NUM_GPUS_PER_NODE or nproc)")
-    return {"nnodes": nnodes, "node_rank": rank, "nproc_per_node": per_node,
-            "master_addr": ips[0] if ips else "127.0.0.1"}
+def fsdp_units(wrapped) -> list[str]:
+    """Class names of the FSDP units in the model as Trainer wrapped it ([] = not sharded)."""
+    return sorted({type(m).__name__ for m in wrapped.modules() if type(m).__name__.startswith("FSDP")})
 
 
-def billed_instance(hardware, *, on_gpu: bool, env: Mapping[str, str] | None = None) -> tuple[str, int] | None:
-    """(accelerator, GPUs) this node is paid for, or None on a laptop CPU.
-
-    On a SkyPilot node the node costs the instance the task asked for whatever torch sees, so
-    its intervals are priced as the recipe's accelerator x SKYPILOT_NUM_GPUS_PER_NODE (x the
-    recipe's GPUs per node when the node reports none, as the CPU rehearsal of an 8-GPU task
-    does); off SkyPilot, the GPUs this node trains on."""
-    env = os.environ if env is None else env
-    if str(hardware.accelerator).lower() == "cpu":  # a laptop recipe
-        return None
-    if env.get("SKYPILOT_TASK_ID"):
-        gpus = int(env.get("SKYPILOT_NUM_GPUS_PER_NODE") or 0) or max(int(hardware.gpus_per_node), 1)
-        return hardware.accelerator, gpus
-    if on_gpu:
-        return hardware.accelerator, int(env.get("LOCAL_WORLD_SIZE", "1"))
-    return None
+# ---------------------------------------------------------------------------- FSDP on CPU
+# accelerate turns FSDP on only for accelerator backends (MULTI_GPU, ...), never for
+# MULTI_CPU, although torch's FSDP2 runs on CPU tensors over gloo; neither accelerate 1.15
+# nor transformers 5.17 has a supported switch for it (AcceleratorState sets FSDP only in
+# its accelerator branch). So the CPU rehearsals of the FSDP path write accelerate's shared
+# state themselves, and check_accelerate_internals pins the private names that takes.
 
 
-def torchrun_command(script_args: list[str], *, env: Mapping[str, str] | None = None, nproc: int | None = None,
-                     master_port: int = 29500, module: str = "lib.train.sft") -> list[str]:
-    """`python -m torch.distributed.run ... -m lib.train.sft <args>` for this node of the cluster."""
-    c = cluster_from_env(env, nproc)
-    return [
-        sys.executable, "-m", "torch.distributed.run",
-        f"--nnodes={c['nnodes']}", f"--node_rank={c['node_rank']}", f"--nproc_per_node={c['nproc_per_node']}",
-        f"--master_addr={c['master_addr']}", f"--master_port={master_port}",
-        "-m", module, *script_args,
-    ]
+def check_accelerate_internals() -> None:
+    """Raise one RuntimeError naming every private accelerate name enable_fsdp_on_cpu relies
+    on that the installed accelerate no longer has (tests/test_train_fsdp.py calls it)."""
+    import accelerate
+    from accelerate import state, utils
+
+    partial, acc = getattr(state, "PartialState", None), getattr(state, "AcceleratorState", None)
+    dist_type = getattr(utils, "DistributedType", None)
+    missing = [what for what, ok in [
+        ("accelerate.state.PartialState._shared_state (a dict)",
+         isinstance(getattr(partial, "_shared_state", None), dict)),
+        ("AcceleratorState(..., _from_accelerator=)",
+         acc is not None and "_from_accelerator" in inspect.signature(acc.__init__).parameters),
+        ("AcceleratorState.initialized", isinstance(getattr(acc, "initialized", None), property)),
+        ("accelerate.utils.DistributedType.FSDP", hasattr(dist_type, "FSDP")),
+        ("accelerate.utils.FullyShardedDataParallelPlugin", hasattr(utils, "FullyShardedDataParallelPlugin")),
+        ("accelerate.utils.TorchDynamoPlugin", hasattr(utils, "TorchDynamoPlugin")),
+    ] if not ok]
+    if missing:
+        raise RuntimeError(
+            f"accelerate {accelerate.__version__} no longer has {'; '.join(missing)}, which "
+            f"lib.train.fsdp.enable_fsdp_on_cpu writes (checked against accelerate {ACCELERATE_CHECKED}): "
+            "see whether accelerate now turns FSDP on for MULTI_CPU itself (then delete the workaround), "
+            "else adapt enable_fsdp_on_cpu to the new names")
 
 
-def shell(cmd: list[str]) -> str:
-    return " ".join(shlex.quote(c) for c in cmd)
+def enable_fsdp_on_cpu(args) -> None:
+    """Before Trainer is built: make accelerate's shared state FSDP with the plugin Trainer
+    would build from `args` (TrainingArguments with fsdp on). Trainer's Accelerator then reuses
+    that state. PartialState is marked too: every AcceleratorState() re-reads it. On GPUs
+    accelerate does all this by itself; call this on CPU only."""
+    check_accelerate_internals()
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, TorchDynamoPlugin
 
-
-def train_on_cluster(cfg, *, nproc: int = 0, log_path: str | os.PathLike, env: Mapping[str, str] | None = None,
-                     metrics_wait_s: float = 600.0) -> dict:
-    """Train `cfg` (a lib.train.sft.TrainConfig) on this node's share of the cluster; return the metrics.
-
-    nproc: processes on this node; 0 = one per GPU (SKYPILOT_NUM_GPUS_PER_NODE), one without GPUs.
-    One process on one node trains here; anything bigger goes through torchrun, after the base
-    model has been found (a missing one fails in seconds with one line, before any worker or
-    GPU-hour). Every node runs this with the same config: node 0's rank 0 writes the metrics,
-    the other nodes read them once they appear (they share the bucket)."""
-    from lib.core.errors import UserError
-    from lib.train.sft import check_base_model, config_to_args, train
-
-    env = dict(os.environ if env is None else env)
-    c = cluster_from_env(env, nproc or None)
-    if c["nnodes"] == 1 and c["nproc_per_node"] == 1:
-        return train(cfg)
-    model_id = check_base_model(cfg)
-    cmd = torchrun_command(config_to_args(cfg), env=env, nproc=c["nproc_per_node"],
-                           master_port=int(env.get("SHEAR_MASTER_PORT") or 29500))
-    env.setdefault("OMP_NUM_THREADS", "1")
-    log = Path(log_path)
-    if c["node_rank"]:
-        log = log.with_name(f"{log.stem}.node{c['node_rank']}{log.suffix}")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    metrics = Path(cfg.metrics_path)
-    t0 = time.time()
-    print(f"{model_id}: node {c['node_rank']} of {c['nnodes']} x {c['nproc_per_node']} process(es) "
-          f"= world size {c['nnodes'] * c['nproc_per_node']}", flush=True)
-    print("$", shell(cmd), f"> {log}", flush=True)
-    with open(log, "ab") as f:
-        # from the repository root: `-m lib.train.sft` must import wherever Jupyter was started
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
-    if rc != 0:
-        lines = log.read_text(errors="replace").strip().splitlines()
-        # a worker's UserError line, else its exception, else the last line that says something
-        said = ([ln for ln in lines if ln.startswith("error: ")] or [ln for ln in lines if "Error" in ln]
-                or [ln for ln in lines if any(ch.isalnum() for ch in ln)] or ["(empty log)"])
-        raise UserError(f"training workers failed (exit {rc}): {said[-1].strip()[:300]} -- full log in {log}")
-    # Node 0 wrote the metrics before the workers' last barrier; on a bucket mount another node
-    # may see the file a little later.
-    while not (metrics.exists() and metrics.stat().st_mtime >= t0 - 1):
-        if time.time() - t0 > metrics_wait_s:
-            raise UserError(f"training finished but {metrics} from node 0 did not appear within "
-                            f"{metrics_wait_s:.0f} s: check the bucket mount")
-        time.sleep(2)
-    return json.loads(metrics.read_text())
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    cmd = torchrun_command(args, master_port=int(os.environ.get("SHEAR_MASTER_PORT", "29500")))
-    print("$", shell(cmd), flush=True)
-    os.execv(cmd[0], cmd)
-
-
-if __name__ == "__main__":
-    from lib.core.errors import cli
-
-    cli(main)()
+    plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
+    state = AcceleratorState(cpu=True, fsdp_plugin=plugin, dynamo_plugin=TorchDynamoPlugin(),
+                             _from_accelerator=True)
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = plugin

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-import torch
+import torch  # noqa: TID253 -- a trainer module: every function here measures torch models
 
 # Dense bf16 tensor-core peaks (FLOP/s) from vendor data sheets; keys match torch device names.
 PEAK_BF16 = {

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import inspect
 
-from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+# a trainer module: its collators subclass these
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening  # noqa: TID253
 
 from lib.train.masking import IGNORE_INDEX
 
@@ -223,7 +224,7 @@ class MeteredCollator:
         self.inner, self.meter = inner, meter
 
     def __call__(self, features):
-        lengths = [len(f["input_ids"]) for f in features]  # noqa: the rows collator has its own
+        lengths = [len(f["input_ids"]) for f in features]  # the rows collator has its own
         batch = self.inner(features)
         self.meter.positions += int(batch["input_ids"].numel())
         self.meter.useful += sum(lengths)

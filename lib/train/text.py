@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lib.core.errors import UserError
+from lib.core.files import atomic_write_json
+from lib.train.masking import bos_prefix, eos_id
 
 TEXT_SUFFIXES = (".jsonl", ".json", ".txt")
 
@@ -110,8 +112,6 @@ def read_documents(paths, *, text_field: str = "text") -> Iterator[str]:
 
 def document_ids(text: str, tok) -> list[int]:
     """One document's ids: the tokenizer's own BOS (if it adds one), the text, then EOS."""
-    from lib.train.masking import bos_prefix, eos_id
-
     return bos_prefix(tok) + tok(text, add_special_tokens=False)["input_ids"] + [eos_id(tok)]
 
 
@@ -203,8 +203,6 @@ def build_block_dataset(paths, tok, block_size: int, cache_dir: str | os.PathLik
 def _gen_blocks(files, tok_name, block_size, _tok, stats_path):
     # tok_name is part of gen_kwargs so the dataset cache key changes with the tokenizer. The
     # stats are written when the stream ends; a cached dataset is reused with the same file.
-    from lib.core.files import atomic_write_json
-
     stats = BlockStats()
     yield from block_examples(files, _tok, block_size, stats=stats)
     atomic_write_json(stats_path, stats.as_dict())

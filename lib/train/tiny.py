@@ -6,7 +6,7 @@ few layers of width 64, random weights (seeded), and the embedded SmolLM2 tokeni
 """
 from __future__ import annotations
 
-import torch
+import torch  # noqa: TID253 -- a trainer module: it builds torch models
 
 from lib.core.errors import UserError
 
