@@ -127,3 +127,11 @@ def test_the_vocabulary_record_survives_both_stages(chain):
         config = AutoConfig.from_pretrained(d)
         assert getattr(config, VOCAB_RECORD)["base_vocab_size"] == 32000, d
         check_extended_vocab(AutoTokenizer.from_pretrained(d), config, first_new_id)
+
+
+def test_every_trained_model_keeps_the_sentencepiece_model(chain):
+    """llama.cpp's GGUF converter reads piece scores from tokenizer.model: every model the trainer
+    publishes (stage 1, stage 2, the SFT on top) carries the extended one, byte for byte."""
+    extended = (chain["root"] / "tok" / "tokenizer.model").read_bytes()
+    for d in (chain["root"] / "stage1", chain["run_pt"] / "model", chain["run_sft"] / "model"):
+        assert (d / "tokenizer.model").read_bytes() == extended, d

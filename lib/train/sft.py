@@ -45,6 +45,7 @@ from lib.train.packing import (MeteredCollator, TokenMeter, base_model, make_col
 from lib.train.publish import publish_model
 from lib.train.recipes import load_recipe
 from lib.train.text import BlockStats, corpus_files, encode_corpus
+from lib.train.vocab import check_extended_vocab
 
 
 @dataclass
@@ -103,6 +104,7 @@ def train(cfg: TrainConfig) -> dict:
 
     # ------------------------------------------------------------------------ model
     tok, model, model_src = load_tokenizer_and_model(recipe, cfg.model, cfg.seed, on_gpu=on_gpu)
+    check_extended_vocab(tok, model.config, recipe.new_embeddings_from)  # ids mean what the rows were resized for
     ex = encode_examples(cfg, recipe, records, tok, max_length, ckpt_dir=ckpt_dir, rank=rank)
     batch = choose_batching(model, recipe, cfg, main=main)
     pad_collator = make_collator(tok, packing=False)
