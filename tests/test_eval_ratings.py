@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lib.evaluate import ratings as R
+from tests.test_eval_agreement import unreadable_text
 
 TRUE = {"base": 0.0, "alpaca": 0.4, "vicuna": 0.8, "text-davinci-003": 1.6}  # natural-log strengths
 
@@ -106,6 +107,7 @@ def test_battles_follow_the_swap_rule_and_votes(tmp_path):
     with pytest.raises(ValueError, match="question_id"):
         R.ratings([("x", "y", "win")])
     fig = R.ratings_chart(R.ratings(_battles(200), n_boot=20))
+    assert unreadable_text(fig) == []
     fig.savefig(tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 5000
     assert R.ratings([]) == []

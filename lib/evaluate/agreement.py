@@ -210,39 +210,48 @@ def cost_of_trust(report: dict, votes: list[dict], *, judge_usd: float, judged_i
             "usd_for_agreement": need_raw * per_review if seconds else math.nan}
 
 
+CHART_MEASURES = (("agreement", "agreement_ci", "raw agreement", (0, 1)),
+                  ("non_tie_agreement", "non_tie_ci", "non-tie agreement", (0, 1)),
+                  ("kappa", "kappa_ci", "Cohen's κ", (-1, 1)))
+MT_BENCH_NON_TIE = 0.85  # GPT-4 vs experts on non-tie votes, about 85% (Zheng et al., 2023; docs/evaluation.md)
+
+
 def agreement_chart(report: dict, human_human: dict | None = None):
-    """Raw, non-tie and kappa per category and overall, with intervals; people vs people beside."""
+    """Raw, non-tie and kappa agreement, one panel each, one row per group (overall, each
+    category, people vs people): the estimate, its interval and its value. Rows, not columns,
+    so ten categories still fit the notebook's width with their names readable."""
     import matplotlib.pyplot as plt
 
     groups = [("overall", report["overall"]), *report["by_category"].items()]
     if human_human and human_human["overall"]["n"]:
-        groups.append(("human vs human", human_human["overall"]))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups) + 2), 3.6))
-    measures = (("agreement", "agreement_ci", "raw", "#264653"), ("non_tie_agreement", "non_tie_ci", "non-tie", "#2a9d8f"),
-                ("kappa", "kappa_ci", "Cohen's κ", "#e9c46a"))
-    width, labelled = 0.26, set()
-    for k, (key, ci, label, color) in enumerate(measures):
-        for g, (_, st) in enumerate(groups):
-            v = st[key]
-            if v is None or (isinstance(v, float) and math.isnan(v)):
+        groups.append(("people vs people", human_human["overall"]))
+    fig, axes = plt.subplots(1, 3, figsize=(8.0, 1.3 + 0.38 * len(groups)), sharey=True)
+    ys = list(range(len(groups)))[::-1]
+    drawn = False
+    for ax, (key, ci, title, xlim) in zip(axes, CHART_MEASURES):
+        for y, (_, st) in zip(ys, groups):
+            v, (lo, hi) = st[key], st[ci]
+            if v is None or math.isnan(v):
+                ax.text(sum(xlim) / 2, y, "n/a", ha="center", va="center", color="#999999", fontsize=7)
                 continue
-            lo, hi = st[ci]
-            x = g + (k - 1) * width
-            ax.bar(x, v, width, color=color, label=None if label in labelled else label)
-            ax.text(x, max(v, 0) + 0.02, f"{v:.2f}", ha="center", fontsize=7)  # a 0 bar is still read
-            labelled.add(label)
-            if lo is not None and not (math.isnan(lo) or math.isnan(hi)):
-                ax.plot([x, x], [lo, hi], color="#333333", lw=1.2)
-    ax.set_xticks(range(len(groups)), [f"{name}\n(n={st['n']})" for name, st in groups], fontsize=8)
-    ax.axhline(0.85, color="#bdbdbd", ls="--", lw=1)
-    ax.text(len(groups) - 0.5, 0.86, "GPT-4 vs people, non-tie (MT-bench): ~0.85", ha="right", fontsize=7, color="#777777")
-    ax.set_ylim(min(0, ax.get_ylim()[0]), 1.05)
-    ax.set_ylabel("agreement / κ")
-    ax.set_title("Judge vs people (95% bootstrap intervals)", fontsize=10)
-    if labelled:
-        ax.legend(fontsize=8, loc="lower left")
-    else:
-        ax.text(len(groups) / 2 - 0.5, 0.5, "no vote compared with a judge verdict yet: vote in the widget above",
-                ha="center", va="center", fontsize=9)
+            if not (math.isnan(lo) or math.isnan(hi)):
+                ax.plot([lo, hi], [y, y], color="#555555", lw=1.5, solid_capstyle="butt")
+            ax.plot([v], [y], "o", color="#264653" if y != ys[0] else "#e76f51", ms=5)
+            ax.annotate(f"{v:.2f}", (v, y), xytext=(0, 4), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=7)
+            drawn = True
+        ax.set_xlim(xlim[0] - 0.05, xlim[1] + 0.05)
+        ax.set_ylim(-0.7, len(groups) - 0.3)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", color="#eeeeee")
+    axes[1].axvline(MT_BENCH_NON_TIE, color="#bdbdbd", ls="--", lw=1)
+    axes[2].axvline(0, color="#bdbdbd", lw=1)
+    axes[0].set_yticks(ys, [f"{name} (n={st['n']})" for name, st in groups], fontsize=8)
+    if not drawn:
+        fig.text(0.5, 0.5, "no vote compared with a judge verdict yet: vote in the widget above", ha="center",
+                 va="center", fontsize=9)
+    fig.suptitle("Judge vs people: estimate and 95% interval over questions "
+                 f"(dashed: GPT-4 vs people, non-tie, MT-bench: {MT_BENCH_NON_TIE})", fontsize=9)
     fig.tight_layout()
     return fig

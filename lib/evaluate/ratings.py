@@ -123,6 +123,19 @@ def ratings(battles: list[tuple[str, str, str, str]], *, prior: float = 1.0, n_b
     return sorted(rows, key=lambda r: -r["elo"])
 
 
+def ratings_table(tables: dict[str, list[dict]]) -> list[dict]:
+    """Rating tables side by side, one row per model: {"model", "<name>: rating", "<name>: battles"}
+    for each named table (e.g. judge and people); "–" and 0 where a table did not rate the model."""
+    rows: dict[str, dict] = {}
+    for name, table in tables.items():
+        for r in table:
+            rows.setdefault(r["model"], {"model": r["model"]})
+            rows[r["model"]][f"{name}: rating"] = stats.format_interval(r["elo"], r["ci"], ".0f")
+            rows[r["model"]][f"{name}: battles"] = r["battles"]
+    empty = {k: v for name in tables for k, v in ((f"{name}: rating", "–"), (f"{name}: battles", 0))}
+    return [{"model": m, **empty, **row} for m, row in rows.items()]
+
+
 def expected_win(elo_i: float, elo_j: float) -> float:
     """P(i beats j) implied by two ratings."""
     return 1 / (1 + BASE ** ((elo_j - elo_i) / SCALE))

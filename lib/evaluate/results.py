@@ -108,8 +108,7 @@ def headline(results: dict) -> str:
     parts = []
     for p in results["pairwise"]["pairs"]:
         if p["judged"]:
-            lo, hi = p["ci"]
-            parts.append(f"{p['model_a']} vs {p['model_b']}: win rate {p['win_rate']:.0%} [{lo:.0%}, {hi:.0%}] "
+            parts.append(f"{p['model_a']} vs {p['model_b']}: win rate {stats.format_interval(p['win_rate'], p['ci'], '.0%')} "
                          f"({p['win']}W/{p['tie']}T/{p['loss']}L, {p['unjudged']} unjudged)")
         else:
             parts.append(f"{p['model_a']} vs {p['model_b']}: no question judged consistently "

@@ -167,6 +167,17 @@ def bootstrap_ci(values, groups=None, *, n_boot: int = 2000, confidence: float =
     return float(lo), float(hi)
 
 
+def format_interval(value: float | None, ci, spec: str = ".2f") -> str:
+    """'0.62 [0.48, 0.75]' for people to read; '–' when there is no value, and the value alone
+    when there is no interval (fewer than two questions)."""
+    if value is None or math.isnan(value):
+        return "–"
+    lo, hi = ci if ci is not None else (math.nan, math.nan)
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return format(value, spec)
+    return f"{value:{spec}} [{lo:{spec}}, {hi:{spec}}]"
+
+
 def win_rate(outcomes: list[str], groups=None, *, n_boot: int = 2000, confidence: float = 0.95,
              seed: int = 0) -> dict:
     """Counts, win rate (ties count half) and its bootstrap interval over questions; unjudged
