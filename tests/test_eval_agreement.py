@@ -136,14 +136,60 @@ def test_review_rate_in_budgets_yaml(tmp_path):
         load_budgets(p)
 
 
+def unreadable_text(fig, max_width_in: float = 8.5) -> list[str]:
+    """What keeps a person from reading a figure at the notebook's width: a figure wider than
+    max_width_in inches (scaled down there, its text shrinks), text smaller than 7 points,
+    text cut at the figure's edge, or two texts drawn over each other."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    problems = [f"figure is {fig.get_figwidth():.1f} in wide"] if fig.get_figwidth() > max_width_in else []
+    box = fig.bbox
+    texts = list(fig.texts)  # the suptitle among them
+    for ax in fig.axes:
+        texts += [*ax.texts, ax.title, ax.xaxis.label, ax.yaxis.label]
+        for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            lo, hi = sorted(limits)  # a tick beyond the limits keeps a label that is never drawn
+            texts += [t for tick in axis.get_major_ticks() if lo - 1e-9 <= tick.get_loc() <= hi + 1e-9
+                      for t in (tick.label1, tick.label2)]
+        if ax.get_legend():
+            texts += ax.get_legend().get_texts()
+    texts = [t for t in texts if t.get_visible() and t.get_text().strip()]
+    extents = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    for t, (label, e) in zip(texts, extents):
+        if t.get_fontsize() < 7:
+            problems.append(f"{label!r} is {t.get_fontsize():.0f} pt")
+        if e.x0 < box.x0 - 1 or e.x1 > box.x1 + 1 or e.y0 < box.y0 - 1 or e.y1 > box.y1 + 1:
+            problems.append(f"{label!r} is cut at the edge")
+    for i, (l1, e1) in enumerate(extents):
+        for l2, e2 in extents[i + 1:]:
+            if e1.x0 < e2.x1 - 1 and e2.x0 < e1.x1 - 1 and e1.y0 < e2.y1 - 1 and e2.y0 < e1.y1 - 1:
+                problems.append(f"{l1!r} overlaps {l2!r}")
+    return problems
+
+
 def test_agreement_chart_with_and_without_votes(tmp_path):
-    from lib.evaluate.agreement import agreement_chart
     from lib.core.figures import save
+    from lib.evaluate.agreement import agreement_chart
 
     rep = judge_vs_human(ANA_VOTES, _judgments(), JUDGE, n_boot=100)
     fig = agreement_chart(rep, human_vs_human(ANA_VOTES + BO_VOTES, n_boot=100))
-    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert labels == ["overall\n(n=9)", "math\n(n=4)", "writing\n(n=5)", "human vs human\n(n=4)"]
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["overall (n=9)", "math (n=4)", "writing (n=5)", "people vs people (n=4)"]  # top down
+    assert unreadable_text(fig) == []
     assert save(fig, tmp_path / "a.png").stat().st_size > 5000
     empty = agreement_chart(judge_vs_human([], _judgments(), JUDGE, n_boot=10))
-    assert any("no vote compared" in t.get_text() for t in empty.axes[0].texts)
+    assert any("no vote compared" in t.get_text() for t in empty.texts)
+    assert unreadable_text(empty) == []
+
+
+def test_the_readability_check_can_fail():
+    """unreadable_text sees the former chart's faults: a figure wider than the notebook and
+    value labels printed over each other."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12.4, 3.6))
+    ax.text(0.5, 0.5, "0.00", fontsize=7)
+    ax.text(0.505, 0.5, "0.00", fontsize=7)
+    problems = unreadable_text(fig)
+    plt.close(fig)
+    assert "figure is 12.4 in wide" in problems and "'0.00' overlaps '0.00'" in problems

@@ -12,22 +12,24 @@ import numpy as np
 import pytest
 
 from lib.evaluate import ratings as R
+from tests.test_eval_agreement import unreadable_text
 
 TRUE = {"base": 0.0, "alpaca": 0.4, "vicuna": 0.8, "text-davinci-003": 1.6}  # natural-log strengths
 
 
-def _battles(n: int, seed: int = 1, tie_rate: float = 0.0) -> list[tuple[str, str, str]]:
+def _battles(n: int, seed: int = 1, tie_rate: float = 0.0) -> list[tuple[str, str, str, str]]:
+    """n independent battles, each on its own question."""
     rng = np.random.default_rng(seed)
     names = list(TRUE)
     out = []
-    for _ in range(n):
+    for q in range(n):
         i, j = rng.choice(len(names), size=2, replace=False)
         a, b = names[i], names[j]
         if rng.random() < tie_rate:
-            out.append((a, b, "tie"))
+            out.append((a, b, "tie", f"q{q}"))
             continue
         p = 1 / (1 + math.exp(-(TRUE[a] - TRUE[b])))
-        out.append((a, b, "win" if rng.random() < p else "loss"))
+        out.append((a, b, "win" if rng.random() < p else "loss", f"q{q}"))
     return out
 
 
@@ -48,9 +50,10 @@ def test_recovers_order_and_log_strength_gaps():
 
 
 def test_ties_count_half_and_the_prior_keeps_a_clean_sweep_finite():
-    even = R.ratings([("a", "b", "tie")] * 10 + [("a", "b", "win"), ("a", "b", "loss")], n_boot=0)
+    even = R.ratings([("a", "b", "tie", f"q{i}") for i in range(10)] + [("a", "b", "win", "q10"), ("a", "b", "loss", "q11")],
+                     n_boot=0)
     assert even[0]["elo"] == pytest.approx(even[1]["elo"])
-    sweep = R.ratings([("a", "b", "win")] * 5, prior=1.0, n_boot=50)
+    sweep = R.ratings([("a", "b", "win", f"q{i}") for i in range(5)], prior=1.0, n_boot=50)
     # 5 wins + 1 virtual game split 0.5/0.5: p_a/p_b = 5.5/0.5 = 11 -> 400*log10(11) = 416.6 points apart.
     assert sweep[0]["elo"] - sweep[1]["elo"] == pytest.approx(400 * math.log10(11), abs=0.01)
     assert all(math.isfinite(x) for r in sweep for x in r["ci"])
@@ -62,12 +65,12 @@ def _fastchat_mle_elo(battles, scale=400, base=10, init=1000):
     sklearn LogisticRegression(fit_intercept=False, penalty=None); here: scipy BFGS on the same loss)."""
     from scipy.optimize import minimize
 
-    models = sorted({m for a, b, _ in battles for m in (a, b)})
+    models = sorted({m for a, b, *_ in battles for m in (a, b)})
     idx = {m: i for i, m in enumerate(models)}
     doubled = battles + battles
     X = np.zeros((len(doubled), len(models)))
     Y = np.zeros(len(doubled))
-    for k, (a, b, o) in enumerate(doubled):
+    for k, (a, b, o, _) in enumerate(doubled):
         X[k, idx[a]], X[k, idx[b]] = math.log(base), -math.log(base)
         first_half = k < len(battles)
         Y[k] = 1.0 if o == "win" or (o == "tie" and first_half) else 0.0
@@ -97,10 +100,14 @@ def test_battles_follow_the_swap_rule_and_votes(tmp_path):
                 "status": "ok", "score_a": sa, "score_b": sb, "category": "x"}
     judgments = [j("q1", "ab", 8, 2), j("q1", "ba", 7, 3), j("q2", "ab", 8, 2), j("q2", "ba", 2, 8),
                  j("q3", "ab", 8, 2), j("q1", "ab", 1, 9, b="davinci"), j("q1", "ba", 2, 9, b="davinci")]
-    assert R.battles_from_judgments(judgments, "J") == [("tuned", "base", "win"), ("tuned", "base", "tie"),
-                                                        ("tuned", "davinci", "loss")]
-    assert R.battles_from_votes([{"model_a": "x", "model_b": "y", "outcome": "tie"}]) == [("x", "y", "tie")]
+    assert R.battles_from_judgments(judgments, "J") == [("tuned", "base", "win", "q1"), ("tuned", "base", "tie", "q2"),
+                                                        ("tuned", "davinci", "loss", "q1")]
+    assert R.battles_from_votes([{"model_a": "x", "model_b": "y", "outcome": "tie", "question_id": "q7"}]) == \
+        [("x", "y", "tie", "q7")]
+    with pytest.raises(ValueError, match="question_id"):
+        R.ratings([("x", "y", "win")])
     fig = R.ratings_chart(R.ratings(_battles(200), n_boot=20))
+    assert unreadable_text(fig) == []
     fig.savefig(tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 5000
     assert R.ratings([]) == []

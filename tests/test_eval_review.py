@@ -6,6 +6,7 @@ Run: .venv/bin/python -m pytest -q tests/test_eval_review.py
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -246,8 +247,9 @@ def make_reviewed_run(run_dir: Path, n: int = 6) -> None:
     atomic_write_json(ev / "results.json", summarize(qset, [], table, store.records(), pairs=[PAIR],
                                                      judge={"name": judge, "local": True}, n_boot=50))
     items = review_items(qset.questions, table, [PAIR], store.records(), judge=judge)
+    clock = itertools.count(1_765_000_000, 23).__next__  # a reviewer reads each item for 23 s
     for name, k in (("ana", n), ("bo", n // 2)):
-        s = ReviewSession(items, ev / "human.jsonl", ReviewConfig(reviewer=name, seed=1))
+        s = ReviewSession(items, ev / "human.jsonl", ReviewConfig(reviewer=name, seed=1), clock=clock)
         for j in range(k):
             s.current()
             s.vote(("A", "B", "tie", "both_bad")[(j + len(name)) % 4], note=f"{name} {j}")

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lib.core.client import Endpoint, chat, make_client
 from lib.core.errors import UserError
 from lib.core.paths import REPO
+from lib.serve.chat import ChatModel, GenerationParams
 from lib.serve.run_model import load_run_model
 from lib.serve.template import encode
 from lib.train.sft import TrainConfig, train
@@ -108,6 +109,13 @@ def test_serve_command_answers_the_openai_client_in_the_trained_format(tiny_run)
         text, resp = chat(make_client(ep), ep, messages, max_tokens=6, temperature=0)
         assert resp.usage.prompt_tokens == len(encode(tok, "alpaca", messages))
         assert 0 < resp.usage.completion_tokens <= 6
+        # The endpoint lists its model (GET /v1/models answered HTTP 500 on transformers serve).
+        assert [m.id for m in make_client(ep).models.list().data] == [model]
+        # 06_serve's chat decodes as the endpoint does (the checkpoint's own generation_config,
+        # greedy at temperature 0), so it shows the answer a client of the endpoint gets.
+        bot = ChatModel.load(load_run_model(tiny_run).model_dir, "alpaca", GenerationParams(max_new_tokens=6))
+        bot.history = messages[:-1]
+        assert bot.say(messages[-1]["content"], echo=lambda piece: None) == text.strip()
     finally:
         proc.terminate()
         proc.wait(timeout=30)

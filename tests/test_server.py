@@ -12,7 +12,7 @@ import pytest
 
 from lib.core.client import Endpoint, chat, make_client
 from lib.core.errors import UserError
-from lib.core.server import LocalServer
+from lib.core.server import LocalServer, embedded_server
 
 
 def test_chat_completion_with_usage(local_endpoint):
@@ -78,3 +78,42 @@ def test_unreachable_endpoint_is_a_connection_error_not_a_hang():
     with pytest.raises(openai.APIConnectionError):
         make_client(ep, timeout=3, max_retries=0).chat.completions.create(
             model="x", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_the_model_list_names_the_served_model(local_server, local_endpoint):
+    """GET /v1/models on `transformers serve` scanned the Hugging Face hub cache: with none on
+    disk (every model here is a local directory) it answered HTTP 500, and with one it listed
+    hub models, never the served directory. lib.core.server_main lists the model clients ask for."""
+    listed = make_client(local_endpoint).models.list().data
+    assert [m.id for m in listed] == [local_server.model]
+    # ...and a client can call the model by the listed name
+    text, _ = chat(make_client(local_endpoint), Endpoint(local_endpoint.base_url, listed[0].id),
+                   [{"role": "user", "content": "Say hi."}], max_tokens=2, temperature=0)
+    assert text.strip()
+
+
+def test_llama_cpp_answers_depend_on_the_request_only(tmp_path):
+    """At temperature 0, llama.cpp's server answered a streamed request and the same request
+    unstreamed differently. The cause was not the request shape (both take the same sampling
+    path) but its KV cache: a repeated prompt evaluated only its last token on top of the cached
+    prefix, and logits from that batch split flipped a near-tie. Measured with the plain
+    `python -m llama_cpp.server` on this prompt (2026-12-06, 2 CPU cores): fresh "北京是一名美丽…",
+    the same prompt again "北京是一家美丽…". lib.core.server_main evaluates every prompt whole."""
+    messages = [{"role": "user", "content": "请用中文介绍一下北京。"}]
+    with embedded_server(log_path=tmp_path / "llama.log") as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="local")
+
+        def ask(stream: bool) -> str:
+            resp = client.chat.completions.create(model=srv.model, messages=messages, max_tokens=12, temperature=0,
+                                                  stream=stream)
+            if not stream:
+                return resp.choices[0].message.content
+            return "".join(c.choices[0].delta.content or "" for c in resp if c.choices)
+
+        assert [m.id for m in client.models.list().data] == [srv.model]
+        streamed = ask(stream=True)  # a fresh server: nothing cached
+        again = ask(stream=False)  # the same prompt, all of it cached by the request before
+        client.chat.completions.create(model=srv.model, messages=[{"role": "user", "content": "Hi"}], max_tokens=3,
+                                       temperature=0)
+        after_another = ask(stream=False)  # only the chat template's opening shared with the request before
+    assert streamed.strip() and streamed == again == after_another

@@ -3,7 +3,8 @@
 Two backends, one class: `transformers serve` on a Hugging Face checkpoint directory (any
 fine-tuned model; the default), and llama.cpp's OpenAI-compatible server
 (`python -m llama_cpp.server` from llama-cpp-python) on a GGUF file, several times faster on
-laptop CPUs (docs/benchmarks.md). The embedded model, as the laptop's teacher and judge, is
+laptop CPUs (docs/benchmarks.md). Both start through `lib.core.server_main`, which lists the
+served model at GET /v1/models and makes llama.cpp's answers independent of earlier requests. The embedded model, as the laptop's teacher and judge, is
 served the llama.cpp way (`embedded_server`). Any other server that speaks the OpenAI
 protocol (vLLM, Ollama) can be started the same way by passing its command line. The child
 runs in its own process group and is told to die with its parent (PR_SET_PDEATHSIG,
@@ -28,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from lib.core.errors import UserError
+from lib.core.paths import REPO
 
 _PR_SET_PDEATHSIG = 1
 
@@ -53,9 +55,15 @@ BACKENDS = ("transformers", "llama.cpp")
 HEALTH_PATHS = {"transformers": "/health", "llama.cpp": "/v1/models"}
 
 
+# Both backends start through lib/core/server_main.py: the library's own command line, plus
+# a model list that names the served model (transformers) and answers that depend on their
+# request only (llama.cpp). The child finds `lib` through PYTHONPATH (`start`).
+SERVER_MAIN = [sys.executable, "-m", "lib.core.server_main"]
+
+
 def transformers_serve_cmd(model_dir: str, host: str, port: int) -> list[str]:
-    exe = Path(sys.executable).with_name("transformers")
-    return [str(exe), "serve", "--host", host, "--port", str(port), "--device", "cpu", str(model_dir)]
+    return [*SERVER_MAIN, "transformers", "serve", "--host", host, "--port", str(port), "--device", "cpu",
+            str(model_dir)]
 
 
 def llamacpp_serve_cmd(gguf: str, host: str, port: int, *, threads: int | None = None, n_ctx: int = 2048) -> list[str]:
@@ -63,7 +71,7 @@ def llamacpp_serve_cmd(gguf: str, host: str, port: int, *, threads: int | None =
     (no --chat_format), so the server formats prompts exactly as the export wrote them; the
     model alias is the file path, which is what `LocalServer.model` hands to clients."""
     n = str(threads or os.cpu_count() or 1)
-    return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host, "--port", str(port),
+    return [*SERVER_MAIN, "llama.cpp", "--model", str(gguf), "--host", host, "--port", str(port),
             "--n_ctx", str(n_ctx), "--n_threads", n, "--n_threads_batch", n]
 
 
@@ -122,6 +130,7 @@ class LocalServer:
         env.setdefault("HF_HUB_OFFLINE", "1")  # a local directory never needs the hub
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.pop("OPENAI_API_KEY", None)  # the local server has no use for a real key
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)  # for lib.core.server_main
         if self.threads:
             env["OMP_NUM_THREADS"] = str(self.threads)
         if self.log_path:

@@ -9,6 +9,8 @@ import math
 
 import matplotlib.pyplot as plt
 
+from lib.evaluate.stats import format_interval
+
 COLORS = {"win": "#2a9d8f", "tie": "#bdbdbd", "loss": "#e76f51", "unjudged": "#ffffff"}
 
 
@@ -30,9 +32,9 @@ def win_tie_loss(results: dict):
             if r[k]:
                 ax.text(left + frac / 2, i, str(r[k]), ha="center", va="center", fontsize=9)
             left += frac
-        wr, (lo, hi) = r["win_rate"], r["ci"]
+        wr = r["win_rate"]
         lens = r.get("mean_length", {})
-        note = "" if math.isnan(wr) else f"win rate {wr:.0%} [{lo:.0%}, {hi:.0%}]"
+        note = "" if math.isnan(wr) else f"win rate {format_interval(wr, r['ci'], '.0%')}"
         if lens:
             note += f"   len {lens.get(r['model_a'], 0):.0f} vs {lens.get(r['model_b'], 0):.0f}"
         ax.text(1.02, i, note, va="center", fontsize=9)

@@ -2,7 +2,7 @@
 scale with bootstrap intervals, as Chatbot Arena reports them.
 
     battles = battles_from_judgments(judgments, judge=name) + battles_from_votes(votes)
-    table = ratings(battles, n_boot=200)          # [{"model", "elo", "ci", "wins", ...}], best first
+    table = ratings(battles, n_boot=200)          # [{"model", "elo", "ci", "battles", ...}], best first
     fig = ratings_chart(table)
 
 Model: P(i beats j) = p_i / (p_i + p_j). A tie counts as half a win for each side, as in
@@ -26,92 +26,114 @@ import math
 import numpy as np
 
 from lib.evaluate import stats
+from lib.evaluate.agreement import judged_pairs
 
 SCALE, BASE, INIT = 400.0, 10.0, 1000.0
 OUTCOME_SCORE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
 
 
-def battles_from_judgments(judgments: list[dict], judge: str | None = None) -> list[tuple[str, str, str]]:
-    """(model_a, model_b, outcome for model_a) per question of every judged pair (swap rule)."""
-    from lib.evaluate.agreement import judged_pairs
-
+def battles_from_judgments(judgments: list[dict], judge: str | None = None) -> list[tuple[str, str, str, str]]:
+    """(model_a, model_b, outcome for model_a, question_id) per question of every judged pair (swap rule)."""
     out = []
     for a, b in judged_pairs(judgments, judge):
-        out += [(a, b, r["outcome"]) for r in stats.pair_verdicts(judgments, a, b, judge) if r["outcome"] in OUTCOME_SCORE]
+        out += [(a, b, r["outcome"], r["question_id"]) for r in stats.pair_verdicts(judgments, a, b, judge)
+                if r["outcome"] in OUTCOME_SCORE]
     return out
 
 
-def battles_from_votes(votes: list[dict]) -> list[tuple[str, str, str]]:
-    return [(v["model_a"], v["model_b"], v["outcome"]) for v in votes if v.get("outcome") in OUTCOME_SCORE]
+def battles_from_votes(votes: list[dict]) -> list[tuple[str, str, str, str]]:
+    """(model_a, model_b, outcome for model_a, question_id) per human vote."""
+    return [(v["model_a"], v["model_b"], v["outcome"], v["question_id"]) for v in votes
+            if v.get("outcome") in OUTCOME_SCORE]
 
 
-def _encode(battles, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    i = np.array([index[a] for a, _, _ in battles], dtype=int)
-    j = np.array([index[b] for _, b, _ in battles], dtype=int)
-    score = np.array([OUTCOME_SCORE[o] for _, _, o in battles], dtype=float)
-    return i, j, score
-
-
-def _matrices(i: np.ndarray, j: np.ndarray, score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """wins[i, j]: points i scored against j (tie = 0.5); games[i, j]: battles between i and j."""
-    wins, games = np.zeros((k, k)), np.zeros((k, k))
-    np.add.at(wins, (i, j), score)
-    np.add.at(wins, (j, i), 1 - score)
-    np.add.at(games, (i, j), 1)
-    np.add.at(games, (j, i), 1)
-    return wins, games
+def battle_columns(battles, index: dict[str, int]) -> np.ndarray:
+    """Per battle, the flattened (k, k) points matrix then the (k, k) games matrix it adds:
+    points[i, j] = what i scored against j (a tie is 0.5 each way), games[i, j] = battles
+    between i and j. Their totals over battles are all Bradley-Terry needs."""
+    k = len(index)
+    i = np.array([index[a] for a, *_ in battles], dtype=int)
+    j = np.array([index[b] for _, b, *_ in battles], dtype=int)
+    score = np.array([OUTCOME_SCORE[o] for _, _, o, *_ in battles], dtype=float)
+    rows = np.arange(len(battles))
+    cols = np.zeros((len(battles), 2, k, k))
+    cols[rows, 0, i, j] = score
+    cols[rows, 0, j, i] = 1 - score
+    cols[rows, 1, i, j] = 1
+    cols[rows, 1, j, i] = 1
+    return cols.reshape(len(battles), 2 * k * k)
 
 
 def bradley_terry(wins: np.ndarray, games: np.ndarray, *, prior: float = 1.0, tol: float = 1e-10,
-                  max_iter: int = 10000) -> np.ndarray:
-    """Log-strengths (natural log, mean 0) maximising the Bradley-Terry likelihood (MM steps)."""
-    k = wins.shape[0]
+                  max_iter: int = 10000, start: np.ndarray | None = None) -> np.ndarray:
+    """Log-strengths (natural log, mean 0) maximising the Bradley-Terry likelihood (MM steps).
+    wins, games: (..., k, k); any leading axes (bootstrap resamples) are fitted at once.
+    start: log-strengths to iterate from (the full data's fit, for its resamples: same maximum,
+    a fraction of the steps)."""
+    k = wins.shape[-1]
     off = 1 - np.eye(k)
-    w = wins + prior / 2 * off
     n = games + prior * off
-    total = w.sum(axis=1)
-    p = np.ones(k)
+    total = (wins + prior / 2 * off).sum(axis=-1)
+    p = np.ones(wins.shape[:-1]) * (1.0 if start is None else np.exp(start))
     for _ in range(max_iter):
-        denom = (n / (p[:, None] + p[None, :])).sum(axis=1)
+        denom = (n / (p[..., :, None] + p[..., None, :])).sum(axis=-1)
         new = np.where(denom > 0, total / np.where(denom > 0, denom, 1), p)
         new = np.maximum(new, 1e-300)  # a model with no points at all: strength -> 0, kept finite
-        new /= math.exp(np.log(new).mean())
-        if np.max(np.abs(np.log(new) - np.log(p))) < tol:
-            p = new
-            break
+        new /= np.exp(np.log(new).mean(axis=-1, keepdims=True))
+        done = np.max(np.abs(np.log(new) - np.log(p)), initial=0.0) < tol
         p = new
+        if done:
+            break
     theta = np.log(p)
-    return theta - theta.mean()
+    return theta - theta.mean(axis=-1, keepdims=True)
 
 
 def to_elo(theta: np.ndarray) -> np.ndarray:
     return INIT + SCALE * theta / math.log(BASE)
 
 
-def ratings(battles: list[tuple[str, str, str]], *, prior: float = 1.0, n_boot: int = 200,
+def ratings(battles: list[tuple[str, str, str, str]], *, prior: float = 1.0, n_boot: int = 200,
             confidence: float = 0.95, seed: int = 0) -> list[dict]:
-    """One row per model, best first: Elo-scale rating, bootstrap interval over battles, record."""
-    models = sorted({m for a, b, _ in battles for m in (a, b)})
+    """One row per model, best first: Elo-scale rating, bootstrap interval, record.
+
+    battles: (model_a, model_b, outcome for model_a, question_id). The interval resamples
+    questions, every battle of a question together (several reviewers' votes and several
+    pairs on one question share its difficulty; `stats.cluster_bootstrap`)."""
+    if any(len(b) != 4 for b in battles):
+        raise ValueError("a battle is (model_a, model_b, outcome, question_id): the question is what the bootstrap resamples")
+    models = sorted({m for a, b, *_ in battles for m in (a, b)})
     if not models:
         return []
     index = {m: i for i, m in enumerate(models)}
-    bi, bj, bs = _encode(battles, index)
     k = len(models)
-    wins, games = _matrices(bi, bj, bs, k)
-    elo = to_elo(bradley_terry(wins, games, prior=prior))
-    rng = np.random.default_rng(seed)
-    boots = np.empty((n_boot, k))
-    for b in range(n_boot):
-        take = rng.integers(0, len(bi), size=len(bi))  # battles resampled with replacement
-        boots[b] = to_elo(bradley_terry(*_matrices(bi[take], bj[take], bs[take], k), prior=prior))
-    alpha = (1 - confidence) / 2
-    lo, hi = (np.quantile(boots, [alpha, 1 - alpha], axis=0) if n_boot else
-              (np.full(len(models), math.nan), np.full(len(models), math.nan)))
-    rows = []
-    for m, i in index.items():
-        rows.append({"model": m, "elo": float(elo[i]), "ci": [float(lo[i]), float(hi[i])],
-                     "battles": int(games[i].sum()), "points": float(wins[i].sum())})
+    cols = battle_columns(battles, index)
+
+    totals = cols.sum(axis=0).reshape(2, k, k)
+    theta = bradley_terry(totals[0], totals[1], prior=prior)
+
+    def elo_of_totals(t: np.ndarray) -> np.ndarray:
+        t = t.reshape(*t.shape[:-1], 2, k, k)
+        return to_elo(bradley_terry(t[..., 0, :, :], t[..., 1, :, :], prior=prior, start=theta))
+
+    elo = to_elo(theta)
+    lo, hi = stats.cluster_bootstrap(cols, [q for *_, q in battles], elo_of_totals, n_boot=n_boot,
+                                     confidence=confidence, seed=seed)
+    rows = [{"model": m, "elo": float(elo[i]), "ci": [float(lo[i]), float(hi[i])],
+             "battles": int(totals[1, i].sum()), "points": float(totals[0, i].sum())} for m, i in index.items()]
     return sorted(rows, key=lambda r: -r["elo"])
+
+
+def ratings_table(tables: dict[str, list[dict]]) -> list[dict]:
+    """Rating tables side by side, one row per model: {"model", "<name>: rating", "<name>: battles"}
+    for each named table (e.g. judge and people); "–" and 0 where a table did not rate the model."""
+    rows: dict[str, dict] = {}
+    for name, table in tables.items():
+        for r in table:
+            rows.setdefault(r["model"], {"model": r["model"]})
+            rows[r["model"]][f"{name}: rating"] = stats.format_interval(r["elo"], r["ci"], ".0f")
+            rows[r["model"]][f"{name}: battles"] = r["battles"]
+    empty = {k: v for name in tables for k, v in ((f"{name}: rating", "–"), (f"{name}: battles", 0))}
+    return [{"model": m, **empty, **row} for m, row in rows.items()]
 
 
 def expected_win(elo_i: float, elo_j: float) -> float:

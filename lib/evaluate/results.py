@@ -37,18 +37,19 @@ def pair_summary(judgments: list[dict], answers: dict, model_a: str, model_b: st
     rows = stats.pair_verdicts(judgments, model_a, model_b, judge)
     outcomes = [r["outcome"] for r in rows]
     qids = [r["question_id"] for r in rows]
-    wr = stats.win_rate(outcomes, n_boot=n_boot, seed=seed)
+    wr = stats.win_rate(outcomes, qids, n_boot=n_boot, seed=seed)
     len_a = [sum(answer_length(a) for a in answers[model_a][q]) for q in qids]
     len_b = [sum(answer_length(a) for a in answers[model_b][q]) for q in qids]
     by_cat = defaultdict(list)
     for r in rows:
-        by_cat[r["category"]].append(r["outcome"])
+        by_cat[r["category"]].append(r)
     return {"model_a": model_a, "model_b": model_b, **wr,
             "length_controlled_win_rate": stats.length_controlled_win_rate(outcomes, len_a, len_b),
             "mean_length": {model_a: float(np.mean(len_a)) if len_a else math.nan,
                             model_b: float(np.mean(len_b)) if len_b else math.nan},
             "order_agreement": stats.order_agreement(rows),
-            "by_category": {c: stats.win_rate(o, n_boot=200, seed=seed) for c, o in sorted(by_cat.items())},
+            "by_category": {c: stats.win_rate([r["outcome"] for r in rs], [r["question_id"] for r in rs], n_boot=200,
+                                              seed=seed) for c, rs in sorted(by_cat.items())},
             "questions": rows}
 
 
@@ -107,8 +108,7 @@ def headline(results: dict) -> str:
     parts = []
     for p in results["pairwise"]["pairs"]:
         if p["judged"]:
-            lo, hi = p["ci"]
-            parts.append(f"{p['model_a']} vs {p['model_b']}: win rate {p['win_rate']:.0%} [{lo:.0%}, {hi:.0%}] "
+            parts.append(f"{p['model_a']} vs {p['model_b']}: win rate {stats.format_interval(p['win_rate'], p['ci'], '.0%')} "
                          f"({p['win']}W/{p['tie']}T/{p['loss']}L, {p['unjudged']} unjudged)")
         else:
             parts.append(f"{p['model_a']} vs {p['model_b']}: no question judged consistently "

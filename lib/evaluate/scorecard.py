@@ -107,14 +107,14 @@ def scorecard(results: dict, votes: list[dict] | None = None, published: list[di
 
 
 def scorecard_table(rows: list[dict]) -> list[dict]:
-    """Flat rows for a DataFrame: each published figure, the run's beside it when comparable."""
+    """One row per benchmark for a DataFrame: the published figures, the run's beside them when
+    comparable, and the whole reason. Show it uncut (pandas' display.max_colwidth None): the
+    reason is the point of a row that is not comparable."""
     out = []
     for r in rows:
-        for model, value in r["published"].items():
-            out.append({"benchmark": r["title"], "model": model, "published": f"{value}{r['unit']}",
-                        "this run": "", "comparable": r["reason"]})
-        for model, value in r["run"].items():
-            shown = f"{value:.2f}{r['unit']}" if isinstance(value, float) else f"{value}"
-            out.append({"benchmark": r["title"], "model": f"this run: {model}", "published": "",
-                        "this run": shown, "comparable": r["reason"]})
+        run = "; ".join(f"{model} {value:.2f}{r['unit']}" if isinstance(value, float) else f"{model} {value}"
+                        for model, value in r["run"].items())
+        out.append({"benchmark": r["title"], "judge": r["judge"],
+                    "published": "; ".join(f"{m} {v}{r['unit']}" for m, v in r["published"].items()),
+                    "this run": run, "comparable": r["reason"]})
     return out

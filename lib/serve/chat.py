@@ -1,28 +1,84 @@
 """Chat with a checkpoint in Jupyter: streamed tokens, multi-turn, in the trained format.
 
     bot = ChatModel.load(run_model.model_dir, run_model.format)
-    bot.say("Give me three tips for staying healthy.")   # prints tokens as they come
+    bot.say("Give me three tips for staying healthy.")   # the answer grows in place as tokens come
     bot.say("Make the second one shorter.")               # the history goes with it
 
 Prompts are rendered by the one inference renderer (lib.serve.template.render ->
-lib.evaluate.answers.render_prompt); generation uses the checkpoint's own EOS and stops
-there. Greedy when temperature is 0, so base and tuned answers side by side are
-reproducible.
+lib.core.formats.render_prompt). Decoding is the endpoint's: `python -m lib.serve` runs
+`transformers serve`, which generates with a copy of the checkpoint's own generation_config
+and sets only what the request names (max_tokens, temperature, top_p). ChatModel does the
+same (`generation_config`), so an answer here is the answer a client of the endpoint gets
+(tests/test_serve.py compares them). In particular there is no repetition penalty: HF's
+penalty also counts the prompt's tokens, and at 1.1 it pushed SmolLM2-135M's first token
+("\n", which the Alpaca prompt contains) below its end-of-turn token, so the base model's
+answer came out empty.
 """
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from lib.serve.run_model import load_checkpoint
+from lib.serve.template import encode
+
 
 @dataclass
 class GenerationParams:
+    """What a chat request sets; everything else is the checkpoint's own generation_config."""
     max_new_tokens: int = 128
     temperature: float = 0.0  # 0 = greedy
-    top_p: float = 0.95
-    repetition_penalty: float = 1.1  # evaluation's setting: small models loop without it
+    top_p: float | None = None  # None: the checkpoint's own (sampling only)
+
+
+def generation_config(model, tok, params: GenerationParams):
+    """The GenerationConfig `transformers serve` builds for a request with these settings: the
+    model's generation_config, max_new_tokens, and temperature 0 as greedy. Settings that only
+    sampling reads are cleared for greedy decoding (transformers warns about them otherwise;
+    greedy ignores them either way), and padding gets the tokenizer's pad id (one prompt, no
+    padding: this only keeps generate from warning that it picked one)."""
+    cfg = copy.deepcopy(model.generation_config)
+    cfg.max_new_tokens = params.max_new_tokens
+    if params.temperature > 0:
+        cfg.do_sample, cfg.temperature = True, params.temperature
+        if params.top_p is not None:
+            cfg.top_p = params.top_p
+    else:
+        cfg.do_sample, cfg.temperature, cfg.top_p, cfg.top_k = False, None, None, None
+    if cfg.pad_token_id is None:
+        cfg.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    return cfg
+
+
+def print_echo(prefix: str = "") -> Callable[[str], None]:
+    """Streamed text on stdout, piece by piece on one line (a terminal, or an ipywidgets Output)."""
+    sys.stdout.write(prefix)
+    sys.stdout.flush()
+    return lambda piece: (sys.stdout.write(piece), sys.stdout.flush())
+
+
+def live_echo(prefix: str = "") -> Callable[[str], None]:
+    """Streamed text that grows in place: in a notebook kernel one output, updated with every
+    piece, so the saved notebook holds the answer as one block (each stdout write is its own
+    output there, and a viewer shows one word per line); elsewhere `print_echo`."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return print_echo(prefix)
+    from IPython.display import Pretty, display
+
+    text = [prefix]
+    handle = display(Pretty(prefix), display_id=True)
+
+    def echo(piece: str) -> None:
+        if piece:
+            text.append(piece)
+            handle.update(Pretty("".join(text)))
+    return echo
 
 
 @dataclass
@@ -35,9 +91,7 @@ class ChatModel:
 
     @classmethod
     def load(cls, model_dir, fmt: str, params: GenerationParams | None = None) -> "ChatModel":
-        from lib.evaluate.answers import load_hf
-
-        tok, model = load_hf(str(model_dir))
+        tok, model = load_checkpoint(model_dir)
         return cls(tok, model, fmt, params or GenerationParams())
 
     def reset(self) -> None:
@@ -48,18 +102,13 @@ class ChatModel:
         import torch
         from transformers import TextIteratorStreamer
 
-        from lib.evaluate.answers import _eos_ids
-        from lib.serve.template import encode
-
         ids = torch.tensor([encode(self.tok, self.format, messages)])
-        streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
-        p = self.params
-        sample = p.temperature > 0
-        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=p.max_new_tokens,
-                      do_sample=sample, repetition_penalty=p.repetition_penalty, streamer=streamer,
-                      eos_token_id=_eos_ids(self.tok, self.model), pad_token_id=self.tok.pad_token_id)
-        if sample:
-            kwargs.update(temperature=p.temperature, top_p=p.top_p)
+        # No clean-up pass: it is meant for WordPiece, strips spaces before punctuation in BPE
+        # text, and transformers warns on every decode that asks for it.
+        streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True,
+                                        clean_up_tokenization_spaces=False)
+        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                      generation_config=generation_config(self.model, self.tok, self.params))
         errors: list[BaseException] = []
 
         def run():
@@ -78,11 +127,16 @@ class ChatModel:
             raise errors[0]
 
     def say(self, text: str, echo: Callable[[str], None] | None = None) -> str:
-        """One user turn: stream the answer to `echo` (stdout by default), keep it in the history."""
-        echo = echo or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+        """One user turn: stream the answer to `echo` (default: "you: ... / model: ..." growing
+        in place, `live_echo`), keep it in the history, return it."""
+        echo = echo or live_echo(f"you: {text}\nmodel: ")
         messages = self.history + [{"role": "user", "content": text}]
         pieces = []
         for piece in self.stream(messages):
+            if not pieces:
+                piece = piece.lstrip()  # the answer starts on the "model: " line, not below it
+                if not piece:
+                    continue
             pieces.append(piece)
             echo(piece)
         answer = "".join(pieces).strip()
@@ -120,9 +174,8 @@ def chat_widget(bot: ChatModel):
         if not text:
             return
         box.value = ""
-        with out:
-            print(f"\nyou: {text}\nmodel: ", end="")
-            bot.say(text)
+        with out:  # streamed to stdout: the Output widget joins the pieces on one line as they come
+            bot.say(text, echo=print_echo(f"\nyou: {text}\nmodel: "))
             print()
 
     def new(_):
