@@ -147,7 +147,7 @@ def test_plan_and_actual_side_by_side(tmp_path):
     clean = run / "data" / "clean.jsonl"
     clean.write_text("".join(json.dumps({"id": f"r{i}", "instruction": "Say hi.", "output": "hi " * 40}) + "\n"
                              for i in range(300)))
-    plan = make_plan("shear-train-7b", {"RECIPE": "alpaca_7b"}, accelerator="A100-80GB", gpus_per_node=8, nodes=1,
+    plan = make_plan("shear-train-7b", "alpaca_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1,
                      data=clean, overhead_hours=0.3)
     # 300 records - 30 held out = 270 examples; batch 16 x 1 x 8 = 128 -> ceil(270/128) = 3 steps x 3 epochs
     assert (plan.data.examples, plan.steps_per_epoch, plan.optimizer_steps) == (270, 3, 9)

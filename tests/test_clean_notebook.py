@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "02_clean.ipynb"
 
 # The `tiny` profile: what the pipeline test passes (fast: no tokenizer needed).
-TINY = {"max_tokens": 0, "detect_languages": "en,zh,fr,de"}
+TINY = {"max_tokens": -1, "detect_languages": "en,zh,fr,de"}
 
 
 def test_notebook_declares_its_parameters():  # outputs and typing: tests/test_hardening_notebooks.py
@@ -82,3 +82,26 @@ def test_notebook_stops_when_nothing_survives(tmp_path):
     with pytest.raises(PapermillExecutionError, match="cleaning kept no records: read .*clean.md"):
         _execute(run, **TINY)
     assert json.loads((run / "report" / "clean_counts.json").read_text())["dropped_by_stage"]["refusal"] == 4
+
+
+def test_token_budget_and_format_follow_the_recipe(tmp_path):
+    """recipe= sets what an empty tokenizer, a 0 max_tokens and an empty prompt_format mean: here
+    alpaca_lora's 256-token cut in the Alpaca format (measured with the embedded tokenizer, the one
+    on this machine), so a record that training would cut is dropped before any GPU time."""
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    words = ("river stone cloud lantern orchard violin harbor meadow copper thistle ember falcon "
+             "granite willow saffron glacier").split()
+    story = " ".join(f"{words[i % len(words)]}{i}" for i in range(400))  # ~1,000 tokens, no near-duplicate
+    recs = good_records()[:4] + [{"id": "long", "instruction": "Tell a long story.", "input": "", "output": story,
+                                  "source": "self-instruct", "lang": ""}]
+    (run / "data" / "generated.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+
+    nb = _execute(run, recipe="alpaca_lora", tokenizer="embedded", detect_languages="en,zh,fr,de")
+
+    clean = [json.loads(x) for x in (run / "data" / "clean.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in clean) == sorted(r["id"] for r in good_records()[:4])
+    counts = json.loads((run / "report" / "clean_counts.json").read_text())
+    assert counts["dropped_by_stage"]["token_budget"] == 1
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "for recipe alpaca_lora: at most 256 tokens of embedded in the alpaca format" in printed

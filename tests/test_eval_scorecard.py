@@ -37,7 +37,7 @@ def _profile_results(profile: str, embedded_model) -> dict:
 
     from lib.core.client import Endpoint
     from lib.evaluate.judge import is_pinned, judge_name
-    from lib.pipeline.runner import load_profile
+    from lib.core.profiles import load_profile
 
     nb = nbformat.read(REPO / "notebooks" / "04_evaluate.ipynb", as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))

@@ -1,6 +1,6 @@
 """Every notebook's parameters are visible to the runner, so profile typos are refused, not ignored.
 
-`lib.pipeline.runner` checks profile and `--set` parameters against the names it reads (with ast) from
+The runner (lib/core/profiles.py) checks profile and `--set` parameters against the names it reads (with ast) from
 a notebook's `parameters` cell; papermill, which injects them and documents them
 (`papermill --help-notebook`, `inspect_notebook`), reads the same cell its own way and misses a
 line with a `=` inside the trailing comment (`max_steps: int = 8  # 0 = the recipe's epochs`).

@@ -1,6 +1,7 @@
 """The launch plan (`python -m lib.launch sky/train_*.yaml --dry-run`): every training task prints a
-plan from a real clean.jsonl whose numbers the test re-derives by hand from the recipe, the task
-YAML, lib/data/throughput.yaml and the seeded catalog; the plan is saved into the run directory.
+plan from a real clean.jsonl whose numbers the test re-derives by hand from the recipe its profile
+names, the task YAML, lib/data/throughput.yaml and the seeded catalog; the plan is saved into the
+run directory. A task whose GPUs are not those its recipe's batch layout is written for is refused.
 
 All dry-runs run in ONE subprocess (SkyPilot's import dominates; a HOME with the catalog fixture
 of tests/sky_catalog.py: AWS, and GCP for the single-GPU LoRA task; no network)."""
@@ -53,6 +54,9 @@ def runs(tmp_path_factory, embedded_model):
                       "--tokenizer", str(embedded_model)]
     calls["no-data"] = ["sky/train_7b.yaml", "--dry-run"]
     calls["bad-data"] = ["sky/train_7b.yaml", "--dry-run", "--data", str(root / "nope.jsonl")]
+    two = root / "train_7b_on_2_nodes.yaml"  # the same task on twice the GPUs its recipe is laid out for
+    two.write_text((REPO / "sky" / "train_7b.yaml").read_text().replace("num_nodes: 1", "num_nodes: 2"))
+    calls["two-nodes"] = [str(two), "--dry-run"]
     r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(calls)], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -67,6 +71,8 @@ def number(pattern: str, text: str) -> float:
 
 @pytest.mark.parametrize("path", TRAIN_TASKS, ids=[p.stem for p in TRAIN_TASKS])
 def test_every_training_task_prints_a_hand_checkable_plan(runs, path):
+    from lib.core.profiles import load_profile
+    from lib.launch.plan import OVERHEAD_HOURS
     from lib.train.recipes import load_recipe
 
     run, out = runs
@@ -74,8 +80,8 @@ def test_every_training_task_prints_a_hand_checkable_plan(runs, path):
     assert res["code"] == 0, res["stderr"]
     text = res["stdout"]
     task = yaml.safe_load(path.read_text())
-    envs = task["envs"]
-    recipe = load_recipe(envs["RECIPE"])
+    profile = re.search(r"--profile (\S+)", task["run"]).group(1)  # the profile names the recipe
+    recipe = load_recipe(load_profile(profile)["notebooks"]["03_train"]["recipe"])
     (acc, count), = [str(task["resources"]["accelerators"]).split(":")]
     gpus, nodes = int(count), int(task.get("num_nodes") or 1)
     rows = yaml.safe_load((REPO / "lib" / "data" / "throughput.yaml").read_text())["rows"]
@@ -94,7 +100,7 @@ def test_every_training_task_prints_a_hand_checkable_plan(runs, path):
     trained = tokens * recipe.num_train_epochs
     assert f"= {trained:,.0f} trained tokens" in text
     assert f"speed:     {tps:g} tokens/s/GPU [throughput.yaml: assumed:" in text
-    hours = trained / (tps * gpus * nodes) / 3600 + float(envs["OVERHEAD_HOURS"])
+    hours = trained / (tps * gpus * nodes) / 3600 + OVERHEAD_HOURS
     assert number(r"hours:\s+([0-9.]+) h", text) == pytest.approx(hours, abs=0.006)
     hourly = number(r"at \$([0-9.,]+)/h per node", text)
     if gpus == 1:  # GCP bills the A100 apart from its host: the node price is both (SkyPilot's rule)
@@ -136,3 +142,11 @@ def test_without_data_the_assumption_is_labelled_and_bad_data_is_one_line(runs):
     assert "steps:     unknown until clean.jsonl is counted" in text and "plan:" not in text
     bad = out["bad-data"]
     assert bad["code"] == 2 and bad["stderr"].count("\n") == 1 and "no such file" in bad["stderr"]
+
+
+def test_gpus_other_than_the_recipes_are_refused_in_one_line(runs):
+    _, out = runs
+    res = out["two-nodes"]
+    assert res["code"] == 2 and res["stderr"].count("\n") == 1, res
+    assert "runs 2 node(s) x 8 GPUs but recipe alpaca_7b is laid out for 1 x 8 (batch 128)" in res["stderr"]
+    assert "num_nodes to 1" in res["stderr"]

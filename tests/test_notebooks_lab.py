@@ -46,7 +46,8 @@ pytestmark = pytest.mark.timeout(2400)
 
 def _plan(run_rel: str, server) -> list[tuple[str, dict]]:
     from lib.core.params import declared_params
-    from lib.pipeline.runner import SHARED_ENDPOINT_PARAMS, load_profile, notebook_params
+    from lib.core.profiles import load_profile, notebook_params
+    from lib.pipeline.preflight import SHARED_ENDPOINT_PARAMS
 
     plan = []
     for name, path, params in notebook_params(load_profile("tiny"), {}):

@@ -113,36 +113,60 @@ def test_tiny_loop_end_to_end_leaks_no_key(tmp_path):
 
 
 # ----------------------------------------------------------------------------- cloud profiles, phases, nodes
-def cloud_variant(tmp_path, **train):
-    """lib/profiles/alpaca_7b.yaml with some 03_train lines changed (None removes a line)."""
+def cloud_variant(tmp_path, profile="alpaca_7b", notebook="03_train", **changes):
+    """A cloud profile of lib/profiles/ with some lines of one notebook changed (None removes a line)."""
     import yaml
 
-    prof = yaml.safe_load((REPO / "lib" / "profiles" / "alpaca_7b.yaml").read_text())
-    for k, v in train.items():
+    prof = yaml.safe_load((REPO / "lib" / "profiles" / f"{profile}.yaml").read_text())
+    for k, v in changes.items():
         if v is None:
-            prof["notebooks"]["03_train"].pop(k)
+            prof["notebooks"][notebook].pop(k)
         else:
-            prof["notebooks"]["03_train"][k] = v
+            prof["notebooks"][notebook][k] = v
     p = tmp_path / "variant.yaml"
     p.write_text(yaml.safe_dump(prof))
     return str(p)
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"model": "embedded"}, "03_train.model='embedded' is not the recipe's base model"),
-    ({"model": "huggyllama/llama-13b"}, "is not the recipe's base model"),
-    ({"max_steps": 6}, "03_train.max_steps=6 is a demo step cap"),
-    ({"nproc": 1}, "03_train.nproc=1 is a fixed process count"),
-    ({"nproc": None}, "does not name 03_train.nproc"),
-    ({"num_train_epochs": 1.0}, "is not the recipe's epochs"),
+@pytest.mark.parametrize("profile,notebook,change,message", [
+    ("alpaca_7b", "03_train", {"recipe": "embedded"}, "03_train.recipe='embedded' is a laptop recipe"),
+    ("alpaca_7b", "03_train", {"recipe": "tiny"}, "03_train.recipe='tiny' is a laptop recipe"),
+    ("alpaca_7b", "03_train", {"recipe": None}, "does not name 03_train.recipe"),
+    ("alpaca_7b", "03_train", {"model": "embedded"}, "03_train.model='embedded' is a laptop model"),
+    ("alpaca_7b", "03_train", {"max_steps": 6}, "03_train.max_steps=6 is a demo step cap"),
+    ("alpaca_7b", "03_train", {"max_steps": None}, "does not name 03_train.max_steps"),
+    ("alpaca_7b", "03_train", {"nproc": 1}, "03_train.nproc=1 is a fixed process count"),
+    ("alpaca_7b", "03_train", {"nproc": None}, "does not name 03_train.nproc"),
+    ("cloud_generate", "02_clean", {"recipe": None}, "does not name 02_clean.recipe"),
+    ("cloud_generate", "02_clean", {"recipe": "embedded"}, "02_clean.recipe='embedded' is a laptop recipe"),
+    ("cloud_generate", "02_clean", {"tokenizer": "embedded"}, "02_clean.tokenizer='embedded' is the embedded model's"),
+    ("cloud_generate", "02_clean", {"max_tokens": -1}, "02_clean.max_tokens=-1 is no token budget"),
+    ("cloud_generate", "01_generate", {"teacher_model": "embedded"}, "01_generate.teacher_model='embedded' is the embedded"),
+    ("cloud_evaluate", "04_evaluate", {"judge_model": "gpt-4o"}, "04_evaluate.judge_model='gpt-4o' is not a dated snapshot"),
+    ("cloud_evaluate", "04_evaluate", {"question_set": "own_en"}, "04_evaluate.question_set='own_en' is the project's own"),
 ])
-def test_cloud_profile_refuses_laptop_defaults(tmp_path, change, message):
+def test_cloud_profile_refuses_laptop_values(tmp_path, profile, notebook, change, message):
     from lib.core.errors import UserError
-    from lib.pipeline.runner import check_cloud, load_profile, notebook_params
+    from lib.core.profiles import load_profile, notebook_params
+    from lib.pipeline.cloud_rules import check_cloud
 
-    prof = load_profile(cloud_variant(tmp_path, **change))
+    prof = load_profile(cloud_variant(tmp_path, profile, notebook, **change))
     with pytest.raises(UserError, match=re.escape(message)):
         check_cloud(prof, notebook_params(prof, {}))
+
+
+def test_cloud_profile_leaves_the_recipe_to_the_recipe(tmp_path):
+    """What a cloud training profile leaves out is the recipe's (no laptop default behind it), and
+    a value it does name that is not a laptop one (another base model) is the user's choice."""
+    from lib.core.profiles import load_profile, notebook_params
+    from lib.pipeline.cloud_rules import check_cloud
+
+    prof = load_profile("alpaca_7b")
+    plan = notebook_params(prof, {})
+    assert not {"model", "max_length", "num_train_epochs"} & set(plan[0][2])
+    check_cloud(prof, plan)
+    other = load_profile(cloud_variant(tmp_path, model="huggyllama/llama-13b"))
+    check_cloud(other, notebook_params(other, {}))
 
 
 def test_cloud_refusal_is_one_line_and_writes_nothing(tmp_path):
@@ -153,7 +177,7 @@ def test_cloud_refusal_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_env_override_is_applied_recorded_and_only_when_set():
-    from lib.pipeline.runner import apply_env_overrides, load_profile, notebook_params
+    from lib.core.profiles import apply_env_overrides, load_profile, notebook_params
 
     prof = load_profile("cloud_evaluate")
     plan = notebook_params(prof, {})
@@ -177,7 +201,7 @@ def test_phases_into_a_run_dir_as_node_1_then_resume(tmp_path):
     the same command again skips what it finished."""
     prof = tmp_path / "p.yaml"
     prof.write_text(json.dumps({"description": "t", "teacher": "none", "notebooks": {
-        "02_clean": {"max_tokens": 0, "drop_wrong_language": False}, "05_budget": {}}}))
+        "02_clean": {"max_tokens": -1, "drop_wrong_language": False}, "05_budget": {}}}))
     run_dir = tmp_path / "bucket" / "r1"
     (run_dir / "data").mkdir(parents=True)
     (run_dir / "data" / "generated.jsonl").write_text("".join(

@@ -1,6 +1,7 @@
-"""Drift guards: every parameter anything hands a notebook is one that notebook declares, every
-sky task runs through the runner with a cloud profile, and the YAML headers state facts that
-are checked here against the profile, the recipe and the resources."""
+"""What anything hands a notebook, checked: every `--set`/`-p` a command line shows names a declared
+parameter, every profile passes the runner's checks, and every sky task runs its notebooks through
+the runner with a cloud profile (never papermill directly). What a task trains is not restated
+anywhere to hold together: the launcher derives it from the profile (lib/launch/task_profile.py)."""
 from __future__ import annotations
 
 import re
@@ -10,15 +11,14 @@ import pytest
 import yaml
 
 from lib.core.params import declared_params
-from lib.pipeline.runner import CLOUD_RULES, PROFILES, check_cloud, load_profile, notebook_params
-from lib.launch.skyrun import header_facts as facts
-from lib.train.recipes import load_recipe
+from lib.core.profiles import PROFILES, load_profile, notebook_params
+from lib.launch.task_profile import task_profile
+from lib.pipeline.cloud_rules import CLOUD_RULES, check_cloud
 
 REPO = Path(__file__).resolve().parent.parent
 SKY = REPO / "sky"
 TASKS = sorted(SKY.glob("*.yaml"))
 NOTEBOOKS = {p.stem: declared_params(p) for p in (REPO / "notebooks").glob("*.ipynb")}
-KINDS = {"train", "generate", "evaluate", "serve"}  # serve: sky/serve.yaml (SkyServe) declares its own checks
 RUN_LINE = re.compile(r"python -m lib\.pipeline run --profile (\S+) --phases (\S+) --run-dir \"\$RUN_DIR\"")
 
 
@@ -61,7 +61,7 @@ def test_the_scan_catches_the_old_skyrun_example():
 def test_profiles_pass_only_declared_parameters(name):
     prof = load_profile(name)
     plan = notebook_params(prof, {})  # raises on an undeclared parameter
-    check_cloud(prof, plan)  # a cloud profile holds no laptop default
+    check_cloud(prof, plan)  # a cloud profile holds no laptop value
     for var, where in prof["env"].items():
         nb, _, rest = where.partition(".")
         assert rest.split(".")[0] in NOTEBOOKS[nb], f"{name}: env {var} -> {where}"
@@ -70,42 +70,24 @@ def test_profiles_pass_only_declared_parameters(name):
 @pytest.mark.parametrize("path", TASKS, ids=[p.stem for p in TASKS])
 def test_task_runs_its_cloud_profile_through_the_runner(path):
     raw = yaml.safe_load(path.read_text())
-    f = facts(path)
-    assert f.get("kind") in KINDS, f"{path.name}: state `#   kind: <{'|'.join(sorted(KINDS))}>` in the header"
-    if f["kind"] == "serve":
-        return  # SkyServe tasks serve a model; their header and rehearsal are their own
     script = raw["run"]
-    assert "papermill" not in script and "-p " not in script, "notebooks run through lib.pipeline.runner only"
+    assert "papermill" not in script and "-p " not in script, "notebooks run through the runner only"
+    runs = task_profile(script, raw["envs"])
+    if runs is None:
+        assert "service" in raw, f"{path.name} runs no profile: only a SkyServe task may"
+        return
     (run,) = RUN_LINE.findall(script)
+    assert run == (runs.profile, ",".join(runs.phases))
     # the profile holds the parameters; the script adds only the bucket path of this job's checkpoints
     sets = re.findall(r"--set\s+(\S+?)=", script)
-    assert sets == (["03_train.checkpoint_dir"] if f["kind"] == "train" else []), sets
-    prof_name, phases = run
-    assert f["profile"] == prof_name
-    # the header shows the same command the script runs
-    assert f"python -m lib.pipeline run --profile {prof_name} --phases {phases} --run-dir $RUN_DIR" in path.read_text()
-    prof = load_profile(prof_name)
-    assert prof["target"] == "cloud", f"{prof_name} must be a cloud profile (target: cloud)"
-    assert set(phases.split(",")) <= set(prof["notebooks"])
-    # every override variable the profile reads is declared (empty) in the task's envs
+    assert sets == (["03_train.checkpoint_dir"] if runs.trains else []), sets
+    prof = load_profile(runs.profile)
+    assert prof["target"] == "cloud", f"{runs.profile} must be a cloud profile (target: cloud)"
+    # every override variable the profile reads is declared (empty) in the task's envs, and the
+    # envs restate nothing the profile or its recipe says
     for var in prof["env"]:
         assert raw["envs"].get(var) == "", f"{path.name}: declare envs {var}: \"\" (the profile's override)"
-    if f["kind"] == "train":
-        nb = prof["notebooks"]["03_train"]
-        recipe = load_recipe(nb["recipe"])
-        assert f["recipe"] == nb["recipe"] == raw["envs"]["RECIPE"] == recipe.name
-        assert f["base_model"] == nb["model"] == recipe.base_model
-        assert float(f["epochs"]) == recipe.num_train_epochs
-        assert (nb["max_steps"], nb["num_train_epochs"], nb["nproc"]) == (0, 0, 0)
-        acc = raw["resources"]["accelerators"]
-        assert f["accelerators"] == acc == f"{recipe.hardware.accelerator}:{recipe.hardware.gpus_per_node}"
-        assert "--set 03_train.checkpoint_dir=\"$CKPT_DIR\"" in script
-    if f["kind"] == "evaluate":
-        nb = prof["notebooks"]["04_evaluate"]
-        assert f["judge"] == nb["judge_model"] and f["questions"] == "vicuna 80"
-        assert nb["question_set"].startswith("vicuna:") and nb["max_questions"] == 0
-    if f["kind"] == "generate":
-        assert f["teacher"] == prof["notebooks"]["01_generate"]["teacher_model"]
+    assert not {"RECIPE", "OVERHEAD_HOURS"} & set(raw["envs"]), "the recipe comes from the profile"
 
 
 def test_common_sh_runs_no_notebook():
@@ -116,4 +98,18 @@ def test_common_sh_runs_no_notebook():
 
 def test_cloud_rules_cover_the_notebooks_they_name():
     for nb, rules in CLOUD_RULES.items():
-        assert set(rules) <= NOTEBOOKS[nb], nb
+        assert set(rules) <= set(NOTEBOOKS[nb]), nb
+
+
+@pytest.mark.parametrize("nb", sorted(CLOUD_RULES))
+def test_a_refused_notebook_default_must_be_named(nb):
+    """A laptop default never reaches a node silently: every rule that refuses its notebook's own
+    default is one a cloud profile must name (papermill reads the defaults from the notebook)."""
+    import ast
+
+    import papermill
+
+    defaults = papermill.inspect_notebook(str(REPO / "notebooks" / f"{nb}.ipynb"))
+    for param, rule in CLOUD_RULES[nb].items():
+        if rule.refused(ast.literal_eval(defaults[param]["default"])):
+            assert rule.must_name, f"{nb}.{param}: its default is refused, so cloud profiles must name it"

@@ -26,7 +26,8 @@ from sky_catalog import P4DE_SPOT_USD, seeded_home
 
 from lib.core.files import COMPLETE
 from lib.core.server import free_port
-from lib.launch.skyrun import header_facts, kill_node, run_task, start_nodes
+from lib.launch.skyrun import kill_node, run_task, start_nodes
+from lib.launch.task_profile import TaskProfile, task_profile
 from lib.train.checkpoints import latest_complete
 from lib.train.recipes import load_recipe
 from lib.train.data import split_heldout
@@ -35,8 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 SKY = REPO / "sky"
 
 
-def facts(task: str) -> dict[str, str]:
-    return header_facts(SKY / f"{task}.yaml")
+def runs(task: str) -> TaskProfile | None:
+    """What the task's run script runs: its profile, resolved as the launcher resolves it."""
+    return task_profile(yaml.safe_load((SKY / f"{task}.yaml").read_text())["run"])
 
 
 def profile(name: str) -> dict:
@@ -44,7 +46,7 @@ def profile(name: str) -> dict:
 
 
 TASKS = sorted(p.stem for p in SKY.glob("*.yaml"))
-TRAIN = [t for t in TASKS if facts(t).get("kind") == "train"]
+TRAIN = [t for t in TASKS if runs(t) is not None and runs(t).trains]
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -179,17 +181,17 @@ def test_train_7b_resumes_after_node_0_is_killed(train7b):
 def test_train_7b_trains_what_it_names(train7b):
     run_dir, tiny = train7b["run_dir"], str(train7b["tiny"])
     assert train7b["codes"] == [0, 0], train7b["log"]
-    # what the runner resolved: the profile's production values, the model only by the override
+    # what the runner resolved: the profile's production values (the rest is the recipe's), the model
+    # only by the override
     state = json.loads((run_dir / "pipeline.json").read_text())
     params = state["phases"]["03_train"]["params"]
     assert state["phases"]["03_train"]["status"] == "done"
     assert state["profile"].endswith("lib/profiles/alpaca_7b.yaml")
-    assert {k: params[k] for k in ("recipe", "model", "max_steps", "num_train_epochs", "nproc", "checkpoint_dir")} == {
-        "recipe": "alpaca_7b", "model": tiny, "max_steps": 0, "num_train_epochs": 0, "nproc": 0,
+    assert {k: params.get(k) for k in ("recipe", "model", "max_steps", "num_train_epochs", "nproc", "checkpoint_dir")} == {
+        "recipe": "alpaca_7b", "model": tiny, "max_steps": 0, "num_train_epochs": None, "nproc": 0,
         "checkpoint_dir": str(train7b["ckpts"])}
-    assert params["overrides"] == {"model": "$BASE_MODEL replaced 'huggyllama/llama-7b'"}
-    assert state["overrides"]["03_train.model"] == {"value": tiny, "from": "BASE_MODEL",
-                                                     "replaced": "huggyllama/llama-7b"}
+    assert params["overrides"] == {"model": "$BASE_MODEL replaced the notebook's default"}
+    assert state["overrides"]["03_train.model"] == {"value": tiny, "from": "BASE_MODEL", "replaced": None}
     assert "override: 03_train.model" in train7b["log"]
     # world size = nodes x processes, the recipe's epochs, FSDP per the recipe
     m = json.loads((run_dir / "train" / "metrics.json").read_text())
@@ -208,7 +210,8 @@ def test_train_7b_leaves_node_files_ledger_and_report_on_the_bucket(train7b):
     assert (run_dir / "03_train.ipynb").is_file() and (run_dir / "03_train.node1.ipynb").is_file()
     assert (run_dir / "pipeline.node1.json").is_file()
     nb = (run_dir / "03_train.ipynb").read_text()
-    assert "huggyllama/llama-7b" in nb and "$BASE_MODEL replaced" in nb  # the override is in the notebook
+    # the override is in the notebook, beside the recipe's base model it replaced
+    assert "$BASE_MODEL replaced the notebook's default: the recipe's is huggyllama/llama-7b" in nb
     assert (run_dir / "report" / "budget.md").is_file() and (run_dir / "report" / "budget.png").is_file()
     # compute intervals from both nodes (one ledger file each), priced from the catalog as the
     # instance the task asks for: A100-80GB:8 spot in us-east-1
@@ -227,8 +230,7 @@ def test_train_7b_leaves_node_files_ledger_and_report_on_the_bucket(train7b):
 
 # ----------------------------------------------------------------------------- the other train tasks
 def rehearse_train(task: str, tmp: Path, home: dict, tiny: Path, records: list[dict]) -> tuple[list, Path, str]:
-    prof = facts(task)["profile"]
-    nodes = 1 if load_recipe(prof).hardware.gpus_per_node == 1 else 2  # the one-GPU task runs as one node
+    nodes = 1 if load_recipe(runs(task).recipe()).hardware.gpus_per_node == 1 else 2  # the one-GPU task runs as one node
     bucket, run_dir = tmp / "bucket", tmp / "bucket" / "r1"
     write_data(run_dir, records)
     (tmp / "logs").mkdir()
@@ -238,15 +240,15 @@ def rehearse_train(task: str, tmp: Path, home: dict, tiny: Path, records: list[d
 
 
 def check_train(task: str, results, run_dir: Path, log: str, tiny: Path, records: list[dict]) -> None:
-    prof = facts(task)["profile"]
+    name = runs(task).recipe()
     assert results and all(r.returncode == 0 for r in results), log
     nodes = len(results)
-    recipe = load_recipe(prof)
+    recipe = load_recipe(name)
     params = json.loads((run_dir / "pipeline.json").read_text())["phases"]["03_train"]["params"]
-    assert (params["recipe"], params.get("model"), params.get("max_steps"), params.get("nproc")) == (prof, str(tiny), 0, 0)
+    assert (params["recipe"], params.get("model"), params.get("max_steps"), params.get("nproc")) == (name, str(tiny), 0, 0)
     m = json.loads((run_dir / "train" / "metrics.json").read_text())
-    assert (m["recipe"], m["model"], m["world_size"], m["epochs"]) == (prof, str(tiny), nodes, recipe.num_train_epochs)
-    assert m["global_step"] == expected_steps(prof, records, world=nodes)
+    assert (m["recipe"], m["model"], m["world_size"], m["epochs"]) == (name, str(tiny), nodes, recipe.num_train_epochs)
+    assert m["global_step"] == expected_steps(name, records, world=nodes)
     assert m["fsdp"] == (recipe.fsdp and nodes > 1) and m["lora"] == (recipe.lora is not None)
     assert (run_dir / "03_train.ipynb").is_file() and (run_dir / "report" / "budget.md").is_file()
     assert list((run_dir / "checkpoints").glob("sky-local-*/checkpoint-*"))
@@ -267,7 +269,7 @@ def test_train_task_without_override_fails_fast_naming_its_base_model(task, tmp_
                           log=log, timeout=300)
     out = (tmp_path / "log").read_text()
     last = out.strip().splitlines()[-1]
-    base = load_recipe(facts(task)["profile"]).base_model
+    base = load_recipe(runs(task).recipe()).base_model
     assert res.returncode == 2 and last.startswith(f"error: cannot load base model '{base}'"), out[-3000:]
     assert "--env BASE_MODEL=" in last and "Traceback" not in out
     assert not (run_dir / "pipeline.json").exists() and not (run_dir / "03_train.ipynb").exists()
@@ -277,7 +279,7 @@ def test_train_task_without_override_fails_fast_naming_its_base_model(task, tmp_
 
 @pytest.mark.parametrize("task", [t for t in OTHER_TRAIN if t != "pretrain_zh"])
 def test_train_task_rehearsal(task, tmp_path, home, tiny_llama):
-    records = sharegpt_records(24) if load_recipe(facts(task)["profile"]).format != "alpaca" else alpaca_records(24)
+    records = sharegpt_records(24) if load_recipe(runs(task).recipe()).format != "alpaca" else alpaca_records(24)
     results, run_dir, log = rehearse_train(task, tmp_path, home, tiny_llama, records)
     check_train(task, results, run_dir, log, tiny_llama, records)
 
@@ -346,7 +348,6 @@ def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, ti
     # the production values the profile holds: all 80 FastChat questions, the dated judge
     assert prof["question_set"].startswith("vicuna:https://raw.githubusercontent.com/lm-sys/FastChat/")
     assert (prof["max_questions"], prof["judge_model"]) == (0, "gpt-4o-2024-08-06")
-    assert facts("evaluate")["judge"] == prof["judge_model"]
     assert sum(1 for _ in open(shared_data / "vicuna_bench_questions.jsonl")) == 80
     state = json.loads((run_dir / "pipeline.json").read_text())
     params = state["phases"]["04_evaluate"]["params"]
@@ -384,12 +385,13 @@ def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_pat
     prof = profile("cloud_generate")["notebooks"]
     assert (prof["01_generate"]["teacher_model"], prof["01_generate"]["num_instructions_to_generate"]) == \
         ("gpt-4o-mini", 52000)
-    assert facts("generate")["teacher"] == "gpt-4o-mini"
     state = json.loads((run_dir / "pipeline.json").read_text())
     gen = state["phases"]["01_generate"]["params"]
     assert (gen["teacher_model"], gen["num_instructions_to_generate"], gen["tasks_per_request"], gen["concurrency"]) \
         == (stand_in.model, 4, 5, 1)
-    assert state["phases"]["02_clean"]["params"]["tokenizer"] == str(tiny_llama)
+    # cleaned for the profile's recipe, measured with the tokenizer the override names
+    assert (state["phases"]["02_clean"]["params"]["recipe"], state["phases"]["02_clean"]["params"]["tokenizer"]) == \
+        ("alpaca_7b", str(tiny_llama))
     assert state["overrides"]["01_generate.teacher_model"]["replaced"] == "gpt-4o-mini"
     for nb in ("01_generate", "02_clean"):
         assert (run_dir / f"{nb}.ipynb").is_file() and state["phases"][nb]["status"] == "done"

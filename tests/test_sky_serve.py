@@ -50,8 +50,6 @@ def test_serve_task_is_priced_against_the_serving_budget(sky_home):
     assert "g6.xlarge" in r.stdout and "EST_HOURS=24" in r.stdout
     assert f"estimate:  ${24 * L4_SPOT:,.2f}" in r.stdout
     assert re.search(r"budget:\s+serving: target \$20\.00, cap \$50\.00", r.stdout)
-    head = dict(re.findall(r"#\s*(expected_hours|expected_usd):\s*~?([0-9.]+)", TASK.read_text()))
-    assert float(head["expected_usd"]) == pytest.approx(24 * L4_SPOT) and float(head["expected_hours"]) == 24
 
 
 def test_a_day_of_serving_beyond_the_cap_is_refused(sky_home):

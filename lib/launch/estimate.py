@@ -7,11 +7,12 @@
     python -m lib.launch sky/train_7b.yaml --dry-run --run-dir runs/cloud-1   # plan from its data/clean.jsonl
 
 The estimate, all from data:
-    training tasks (env RECIPE): the launch plan (lib/launch/plan.py) -- data tokens counted from
+    training tasks (the task's profile runs 03_train; lib/launch/task_profile.py): the launch
+        plan (lib/launch/plan.py) for the recipe that profile names -- data tokens counted from
         clean.jsonl (--data, or --run-dir's data/clean.jsonl; the task's TRAIN_TOKENS env only
         when neither is given, labelled ASSUMED), optimizer steps, and
         hours = tokens x epochs (recipe) / (tokens/s/GPU x GPUs per node x nodes) / 3600
-                + OVERHEAD_HOURS                               (provisioning, setup, final save)
+                + overhead (0.3 h, or the task's OVERHEAD_HOURS env: provisioning, setup, final save)
         with tokens/s/GPU from lib/data/throughput.yaml (its source printed);
       other tasks: EST_HOURS from the task's envs;
     USD   = hours x hourly price of one node (SkyPilot's catalog, cheapest matching instance)
@@ -30,7 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from lib.budget import Ledger, load_budgets
+from lib.budget.gpu import catalog_file, gpu_price
 from lib.core.errors import BudgetExceeded, UserError, cli
+from lib.core.paths import BUDGETS_YAML
+from lib.launch import sky_backend
+from lib.launch.plan import OVERHEAD_HOURS, describe_plan, find_data, make_plan, save_plan
+from lib.launch.skyrun import env_flags
+from lib.launch.task_profile import TaskProfile, task_profile
 
 
 @dataclass
@@ -57,7 +67,6 @@ class Estimate:
 def load_task(path: str | os.PathLike, env: dict[str, str] | None = None):
     """`sky.Task.from_yaml` with one-line errors; `env` overrides the task's envs like `--env`."""
     import sky
-    import yaml
 
     path = Path(path)
     if not path.is_file():
@@ -84,15 +93,11 @@ def _float_env(envs: dict, key: str, default: float | None = None) -> float | No
 
 def local_catalog_clouds() -> list[str]:
     """Clouds whose SkyPilot catalog is on this machine (a task with no cloud is priced on each)."""
-    from lib.budget.gpu import catalog_file
-
     root = catalog_file("aws").parent.parent
     return sorted(p.parent.name for p in root.glob("*/vms.csv")) if root.is_dir() else []
 
 
 def _price_option(res, cloud: str, spot: bool | None, options: list, errors: list) -> None:
-    from lib.budget.gpu import gpu_price
-
     use_spot = res.use_spot if spot is None else spot
     acc = res.accelerators or {}
     region = res.region
@@ -133,13 +138,11 @@ def estimate(task, budgets, *, spot: bool | None = None, data: Path | None = Non
 
     est_hours = _float_env(envs, "EST_HOURS")
     plan = None
-    if envs.get("RECIPE"):
-        from lib.launch.plan import make_plan
-
-        overhead = _float_env(envs, "OVERHEAD_HOURS", 0.0)
-        plan = make_plan(task.name, envs, accelerator=accelerator.partition(":")[0], gpus_per_node=gpus, nodes=nodes,
-                         data=data, tokenizer=tokenizer, tokens_override=_float_env(envs, "TRAIN_TOKENS"),
-                         tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), overhead_hours=overhead)
+    runs = task_profile(task.run if isinstance(task.run, str) else None, envs)
+    if runs is not None and runs.trains:
+        overhead = _float_env(envs, "OVERHEAD_HOURS", OVERHEAD_HOURS)
+        plan = training_plan(task, runs, envs, accelerator=accelerator.partition(":")[0], gpus=gpus, nodes=nodes,
+                             data=data, tokenizer=tokenizer, overhead=overhead)
         hours = plan.compute_hours + overhead
         basis = (f"{plan.tokens_per_epoch:,.0f} tokens x {plan.epochs:g} epochs ({plan.recipe}) / "
                  f"({plan.tokens_per_s_per_gpu:g} tok/s/GPU x {gpus} GPUs x {nodes} node(s)) = "
@@ -148,18 +151,27 @@ def estimate(task, budgets, *, spot: bool | None = None, data: Path | None = Non
         hours = est_hours
         basis = f"EST_HOURS={est_hours:g} from the task's envs"
     else:
-        raise UserError(f"{task.name}: no way to estimate hours: set env RECIPE (a training task) or EST_HOURS in the YAML")
+        raise UserError(f"{task.name}: no way to estimate hours: run a training profile (03_train) or set env "
+                        "EST_HOURS in the YAML")
     api_usd = _float_env(envs, "EST_API_USD", 0.0)
     return Estimate(phase=phase, hours=hours, compute_usd=hours * hourly * nodes, api_usd=api_usd, hourly_usd=hourly,
                     nodes=nodes, gpus_per_node=gpus, accelerator=accelerator, instance=instance, spot=use_spot,
                     price_source=source, basis=basis, plan=plan)
 
 
+def training_plan(task, runs: TaskProfile, envs: dict, *, accelerator: str, gpus: int, nodes: int,
+                  data: Path | None, tokenizer: str | None, overhead: float):
+    """The plan of the recipe the task's profile trains, with its model after the task's overrides."""
+    train = runs.params["03_train"]
+    return make_plan(task.name, runs.recipe(), base_model=str(train.get("model") or ""), accelerator=accelerator,
+                     gpus_per_node=gpus, nodes=nodes, data=data, tokenizer=tokenizer,
+                     tokens_override=_float_env(envs, "TRAIN_TOKENS"),
+                     tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), overhead_hours=overhead)
+
+
 def cpu_price(res, *, cloud: str, region: str | None, spot: bool) -> tuple[float, str, str]:
     """Cheapest CPU instance satisfying the task's cpus/memory, from SkyPilot's catalog."""
     from sky import catalog
-
-    from lib.budget.gpu import catalog_file, gpu_price
 
     if not catalog_file(cloud).is_file():
         return gpu_price(None, cloud=cloud, region=region, spot=spot, instance_type="?")  # raises the one-line error
@@ -174,8 +186,6 @@ def remaining_budget(budgets, phase: str, run_dir: str | os.PathLike | None) -> 
     """(spent, remaining) for `phase`: the cap minus the run's ledger."""
     spent = 0.0
     if run_dir:
-        from lib.budget import Ledger
-
         ledger_dir = Path(run_dir) / "ledger"
         if not ledger_dir.is_dir():
             raise UserError(f"no ledger at {ledger_dir}: pass the run directory of an earlier phase, or omit --run-dir")
@@ -198,8 +208,6 @@ def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
     kind = "spot" if est.spot else "on-demand"
     lines = []
     if est.plan is not None:
-        from lib.launch.plan import describe_plan
-
         lines += describe_plan(est.plan)
     lines += [
         f"resources: {est.nodes} x {est.instance} ({est.accelerator}, {kind}) at ${est.hourly_usd:,.3f}/h per node "
@@ -216,9 +224,6 @@ def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    from lib.budget import load_budgets
-    from lib.core.paths import BUDGETS_YAML
-
     ap = argparse.ArgumentParser(prog="python -m lib.launch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("task_yaml")
@@ -237,13 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="override a task env")
     args = ap.parse_args(argv)
 
-    from lib.launch.skyrun import env_flags
-
     env = env_flags(args.env)
     budgets = load_budgets(args.budgets)
     task = load_task(args.task_yaml, env)
-    from lib.launch.plan import find_data, save_plan
-
     est = estimate(task, budgets, spot=args.spot, data=find_data(args.data, args.run_dir), tokenizer=args.tokenizer)
     spent, remaining = remaining_budget(budgets, est.phase, args.run_dir)
     print(f"task:      {task.name} ({args.task_yaml})")
@@ -261,8 +262,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.spot is not None:
         task.set_resources({r.copy(use_spot=args.spot) for r in task.resources})
-    from lib import sky_backend
-
     request_id = sky_backend.launch(task, managed=args.cluster is None, cluster_name=args.cluster)
     print(f"launched: request {request_id}; follow with `sky api logs {request_id}`"
           + ("" if args.cluster else " or `sky jobs queue`"))

@@ -13,25 +13,36 @@ budget report puts it beside what was measured (lib/budget/report.py).
               tokens/s/GPU from lib/data/throughput.yaml (its row's source is printed)
     dollars   hours x node price (SkyPilot catalog) x nodes   (lib/launch/estimate.py)
 
-Without a clean.jsonl (no --data, no synced --run-dir) the task's TRAIN_TOKENS env stands in
-for the data, labelled as an assumption; steps then cannot be counted and say so.
+The recipe is the one the task's profile names (lib/launch/task_profile.py), and the task's
+GPUs must be the ones the recipe's batch layout is written for. Without a clean.jsonl (no
+--data, no synced --run-dir) the task's TRAIN_TOKENS env stands in for the data, labelled as
+an assumption; steps then cannot be counted and say so.
 """
 from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
+from lib.budget.plans import plan_path
 from lib.core.errors import UserError
 from lib.core.files import atomic_write_json
+from lib.core.formats import alpaca_prompt
+from lib.core.model import resolve_model
 from lib.core.paths import LIB
 from lib.train.data import read_training_records, split_heldout
-from lib.budget.plans import plan_path
+from lib.train.masking import encode_records, ensure_pad_token
+from lib.train.recipes import Recipe, load_recipe
+from lib.train.text import document_ids
 
 THROUGHPUT_YAML = LIB / "data" / "throughput.yaml"
 HELDOUT_FRACTION = 0.1  # 03_train's default heldout_fraction (the slice never trained on)
 BYTES_PER_TOKEN = 4  # the estimate rule when no tokenizer is at hand (English-like text)
+OVERHEAD_HOURS = 0.3  # provisioning + setup + final save, assumed; a task's OVERHEAD_HOURS env replaces it
 
 
 @dataclass
@@ -102,8 +113,6 @@ def throughput(recipe: str, accelerator: str, override: float | None = None,
         if override <= 0:
             raise UserError(f"TOKENS_PER_S_PER_GPU={override:g} must be > 0: pass e.g. --env TOKENS_PER_S_PER_GPU=1500")
         return Throughput(override, f"env TOKENS_PER_S_PER_GPU={override:g} (overrides {Path(table).name})")
-    import yaml
-
     rows = (yaml.safe_load(Path(table).read_text()) or {}).get("rows") or []
     for row in rows:
         if row.get("recipe") == recipe and row.get("accelerator") == accelerator:
@@ -119,9 +128,6 @@ def local_tokenizer(name: str):
     """The tokenizer `name` if it is on this machine (cache or directory), else None: a plan
     never downloads weights or tokenizers."""
     from transformers import AutoTokenizer
-
-    from lib.core.model import resolve_model
-    from lib.train.masking import ensure_pad_token
 
     try:
         src = resolve_model(name)
@@ -152,14 +158,10 @@ def count_data(path: str | os.PathLike, recipe, tokenizer: str | None = None, *,
     if recipe.format == "text":  # continued pretraining: every token of fixed blocks trains
         return _count_text(path, records, train, held, recipe, tok, name)
     if tok is not None:
-        from lib.train.masking import encode_records
-
         examples, report = encode_records(train, tok, fmt=recipe.format, max_length=recipe.max_length)
         return DataCount(str(path), len(records), len(held), len(examples), report.tokens,
                          f"tokenizer {name} ({recipe.format} format, cut at {recipe.max_length})", True)
     if recipe.format == "alpaca":  # the prompt template is part of what trains: count its text too
-        from lib.core.formats import alpaca_prompt
-
         def text(r):
             return alpaca_prompt(str(r.get("instruction", "")), str(r.get("input", "") or "")) + str(r.get("output", ""))
         what = "Alpaca prompt + output"
@@ -175,8 +177,6 @@ def _count_text(path, records, train, held, recipe, tok, name) -> DataCount:
     """Blocks of max_length tokens, as lib.train.text cuts them (the tail shorter than a block drops)."""
     block = recipe.max_length
     if tok is not None:
-        from lib.train.text import document_ids
-
         tokens = sum(len(document_ids(str(r.get("text", "")), tok)) for r in train if str(r.get("text", "")).strip())
         how, exact = f"tokenizer {name} (text format: documents + BOS/EOS in blocks of {block})", True
     else:
@@ -204,15 +204,26 @@ def find_data(data: str | None, run_dir: str | None) -> Path | None:
 # ---------------------------------------------------------------------------- plan
 
 
-def make_plan(task_name: str, envs: dict, *, accelerator: str, gpus_per_node: int, nodes: int,
-              data: Path | None, tokenizer: str | None = None, tokens_override: float | None = None,
-              tps_override: float | None = None, overhead_hours: float = 0.0) -> Plan:
-    from lib.train.recipes import load_recipe
-
-    recipe = load_recipe(envs.get("RECIPE") or "alpaca_7b")
-    base_model = envs.get("BASE_MODEL") or recipe.base_model  # the explicit, visible override
+def check_layout(task_name: str, recipe: Recipe, gpus_per_node: int, nodes: int) -> None:
+    """The task's GPUs are those the recipe's batch layout is written for: per-device batch x
+    accumulation x GPUs is the seed's effective batch only on that many GPUs."""
     if gpus_per_node < 1:
         raise UserError(f"{task_name}: a training task must request GPUs (resources.accelerators) to be planned")
+    h = recipe.hardware
+    if gpus_per_node * nodes != h.processes:
+        raise UserError(f"{task_name} runs {nodes} node(s) x {gpus_per_node} GPUs but recipe {recipe.name} is laid out "
+                        f"for {h.nodes} x {h.gpus_per_node} (batch {recipe.effective_batch}): set resources.accelerators "
+                        f"to {h.accelerator}:{h.gpus_per_node} and num_nodes to {h.nodes}, or write a recipe for "
+                        "these GPUs")
+
+
+def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", accelerator: str, gpus_per_node: int,
+              nodes: int, data: Path | None, tokenizer: str | None = None, tokens_override: float | None = None,
+              tps_override: float | None = None, overhead_hours: float = OVERHEAD_HOURS) -> Plan:
+    """`base_model`: what 03_train will load when not the recipe's (an override such as $BASE_MODEL)."""
+    recipe = load_recipe(recipe_name)
+    base_model = base_model or recipe.base_model
+    check_layout(task_name, recipe, gpus_per_node, nodes)
     per_device, accum = recipe.hardware.micro_batch(recipe.packing)
     epochs = float(recipe.num_train_epochs)
     count = None
@@ -242,8 +253,6 @@ def make_plan(task_name: str, envs: dict, *, accelerator: str, gpus_per_node: in
                                              "learning_rate", "lr_scheduler_type", "warmup_ratio", "weight_decay",
                                              "bf16", "fsdp", "gradient_checkpointing", "attn_implementation")}
     hyper["lora"] = asdict(recipe.lora) if recipe.lora is not None else None
-    import time
-
     return Plan(task=task_name, recipe=recipe.name, base_model=base_model, hyperparameters=hyper, accelerator=accelerator, nodes=nodes,
                 gpus_per_node=gpus_per_node, epochs=epochs, per_device_batch=per_device, grad_accum=accum, data=count,
                 tokens_per_epoch=tokens, tokens_source=source, steps_per_epoch=steps_per_epoch,

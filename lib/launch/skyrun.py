@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -52,22 +51,6 @@ def load_yaml(path: str | os.PathLike) -> dict:
     if not isinstance(cfg, dict) or "run" not in cfg:
         raise UserError(f"{path} has no `run` script: add one")
     return cfg
-
-
-FACTS = ("kind", "profile", "recipe", "base_model", "epochs", "accelerators", "judge", "questions", "teacher")
-
-
-def header_facts(path: str | os.PathLike) -> dict[str, str]:
-    """The `#   key: value` facts a task's header states (what runs, on what), values without
-    their parenthesised remarks; tests check each against the profile, recipe and resources."""
-    out = {}
-    for line in Path(path).read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        m = re.match(rf"#\s+({'|'.join(FACTS)}):\s+(.+)$", line)
-        if m:
-            out[m.group(1)] = m.group(2).split("(")[0].strip()
-    return out
 
 
 def node_env(cfg: dict, *, root: Path, task_id: str, overrides: dict[str, str], rank: int = 0, nodes: int = 1,

@@ -1,0 +1,38 @@
+"""One phase: a notebook executed by papermill into the run directory, its logs beside it.
+
+The executed notebook is written aside and renamed into place, also when a cell fails: the
+failing cell shows its error, and the run stops with one line naming it (PhaseFailed).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from lib.core.paths import REPO
+
+
+class PhaseFailed(Exception):
+    pass
+
+
+def execute(name: str, src: Path, out: Path, params: dict, *, log_dir: Path) -> None:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    # papermill and the kernel talk on the `papermill` logger; the per-phase logs hold the rest
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+
+    tmp = out.with_name(f".partial.{out.name}")
+    with open(log_dir / f"{name}.stdout.log", "w") as stdout, open(log_dir / f"{name}.stderr.log", "w") as stderr:
+        try:
+            papermill.execute_notebook(
+                str(src), str(tmp), parameters=params, cwd=str(REPO), kernel_name="python3",
+                progress_bar=sys.stderr.isatty(), stdout_file=stdout, stderr_file=stderr,
+            )
+        except PapermillExecutionError as e:
+            os.replace(tmp, out)  # keep what ran: the failing cell shows its error
+            last = (e.evalue or e.ename).strip().splitlines()
+            raise PhaseFailed(f"{name} failed in cell {e.exec_count}: {e.ename}: {last[-1] if last else ''}") from None
+    os.replace(tmp, out)
