@@ -19,7 +19,7 @@ from lib.core.paths import REPO
 from lib.core.server import embedded_server
 from lib.pipeline.cloud_rules import LAPTOP_MODELS
 from lib.train.recipes import load_recipe
-from lib.train.sft import TrainConfig, check_base_model
+from lib.train.model import check_base_model
 
 # Parameters the runner fills in for any notebook that declares them.
 SHARED_ENDPOINT_PARAMS = (("teacher_base_url", "teacher_model"), ("judge_base_url", "judge_model"))
@@ -60,11 +60,11 @@ def _check(ep: Endpoint, budgets) -> None:
 def _find_base_model(params: dict) -> None:
     """The base model 03_train will load (its `model`, or the recipe's base when empty) is found
     before anything is written or any worker starts; the laptop models need no check."""
-    cfg = TrainConfig(**{k: str(params[k]) for k in ("recipe", "model") if params.get(k)})
-    if cfg.model and not Path(cfg.model).is_absolute() and (REPO / cfg.model).exists():
-        cfg.model = str(REPO / cfg.model)  # a repository-relative checkpoint, as the notebook resolves it
-    if (cfg.model or load_recipe(cfg.recipe).base_model) not in LAPTOP_MODELS:
-        check_base_model(cfg)
+    recipe, model = str(params.get("recipe") or "embedded"), str(params.get("model") or "")
+    if model and not Path(model).is_absolute() and (REPO / model).exists():
+        model = str(REPO / model)  # a repository-relative checkpoint, as the notebook resolves it
+    if (model or load_recipe(recipe).base_model) not in LAPTOP_MODELS:
+        check_base_model(recipe, model)
 
 
 @contextlib.contextmanager

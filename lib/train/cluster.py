@@ -77,7 +77,7 @@ def train_on_cluster(cfg: TrainConfig, *, nproc: int = 0, log_path: str | os.Pat
     c = cluster_from_env(env, nproc or None)
     if c["nnodes"] == 1 and c["nproc_per_node"] == 1:
         return train(cfg)
-    model_id = check_base_model(cfg)
+    model_id = check_base_model(cfg.recipe, cfg.model)
     cmd = torchrun_command(settings_argv(cfg), env=env, nproc=c["nproc_per_node"],
                            master_port=int(env.get("SHEAR_MASTER_PORT") or 29500))
     env.setdefault("OMP_NUM_THREADS", "1")

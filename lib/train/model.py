@@ -12,12 +12,12 @@ from lib.train.tiny import tiny_model
 from lib.train.vocab import freeze_old_rows
 
 
-def check_base_model(cfg) -> str:
+def check_base_model(recipe: str, model: str = "") -> str:
     """The base model's id, once its config and tokenizer are found (seconds, no weights):
     a cloud run whose base model cannot be loaded stops here with one line naming it, before
-    any worker starts or any GPU-hour is paid. `cfg`: a TrainConfig (its recipe and model).
+    any worker starts or any GPU-hour is paid. `model` "" = the recipe's base.
     Returns the id that will be trained."""
-    name = cfg.model or load_recipe(cfg.recipe).base_model
+    name = model or load_recipe(recipe).base_model
     if name != "tiny":
         load_tokenizer(name)
         plain_config(resolve_model(name))

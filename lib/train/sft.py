@@ -39,7 +39,6 @@ from lib.train.masking import encode_records
 from lib.train.metering import budget_callback, open_budget
 from lib.train.metrics import device_peak_flops, heldout_loss, model_shape, non_embedding_params
 from lib.train.model import load_tokenizer_and_model, make_trainable
-from lib.train.model import check_base_model as check_base_model  # re-exported: the runner's preflight imports it here
 from lib.train.packing import (MeteredCollator, TokenMeter, base_model, make_collator, prepare_for_packing,
                                supports_packing)
 from lib.train.publish import publish_model

@@ -6,8 +6,6 @@ few layers of width 64, random weights (seeded), and the embedded SmolLM2 tokeni
 """
 from __future__ import annotations
 
-import torch  # noqa: TID253 -- a trainer module: it builds torch models
-
 from lib.core.errors import UserError
 
 FAMILIES = ("llama", "bloom", "glm", "qwen2", "mistral")
@@ -32,6 +30,7 @@ def tiny_config(family: str, vocab_size: int, *, hidden: int = 64, layers: int =
 
 
 def tiny_model(family: str, tokenizer, *, seed: int = 0, attn_implementation: str | None = None, **kw):
+    import torch
     from transformers import AutoModelForCausalLM
 
     if attn_implementation is None or attn_implementation.startswith("flash"):
