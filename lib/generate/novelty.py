@@ -55,30 +55,11 @@ import numpy as np
 
 from lib.core.text import tokens as default_tokens
 from lib.generate.novelty_index import PoolIndex
+from lib.generate.novelty_kernels import rouge_f
+
+__all__ = ["NoveltyFilter", "rouge_f"]
 
 BATCH = 2048  # candidates per parallel step of add_many
-
-
-def rouge_f(lcs: int, la: int, lb: int) -> float:
-    """rouge_score's `_score_lcs` F-measure, same float operations in the same order."""
-    if not la or not lb:
-        return 0.0
-    precision = lcs / lb
-    recall = lcs / la
-    if precision + recall > 0:
-        return 2 * precision * recall / (precision + recall)
-    return 0.0
-
-
-def _rouge_f_array(lcs: np.ndarray, la: int, lb: np.ndarray) -> np.ndarray:
-    """`rouge_f` element-wise; numpy float64 does the same IEEE operations in the same order."""
-    lcs = lcs.astype(np.float64)
-    lb = lb.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = lcs / lb
-        r = lcs / la
-        f = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
-    return np.where(lb > 0, f, 0.0)
 
 
 class NoveltyFilter:
@@ -200,7 +181,6 @@ class NoveltyFilter:
         _, toks = self._encode(text)
         if not len(toks):
             return [(0.0, t) for t in self.texts[:k]]
-        lcs = self._index.lcs_all(toks)
-        f = _rouge_f_array(lcs, len(toks), self._index.lens[:n])
+        f = self._index.f_all(toks)
         top = np.argsort(-f, kind="stable")[:k]
         return [(float(f[i]), self.texts[i]) for i in top]

@@ -173,8 +173,9 @@ class PoolIndex:
             s.mark[0], s.stats[0])
         return keep
 
-    def lcs_all(self, toks: np.ndarray) -> np.ndarray:
-        return K.lcs_all(toks, self._pool(), self.n_docs)
+    def f_all(self, toks: np.ndarray) -> np.ndarray:
+        """Exact ROUGE-L F of a query (token ids) against every pool text."""
+        return K.f_all(toks, self._pool(), self.n_docs)
 
     def counters(self) -> np.ndarray:
         """Posting entries read, texts touched, texts past the count bound, exact LCS computed."""

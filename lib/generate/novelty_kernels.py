@@ -210,9 +210,10 @@ def lcs_length(a, b):
     return prev[len(b)]
 
 
-@nb.njit(cache=True, inline="always")
-def rouge_fmeasure(lcs, la, lb):
-    """rouge_score's F of an LCS: the same float operations in the same order."""
+@nb.njit(cache=True)
+def rouge_f(lcs, la, lb):
+    """rouge_score's `_score_lcs` F-measure of an LCS between texts of la and lb tokens: the
+    same float operations in the same order (precision against the pool text, lb)."""
     if la == 0 or lb == 0:
         return 0.0
     precision = lcs / lb
@@ -245,7 +246,7 @@ def _verify(qe, qt, rule, pool, tag, sc, touched, n_touched, mark, stats):
         if bag < need(la, lb, num, den):
             continue
         stats[LCS] += 1
-        if rouge_fmeasure(lcs_length(qt, elem_tok[elems]), la, lb) > thr:
+        if rouge_f(lcs_length(qt, elem_tok[elems]), la, lb) > thr:
             return True
     return False
 
@@ -296,13 +297,14 @@ def probe_batch(q_ptr, q_elems, q_toks, rank, rule, pool, big, small, dl, tags, 
 
 
 @nb.njit(cache=True)
-def lcs_all(qt, pool, n_docs):
-    """Exact LCS of the query against every pool text (for most_similar)."""
+def f_all(qt, pool, n_docs):
+    """Exact ROUGE-L F of the query against every pool text (for most_similar)."""
     lens, doc_ptr, doc_elems, elem_tok = pool
-    out = np.zeros(n_docs, np.int32)
+    out = np.zeros(n_docs, np.float64)
     for d in range(n_docs):
         if lens[d]:
-            out[d] = lcs_length(qt, elem_tok[doc_elems[doc_ptr[d]:doc_ptr[d + 1]]])
+            out[d] = rouge_f(lcs_length(qt, elem_tok[doc_elems[doc_ptr[d]:doc_ptr[d + 1]]]),
+                             len(qt), lens[d])
     return out
 
 
