@@ -69,6 +69,10 @@ class NoveltyFilter:
         f.extend(seed_instructions)          # the pool starts with the seeds, unconditionally
         kept = [f.add(t) for t in candidates]   # or f.add_many(candidates): same decisions
         f.most_similar("Write a poem", k=3)  # [(score, text), ...] best first
+
+    `workers` threads run add_many's pool checks (numba; one call at a time per process: the
+    default threading layer is not re-entrant). `add` never starts threads: the online loop
+    checks one candidate on the calling thread and pays no pool start-up.
     """
 
     def __init__(self, threshold: float = 0.7, tokenizer: Callable[[str], list[str]] = default_tokens,
