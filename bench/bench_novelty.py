@@ -2,6 +2,12 @@
 
     python bench/bench_novelty.py                   # 1,000 brute force vs 1,000 and 52,000 fast
     python bench/bench_novelty.py --brute 300 --n 10000   # quicker
+    python bench/bench_novelty.py --natural --sizes 100000 250000 1000000   # BELLE scale
+
+--natural: recombined real phrases (bench/novelty_data.py says how they are built), most of
+them novel; each size runs in a fresh process (so its peak memory is its own), after a
+brute-force check of the first --brute candidates; prints time, keep rate, peak memory,
+work per query and the growth exponent between consecutive sizes.
 
 Data: the 10,619 real instructions in ../shared/data/bench_instructions.jsonl, plus copies
 with light word edits (drop / replace / swap / insert one or two words) sampled up to
@@ -17,8 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import platform
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,44 +36,32 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
 
+from bench import novelty_data  # noqa: E402
+from bench.novelty_data import light_edit, natural_candidates, seed_pool  # noqa: E402
+from lib.core.text import tokens  # noqa: E402
 from lib.generate.novelty import NoveltyFilter  # noqa: E402  (imported before any clock starts)
 from rouge_score import rouge_scorer  # noqa: E402
-
-EDIT_WORDS = ["new", "short", "simple", "the", "a", "list", "detailed", "please", "quickly", "three"]
 
 
 def build_set(base: list[str], n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     out = list(base)
     while len(out) < n:
-        words = rng.choice(base).split()
-        for _ in range(rng.choice([1, 1, 2])):
-            if len(words) < 3:
-                break
-            j = rng.randrange(len(words))
-            op = rng.random()
-            if op < 0.3:
-                del words[j]
-            elif op < 0.6:
-                words[j] = rng.choice(EDIT_WORDS)
-            elif op < 0.8:
-                k = rng.randrange(len(words))
-                words[j], words[k] = words[k], words[j]
-            else:
-                words.insert(j, rng.choice(EDIT_WORDS))
-        out.append(" ".join(words))
+        out.append(" ".join(light_edit(rng.choice(base).split(), rng)))
     rng.shuffle(out)
     return out[:n]
 
 
-def brute_force(seeds: list[str], cands: list[str]) -> list[bool]:
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    pool = [scorer._tokenizer.tokenize(s) for s in seeds]
+def brute_force(seeds: list[str], cands: list[str], tokenize=None) -> list[bool]:
+    """Alpaca's loop: rouge_score's `_score_lcs` against every seed and kept text, drop if > 0.7.
+    tokenize: rouge_score's own tokenizer by default (the novelty rule's tokens for --natural)."""
+    tokenize = tokenize or rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)._tokenizer.tokenize
+    pool = [tokenize(s) for s in seeds]
     out = []
     for c in cands:
-        toks = scorer._tokenizer.tokenize(c)
+        toks = tokenize(c)
         best = max((rouge_scorer._score_lcs(toks, p).fmeasure for p in pool), default=0.0)
-        keep = best <= 0.7
+        keep = not best > 0.7
         out.append(keep)
         if keep:
             pool.append(toks)
@@ -77,11 +74,59 @@ def fast(seeds: list[str], cands: list[str]):
     return f.add_many(cands), f.stats
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--brute", type=int, default=1000, help="candidates for the brute force")
-    ap.add_argument("--n", type=int, default=52000, help="candidates for the fast filter's big run")
-    args = ap.parse_args()
+def peak_mib() -> float:
+    """This process's peak resident memory (VmHWM), MiB."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def natural_run(n: int, seed: int) -> dict:
+    """One size, in this (fresh) process: the candidates are built before the clock starts."""
+    cands = natural_candidates(n, seed)
+    f = NoveltyFilter()
+    f.extend(seed_pool())
+    f.add_many(cands[:2000])  # compiles/loads the kernels; counted below, not excluded
+    f = NoveltyFilter()
+    f.extend(seed_pool())
+    wall, cpu = time.perf_counter(), time.process_time()
+    kept = sum(f.add_many(cands))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"n": n, "wall": wall, "cpu": cpu, "kept": kept, "peak_mib": peak_mib(), **f.stats}
+
+
+def machine() -> str:
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return f"{os.cpu_count()} cores ({model}), python {platform.python_version()}"
+
+
+def natural(args) -> int:
+    print("data: " + novelty_data.DESCRIPTION)
+    print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.2f}")
+    cands = natural_candidates(args.brute, args.seed)
+    want = brute_force(seed_pool(), cands, tokenize=tokens)
+    got = fast(seed_pool(), cands)[0]
+    print(f"identical decisions to brute-force rouge_score on the first {args.brute:,}: {want == got}"
+          f" (kept {sum(want):,})")
+    rows = []
+    for n in args.sizes:
+        out = subprocess.run([sys.executable, __file__, "--one", str(n), "--seed", str(args.seed)],
+                             check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"{n:>9,}  wall {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  kept {r['kept'] / n:6.1%}  "
+              f"peak {r['peak_mib']:7.0f} MiB  per query: {r['entries'] / n:7.0f} entries read, "
+              f"{r['candidates'] / n:6.0f} texts touched, {r['bounded'] / n:5.2f} past the bounds, "
+              f"{r['lcs'] / n:5.2f} exact LCS  (load {os.getloadavg()[0]:.2f})", flush=True)
+    for a, b in zip(rows, rows[1:]):
+        k = math.log(b["n"] / a["n"])
+        print(f"growth exponent {a['n']:,} -> {b['n']:,}: wall {math.log(b['wall'] / a['wall']) / k:.2f}, "
+              f"cpu {math.log(b['cpu'] / a['cpu']) / k:.2f}")
+    return 0 if want == got else 1
+
+
+def legacy(args) -> int:
     base = [json.loads(l)["instruction"] for l in open(SHARED / "bench_instructions.jsonl", encoding="utf-8")]
     seeds = [json.loads(l)["instruction"] for l in open(SHARED / "selfinstruct_seed_tasks.jsonl", encoding="utf-8")]
     cands = build_set(base, args.n)
@@ -110,6 +155,26 @@ def main() -> int:
           f"({'faster' if t_big < t_brute else 'SLOWER'})")
     print(f"identical decisions on the common prefix of {args.brute:,}: {same}")
     return 0 if same else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--brute", type=int, default=None,
+                    help="candidates for the brute force (1,000; 300 with --natural)")
+    ap.add_argument("--n", type=int, default=52000, help="candidates for the fast filter's big run")
+    ap.add_argument("--natural", action="store_true", help="recombined real phrases at BELLE scale")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100000, 250000, 1000000])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one --natural size
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(natural_run(args.one, args.seed)))
+        return 0
+    if args.natural:
+        args.brute = 300 if args.brute is None else args.brute
+        return natural(args)
+    args.brute = 1000 if args.brute is None else args.brute
+    return legacy(args)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,17 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rapidfuzz import process
+from rapidfuzz.distance import LCSseq
 from rouge_score import rouge_scorer
 from rouge_score.rouge_scorer import _score_lcs
 
 from lib.generate.novelty import NoveltyFilter, rouge_f
-from lib.core.text import rouge_tokens, tokens
+from lib.core.text import detect_lang, rouge_tokens, tokens
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
@@ -124,3 +129,126 @@ def test_most_similar_is_exact():
     q = SCORER._tokenizer.tokenize("write a poem about a dog")
     for score, text in best:
         assert score == _score_lcs(q, SCORER._tokenizer.tokenize(text)).fmeasure
+
+
+# -- natural text at BELLE-like density, ties, Chinese, and generated overlap (issue 26) -----------
+
+def greedy_reference(pool: list[str], candidates: list[str], threshold: float = 0.7):
+    """The greedy rule over all pairs, with the novelty rule's tokens (CJK per character): exact
+    LCS from rapidfuzz on token ids, F with rouge_score's float formula (2pr/(p+r), p against
+    the pool text); `check_lcs` confirms those F values with rouge_score's `_score_lcs`."""
+    texts = [tokens(t) for t in pool + candidates]
+    ids: dict[str, int] = {}
+    seqs = ["".join(chr(0x4E00 + ids.setdefault(w, len(ids))) for w in t) for t in texts]
+    lcs = process.cdist(seqs, seqs, scorer=LCSseq.similarity, dtype=np.int32, workers=1)
+    lens = np.array([len(t) for t in texts], dtype=np.float64)
+    kept = np.zeros(len(texts), dtype=bool)
+    kept[: len(pool)] = True
+    out = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for c in range(len(pool), len(texts)):
+            p, r = lcs[c] / lens, lcs[c] / lens[c]
+            f = np.where((p + r > 0) & (lens > 0) & (lens[c] > 0), 2 * p * r / (p + r), 0.0)
+            keep = not (f[kept] > threshold).any()
+            out.append(keep)
+            kept[c] = keep
+    return out, lcs, texts
+
+
+@pytest.fixture(scope="module")
+def natural_case(shared_data):
+    from bench.novelty_data import natural_candidates, seed_pool
+
+    seeds = seed_pool()
+    cands = natural_candidates(2000, seed=11)
+    ties, tie_decisions = exact_ties()
+    cands = cands[:1000] + ties + cands[1000:]
+    want, lcs, texts = greedy_reference(seeds, cands)
+    check_lcs(lcs, texts, random.Random(5))
+    assert want[1000:1000 + len(ties)] == tie_decisions  # the reference itself keeps F == 0.7
+    return seeds, cands, want
+
+
+def check_lcs(lcs, texts, rng: random.Random, sample: int = 1500) -> None:
+    """rapidfuzz's LCS equals rouge_score's on every pair near the threshold and on a sample."""
+    n = len(texts)
+    near = [(a, b) for a in range(n) for b in range(a) if texts[a] and texts[b]
+            and 2 * lcs[a, b] / (len(texts[a]) + len(texts[b])) > 0.6]
+    pairs = near + [(rng.randrange(n), rng.randrange(n)) for _ in range(sample)]
+    for a, b in pairs:
+        if texts[a] and texts[b]:
+            got = _score_lcs(texts[a], texts[b]).fmeasure
+            assert got == rouge_f(int(lcs[a, b]), len(texts[a]), len(texts[b])), (a, b)
+    assert len(near) > 100  # the boundary region is really exercised
+
+
+def exact_ties() -> tuple[list[str], list[bool]]:
+    """Texts whose F against an earlier one is exactly 0.7 in rationals -- equal lengths give
+    the float 0.7 (kept), unequal ones 0.7000000000000001 (dropped) -- plus near misses, in
+    English and Chinese; and the decisions rouge_score's rule makes on them."""
+    base = "describe the history of the old lighthouse on the coast"  # 10 tokens
+    short = "list three uses of copper in homes"  # 7 tokens
+    zh = "请用三句话介绍一下长城"  # 11 characters, one token each
+    texts = [
+        base,
+        "describe the history of the old lighthouse tie1 tie2 tie3",  # LCS 7 of 10, 10: 0.7, kept
+        "describe the history of the old lighthouse",                  # 7 vs 10: 14/17, dropped
+        zh,
+        zh[:7] + "宫",                                                  # 7 vs 8 of 11: 14/19, dropped
+        zh[:7] + "和历史建筑",                                           # 7 of 12 vs 11: 14/23, kept
+        short,
+        short + " u1 u2 u3 u4 u5 u6",                                   # 7 vs 13: 0.7+, dropped
+    ]
+    return texts, [True, True, False, True, False, True, True, False]
+
+
+@pytest.mark.parametrize("batch_size", [1, 97, 2048])
+def test_exact_on_natural_text_with_ties_and_chinese(natural_case, batch_size):
+    seeds, cands, want = natural_case
+    f = NoveltyFilter()
+    f.extend(seeds)
+    got = f.add_many(cands, batch_size=batch_size)
+    assert got == want
+    assert 0.8 < sum(got) / len(got) < 1  # mostly novel, some near-duplicates dropped
+    assert any(k and detect_lang(c) == "zh" for c, k in zip(cands, got))  # Chinese kept, too
+
+
+def test_single_adds_match_batches_on_natural_text(shared_data):
+    from bench.novelty_data import natural_candidates, seed_pool
+
+    cands = natural_candidates(3000, seed=12)
+    one, many = NoveltyFilter(), NoveltyFilter()
+    one.extend(seed_pool())
+    many.extend(seed_pool())
+    assert [one.add(t) for t in cands] == many.add_many(cands, batch_size=256)
+    assert one.texts == many.texts
+    probe = cands[5]
+    assert one.is_novel(probe) == many.is_novel(probe) == (probe not in one.texts and one.is_novel(probe))
+
+
+WORDS = st.sampled_from(["a", "b", "c", "d", "e", "f", "写", "诗"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.lists(WORDS, min_size=0, max_size=10), min_size=2, max_size=40),
+       n_seeds=st.integers(0, 5), threshold=st.sampled_from([0.5, 0.7, 0.75]),
+       batch_size=st.sampled_from([1, 3, 2048]))
+def test_decisions_equal_brute_force_on_generated_overlap(texts, n_seeds, threshold, batch_size):
+    texts = [" ".join(t) for t in texts]
+    seeds, cands = texts[:n_seeds], texts[n_seeds:]
+    f = NoveltyFilter(threshold=threshold)
+    f.extend(seeds)
+    assert f.add_many(cands, batch_size=batch_size) == brute_force_tokens(seeds, cands, threshold)
+
+
+def brute_force_tokens(pool: list[str], candidates: list[str], threshold: float) -> list[bool]:
+    """Alpaca's loop with rouge_score's `_score_lcs`, on the novelty rule's tokens."""
+    toks = [tokens(t) for t in pool]
+    out = []
+    for c in candidates:
+        ct = tokens(c)
+        keep = max((_score_lcs(ct, t).fmeasure for t in toks), default=0.0) <= threshold
+        out.append(keep)
+        if keep:
+            toks.append(ct)
+    return out
