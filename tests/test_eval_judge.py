@@ -204,10 +204,10 @@ def judgments_store_tmp():
 
 
 def test_chinese_and_emoji_judging_never_crosses_a_tiny_evaluation_cap(tmp_path, local_endpoint, evaluation_capped):
-    """The reservation counts UTF-8 bytes (lib.budget.guard.prompt_token_bound): a character
+    """The reservation counts UTF-8 bytes (lib.core.text.prompt_token_bound): a character
     bound, which judging used before, is below the tokens a Chinese/emoji prompt really takes
     (checked against the server's own count), so it let a run spend past its cap."""
-    from lib.budget.guard import prompt_token_bound
+    from lib.core.text import prompt_token_bound
     from lib.core.errors import BudgetExceeded
 
     zh = "为什么冬天呼出的气会变成白雾？因为水蒸气遇冷凝结成小水滴。🌫️❄️😀🎉" * 12

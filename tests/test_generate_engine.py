@@ -10,7 +10,7 @@ import yaml
 from lib.budget import Ledger, load_budgets
 from lib.core.client import Endpoint
 from lib.generate import GenerateConfig, Generator, load_seed_tasks
-from lib.budget.guard import prompt_token_bound
+from lib.core.text import prompt_token_bound
 from lib.core.files import read_log
 from lib.testing.batch_server import BatchServer
 

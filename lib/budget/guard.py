@@ -12,7 +12,7 @@ errs on the safe side.
 
 What to reserve for one chat call is decided here too, once for every phase and mode
 (generation, judging, online and Batch API): `worst_case_usd` = the prompt's byte bound
-(`prompt_token_bound`) plus the completion limit, at the endpoint's price.
+(`lib.core.text.prompt_token_bound`) plus the completion limit, at the endpoint's price.
 """
 from __future__ import annotations
 
@@ -22,24 +22,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from lib.core.errors import BudgetExceeded, UserError
+from lib.core.text import prompt_token_bound
 
 from .config import Budgets
 from .ledger import Ledger
 from .prices import api_cost, check_priced
-
-# Role markers and the assistant header of a chat template; per message, and once per call.
-MESSAGE_OVERHEAD_TOKENS = 4
-CHAT_OVERHEAD_TOKENS = 16
-
-
-def prompt_token_bound(messages) -> int:
-    """An upper bound on a chat prompt's tokens without the model's tokenizer.
-
-    Every byte-level BPE token (GPT-4o, Llama, Qwen, SmolLM...) covers at least one UTF-8
-    byte, so bytes + the template's few tokens bound the count from above. Characters do
-    NOT: one Chinese character is 3 bytes and may be 2-3 tokens, an emoji 4 bytes.
-    """
-    return sum(len(m["content"].encode("utf-8")) + MESSAGE_OVERHEAD_TOKENS for m in messages) + CHAT_OVERHEAD_TOKENS
 
 
 def worst_case_usd(price_model: str | None, requests, max_tokens: int, *, batch: bool = False, prices=None) -> float:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from lib.clean.refusals import IDENTITY_TERMS, PhraseMatcher
 from lib.core.errors import UserError
+from lib.core.text import CJK_RANGES
 from lib.train.masking import FORMATS
 
 
@@ -215,11 +216,13 @@ def wrong_language(recs: list[dict], cfg: CleanConfig, detector: LanguageDetecto
 
 # A CJK character is a word of its own (no spaces in Chinese/Japanese); Latin words are runs
 # of letters and digits. Punctuation and case are not part of any word.
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|[^\W_]+")
+# Unlike ROUGE-L's tokens (ASCII words only), any script's letters make words here: dedup must
+# tell two Russian or Spanish records apart.
+_WORD = re.compile(f"[{CJK_RANGES}]|[^\\W_]+")
 
 
 def words(text: str) -> list[str]:
-    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
 def dedup_text(rec: dict, on: str) -> str:

@@ -29,13 +29,14 @@ import argparse
 import io
 import json
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from lib.core.errors import UserError, cli
+from lib.core.files import atomic_write, atomic_write_json, publish_dir
+from lib.core.text import CJK
+from lib.train.text import document_ids, read_documents
 
-CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
 TOKENIZER_FILE = "tokenizer.model"
 
 
@@ -107,8 +108,6 @@ def extend_tokenizer(base_model_file: str | os.PathLike, texts: Iterable[str], o
     merged, added = merge_sentencepiece(base, new)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from lib.core.files import atomic_write, atomic_write_json
-
     for stale in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (out / stale).unlink(missing_ok=True)  # else the loader would read an older vocabulary
     atomic_write(out / TOKENIZER_FILE, merged)
@@ -213,8 +212,6 @@ def loss_per_char(model, tok, texts: Iterable[str], *, block_size: int = 256) ->
     """Summed next-token loss divided by characters: comparable across tokenizers (per-token is not)."""
     import torch
 
-    from lib.train.text import document_ids
-
     model.eval()
     total, chars = 0.0, 0
     with torch.no_grad():
@@ -232,8 +229,6 @@ def loss_per_char(model, tok, texts: Iterable[str], *, block_size: int = 256) ->
 # ------------------------------------------------------------------------------ CLI
 
 def _read_texts(corpus: str):
-    from lib.train.text import read_documents
-
     return read_documents(corpus)  # lazy: the base model is checked before the corpus is read
 
 
@@ -257,8 +252,6 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(info))
         return
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lib.core.files import publish_dir
 
     old_tok = AutoTokenizer.from_pretrained(a.model)
     new_tok = AutoTokenizer.from_pretrained(a.tokenizer)
