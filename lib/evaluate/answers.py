@@ -5,8 +5,8 @@ Three kinds of "model":
 * `hf`: a local Hugging Face checkpoint (the embedded model, a fine-tuned run's `model/`),
   answered in-process with batched greedy `model.generate`. The prompt format is per model:
   `chat` renders the tokenizer's own chat template, `alpaca` the exact Alpaca strings from
-  `lib.core.formats` (what an Alpaca-tuned model was trained on), `vicuna` FastChat's
-  vicuna_v1.1 conversation.
+  `lib.core.formats` (what an Alpaca-tuned model was trained on), `vicuna_v1.1` FastChat's
+  conversation: the names training's recipes use (`lib.core.formats.FORMATS`).
 * `endpoint`: any OpenAI-compatible server through `lib.core.client.chat`; every call is metered
   into the ledger (phase "evaluation"), and a billed one (`Endpoint.billed_as`) is first
   reserved at its worst case against the evaluation cap, as judge calls are.
@@ -35,12 +35,9 @@ from pathlib import Path
 from lib.core.errors import UserError
 from lib.evaluate.questions import Question, QuestionSet
 from lib.evaluate.store import JsonlStore
-from lib.train.masking import prompt_ids  # answers are prompted exactly as training saw them
-from lib.core.formats import FORMAT_ALIASES as _TRAIN_ALIASES, turns_to_messages
+from lib.core.formats import check_format, turns_to_messages
+from lib.core.masking import prompt_ids  # answers are prompted exactly as training saw them
 
-PROMPT_FORMATS = ("chat", "alpaca", "vicuna")
-# The training recipes' names for the same formats (lib/recipes/*.yaml `format:`).
-FORMAT_ALIASES = {v: k for k, v in _TRAIN_ALIASES.items()}
 ANSWER_KEY = ("model", "question_id")
 
 
@@ -80,10 +77,10 @@ def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None =
     specs = []
     for name, spec in models.items():
         spec = str(spec).replace("{run_dir}", str(run_dir))
-        fmt = prompt_formats.get(name, "chat")
-        fmt = FORMAT_ALIASES.get(fmt, fmt)
-        if fmt not in PROMPT_FORMATS:
-            raise UserError(f"prompt format {fmt!r} for {name!r} is unknown: use one of {', '.join(PROMPT_FORMATS)}")
+        try:
+            fmt = check_format(prompt_formats.get(name, "chat"))
+        except UserError as e:
+            raise UserError(f"model {name!r}: {e}") from None
         if spec.startswith("endpoint:"):
             parts = spec[len("endpoint:"):].split("|")
             if len(parts) < 2 or not parts[0] or not parts[1]:
@@ -116,7 +113,7 @@ def model_fingerprint(path: str | Path) -> str:
 
 # ----------------------------------------------------------------------------- prompts
 # Prompts come from the one renderer training, evaluation and serving share:
-# lib.core.formats.render_prompt gives the text, lib.train.masking.prompt_ids its ids
+# lib.core.formats.render_prompt gives the text, lib.core.masking.prompt_ids its ids
 # (training checks that every prompt prefix it trains on has exactly these ids).
 
 

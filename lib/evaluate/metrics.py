@@ -17,6 +17,8 @@ from collections import defaultdict
 import numpy as np
 from rapidfuzz.distance import LCSseq
 
+from lib.core.formats import turns_to_messages
+from lib.core.masking import MaskingError, encode_example
 from lib.core.text import tokens
 from lib.evaluate.questions import Question
 
@@ -60,9 +62,6 @@ def reference_perplexity(model_dir: str, prompt_format: str, questions: list[Que
     """Perplexity of the reference answers under one local checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lib.train.masking import MaskingError, encode_example
-    from lib.core.formats import turns_to_messages
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()

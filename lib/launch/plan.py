@@ -25,6 +25,8 @@ from pathlib import Path
 
 from lib.core.errors import UserError
 from lib.core.files import atomic_write_json
+from lib.core.formats import alpaca_prompt
+from lib.core.masking import encode_records, ensure_pad_token
 from lib.core.paths import LIB
 from lib.train.data import read_training_records, split_heldout
 from lib.budget.plans import plan_path
@@ -121,7 +123,6 @@ def local_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     from lib.core.model import resolve_model
-    from lib.train.masking import ensure_pad_token
 
     try:
         src = resolve_model(name)
@@ -152,14 +153,10 @@ def count_data(path: str | os.PathLike, recipe, tokenizer: str | None = None, *,
     if recipe.format == "text":  # continued pretraining: every token of fixed blocks trains
         return _count_text(path, records, train, held, recipe, tok, name)
     if tok is not None:
-        from lib.train.masking import encode_records
-
         examples, report = encode_records(train, tok, fmt=recipe.format, max_length=recipe.max_length)
         return DataCount(str(path), len(records), len(held), len(examples), report.tokens,
                          f"tokenizer {name} ({recipe.format} format, cut at {recipe.max_length})", True)
     if recipe.format == "alpaca":  # the prompt template is part of what trains: count its text too
-        from lib.core.formats import alpaca_prompt
-
         def text(r):
             return alpaca_prompt(str(r.get("instruction", "")), str(r.get("input", "") or "")) + str(r.get("output", ""))
         what = "Alpaca prompt + output"

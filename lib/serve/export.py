@@ -35,6 +35,7 @@ from pathlib import Path
 
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write, atomic_write_json, atomic_write_via, publish_dir, read_json
+from lib.core.formats import ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, check_format
 from lib.core.paths import cache_dir
 
 QUANTS = ("F16", "Q4_K_M")
@@ -125,10 +126,8 @@ def quantize(src: str | os.PathLike, out: str | os.PathLike, quant: str = "Q4_K_
 
 def _go_template(tok, fmt: str) -> str | None:
     """Ollama's Go template for the trained format, or None to leave the template to Ollama."""
-    from lib.serve.template import canonical_format
-    from lib.core.formats import ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1 as V
-
-    fmt = canonical_format(fmt)
+    V = VICUNA_V1_1
+    fmt = check_format(fmt)
     if fmt == "alpaca":
         # Ollama hands one user message at a time (.Prompt): Alpaca's single-turn prompt.
         head, tail = ALPACA_PROMPT_NO_INPUT.split("{instruction}")

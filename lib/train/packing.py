@@ -34,7 +34,7 @@ import inspect
 
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
-from lib.train.masking import IGNORE_INDEX
+from lib.core.masking import IGNORE_INDEX
 
 
 def base_model(model):

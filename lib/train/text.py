@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lib.core.errors import UserError
-
-TEXT_SUFFIXES = (".jsonl", ".json", ".txt")
+from lib.core.files import corpus_files
+from lib.core.masking import bos_prefix, eos_id
 
 
 @dataclass(frozen=True)
@@ -72,26 +72,6 @@ class BlockStats:
                 f"{self.dropped_tail} tail tokens dropped, {self.empty} empty documents")
 
 
-def corpus_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """The files of a corpus: files as given, directories expanded to their text files (sorted)."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [p for p in str(paths).split(",") if p]
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix in TEXT_SUFFIXES and f.is_file())
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UserError(f"corpus file {p} not found: pass JSONL with a 'text' field or .txt files")
-    if not files:
-        raise UserError(f"no corpus files in {', '.join(map(str, paths))}: expected *.jsonl or *.txt")
-    kinds = {f.suffix == ".txt" for f in files}
-    if len(kinds) > 1:
-        raise UserError("corpus mixes .txt and JSONL files: convert one kind so documents are read one way")
-    return files
-
-
 def read_documents(paths, *, text_field: str = "text") -> Iterator[str]:
     """Documents of a corpus, streamed by `datasets` (never loaded whole), in a fixed order."""
     from datasets import load_dataset
@@ -110,8 +90,6 @@ def read_documents(paths, *, text_field: str = "text") -> Iterator[str]:
 
 def document_ids(text: str, tok) -> list[int]:
     """One document's ids: the tokenizer's own BOS (if it adds one), the text, then EOS."""
-    from lib.train.masking import bos_prefix, eos_id
-
     return bos_prefix(tok) + tok(text, add_special_tokens=False)["input_ids"] + [eos_id(tok)]
 
 
