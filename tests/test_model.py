@@ -3,7 +3,8 @@ import json
 
 from transformers import AutoTokenizer
 
-from lib.core.model import COMPLETE, EOS_TOKEN, PAD_TOKEN, embedded_model_dir, is_complete, resolve_model
+from lib.core.model import (COMPLETE, EMBEDDED_ALIASES, EOS_TOKEN, LAPTOP_MODELS, PAD_TOKEN, embedded_model_dir,
+                            is_complete, is_embedded, resolve_model)
 
 
 def test_converted_checkpoint_is_complete_and_reused(embedded_model):
@@ -12,6 +13,9 @@ def test_converted_checkpoint_is_complete_and_reused(embedded_model):
     assert embedded_model_dir() == embedded_model
     assert (embedded_model / COMPLETE).stat().st_mtime == stamp  # not converted again
     assert resolve_model("embedded") == str(embedded_model)
+    # One tuple of names: each resolves to the checkpoint, and the runner's laptop check covers each.
+    assert all(resolve_model(a) == str(embedded_model) for a in ("", *EMBEDDED_ALIASES))
+    assert set(EMBEDDED_ALIASES) < set(LAPTOP_MODELS) and not is_embedded("tiny") and resolve_model("x/y") == "x/y"
 
 
 def test_eos_ends_the_turn_and_pad_is_distinct(embedded_model):

