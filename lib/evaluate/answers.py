@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.budget.guard import hold, refuse_unpriced
+from lib.core.client import Endpoint, chat, make_client
 from lib.core.errors import UserError
 from lib.evaluate.questions import Question, QuestionSet
 from lib.evaluate.store import JsonlStore
@@ -53,8 +55,6 @@ class ModelSpec:
     price_model: str | None = None
 
     def endpoint(self):
-        from lib.core.client import Endpoint
-
         return Endpoint(base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
                         price_model=self.price_model)
 
@@ -209,15 +209,12 @@ def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore
 
 def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: JsonlStore,
                          settings: GenerationSettings, ledger=None, progress=None, guard=None) -> int:
-    from lib.budget.guard import hold, refuse_unpriced
-    from lib.core.client import chat, make_client
-
     todo = [q for q in questions if not store.done((spec.name, q.question_id))]
     if not todo:
         return 0
     ep = spec.endpoint()
     client = make_client(ep)
-    refuse_unpriced(ep.billed_as, guard=guard, ledger=ledger)
+    refuse_unpriced(ep.billed_as, guard.prices if guard is not None else None)
     for q in todo:
         messages, answers, ntok, served = [], [], [], ""
         for turn in q.turns:

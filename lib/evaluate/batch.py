@@ -22,6 +22,7 @@ import json
 import time
 from pathlib import Path
 
+from lib.budget.guard import hold, hold_committed
 from lib.core import batchapi
 from lib.core.errors import UserError
 from lib.evaluate.judge import Job, Judge
@@ -47,11 +48,12 @@ def judge_batch(judge: Judge, jobs: list[Job], store: JsonlStore, state_path: st
     if state is None and not todo:
         return {}
     client = judge.client
-    reservation = None
+    requests = [j.messages for j in todo.values()]
     if state is None:
-        if judge.guard is not None and judge.ep.billed_as:
-            reservation = judge.guard.reserve(judge.worst_case_usd([j.messages for j in todo.values()], batch=True))
+        reservation = hold(judge.guard, judge.ep.billed_as, requests, judge.settings.max_tokens, batch=True)
         state = batchapi.begin(state_path, {"jobs": len(todo)})
+    else:  # already submitted: held while we wait, if it still fits
+        reservation = hold_committed(judge.guard, judge.ep.billed_as, requests, judge.settings.max_tokens)
     try:
         batch = batchapi.submit(client, state_path, state, state_path.with_name(f"{state_path.stem}-input.jsonl"),
                                 lambda: [_line(judge, j) for j in todo.values()], metadata={"shear": "judge"},
@@ -59,8 +61,7 @@ def judge_batch(judge: Judge, jobs: list[Job], store: JsonlStore, state_path: st
         batch = batchapi.wait(client, batch, poll_s, label="judge batch")
         counts = _ingest(judge, batch.id, batchapi.results(client, batch), todo, store)
     finally:
-        if reservation is not None:
-            reservation.release()
+        reservation.release()
     batchapi.end(state_path)
     if batch.status != "completed":
         raise UserError(f"judge batch {batch.id} ended {batch.status} ({counts} ingested): "

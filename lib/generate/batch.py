@@ -40,7 +40,8 @@ class Host(Protocol):
     def request_body(self, req: Request) -> dict: ...
     def is_logged(self, rid: str) -> bool: ...
     def worst_case_usd(self, req: Request, *, batch: bool = False) -> float: ...
-    def reserve(self, usd: float): ...
+    def hold(self, reqs: list[Request], *, batch: bool = False): ...
+    def hold_committed(self, reqs: list[Request]): ...
     def budget_left(self) -> float: ...
     def ingest(self, req: Request, completion, *, batch: bool = False) -> float: ...
     def stop(self, reason: str) -> None: ...
@@ -60,12 +61,12 @@ def _line(gen: Host, req: Request) -> dict:
     return batchapi.chat_line(req.id, body)
 
 
-def _reserve_fitting(gen: Host, reqs: list[Request]):
-    """Reserve the worst case of as many requests as the cap allows; returns (reqs, reservation)."""
+def _hold_fitting(gen: Host, reqs: list[Request]):
+    """Hold the worst case of as many requests as the cap allows; returns (reqs, reservation)."""
     costs = [gen.worst_case_usd(r, batch=True) for r in reqs]
     while reqs:
         try:
-            return reqs, gen.reserve(sum(costs))
+            return reqs, gen.hold(reqs, batch=True)
         except BudgetExceeded as e:
             if len(reqs) == 1:
                 gen.stop(f"budget cap: {e}")
@@ -103,17 +104,14 @@ def run_batches(gen: Host) -> None:
                     break
             if not indices:
                 return
-            reqs, res = _reserve_fitting(gen, [gen.request(i) for i in indices])
+            reqs, res = _hold_fitting(gen, [gen.request(i) for i in indices])
             if not reqs:
                 return
             state = batchapi.begin(state_path, {"indices": [r.index for r in reqs]})
         else:
             reqs = [gen.request(i) for i in state["indices"]]
             todo = [r for r in reqs if not gen.is_logged(r.id)]
-            try:  # the batch is already submitted: hold its worst case while we wait
-                res = gen.reserve(sum(gen.worst_case_usd(r, batch=True) for r in todo))
-            except BudgetExceeded:
-                res = None
+            res = gen.hold_committed(todo)  # already submitted: held while we wait, if it still fits
         try:
             batch = batchapi.submit(client, state_path, state, gen.work_dir / f"batch-{reqs[0].index:06d}.jsonl",
                                     lambda: [_line(gen, r) for r in reqs],
@@ -121,8 +119,7 @@ def run_batches(gen: Host) -> None:
             batch = batchapi.wait(client, batch, gen.cfg.batch_poll_s)
             ok = _ingest(gen, batchapi.results(client, batch), {r.id: r for r in reqs})
         finally:
-            if res is not None:
-                res.release()  # the ledger now holds the real cost of every ingested reply
+            res.release()  # the ledger now holds the real cost of every ingested reply
         batchapi.end(state_path)
         if batch.status != "completed" and not ok:
             raise UserError(f"batch {batch.id} ended {batch.status} with no usable output: "

@@ -260,7 +260,8 @@ def write_state(run_dir: Path, state: dict, rank: int = 0) -> None:
 # ----------------------------------------------------------------------------- checks
 def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dict]] = ()) -> None:
     """Everything that can be checked before a single file is written."""
-    from lib.budget import check_priced, load_budgets
+    from lib.budget import load_budgets
+    from lib.budget.guard import refuse_unpriced
     from lib.core.client import Endpoint, check_endpoint
 
     budgets = load_budgets(budgets_path)
@@ -269,8 +270,7 @@ def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dic
             if params.get(base):
                 ep = Endpoint(base_url=params[base], model=params.get(model) or "",
                               api_key_env=params.get("api_key_env") or "OPENAI_API_KEY")
-                if ep.billed_as:  # the one billing rule (lib/core/client.py)
-                    check_priced(ep.billed_as, prices=budgets.prices)
+                refuse_unpriced(ep.billed_as, budgets.prices)  # the one billing rule (lib/core/client.py)
                 ep.api_key()
                 check_endpoint(ep)
     for name, _, params in plan:
@@ -293,8 +293,7 @@ def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dic
         ep = Endpoint(base_url=teacher["base_url"], model=teacher["model"],
                       api_key_env=teacher.get("api_key_env", "OPENAI_API_KEY"),
                       price_model=teacher.get("price_model") or None)
-        if ep.billed_as:  # the one billing rule (lib/core/client.py)
-            check_priced(ep.billed_as, prices=budgets.prices)
+        refuse_unpriced(ep.billed_as, budgets.prices)  # the one billing rule (lib/core/client.py)
         ep.api_key()
         check_endpoint(ep)
     else:
