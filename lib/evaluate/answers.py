@@ -27,7 +27,6 @@ does not invalidate cached answers: use a new eval directory (or a new model nam
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,8 @@ from pathlib import Path
 from lib.budget.guard import hold, refuse_unpriced
 from lib.core.client import Endpoint, chat, make_client
 from lib.core.errors import UserError
+from lib.core.model import eos_ids, load_for_inference, model_fingerprint, resolve_model
+from lib.core.paths import repo_path
 from lib.evaluate.questions import Question, QuestionSet
 from lib.evaluate.store import JsonlStore
 from lib.core.formats import check_format, turns_to_messages
@@ -65,9 +66,6 @@ class ModelSpec:
 def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None = None,
                  run_dir: str | Path = "") -> list[ModelSpec]:
     """Notebook parameters -> ModelSpecs, with one clear line for each thing that is wrong."""
-    from lib.core.model import resolve_model
-    from lib.core.paths import repo_path
-
     if not isinstance(models, dict) or not models:
         raise UserError("models must map names to specs, e.g. {'base': 'embedded', 'tuned': '{run_dir}/model'}")
     prompt_formats = prompt_formats or {}
@@ -99,18 +97,6 @@ def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None =
     return specs
 
 
-def model_fingerprint(path: str | Path) -> str:
-    """A cheap identity for a checkpoint: config + weight file sizes and a sample of their bytes."""
-    h = hashlib.sha256()
-    for p in sorted(Path(path).glob("*")):
-        if p.suffix in (".json", ".safetensors", ".bin", ".jinja") and p.is_file():
-            h.update(p.name.encode())
-            h.update(str(p.stat().st_size).encode())
-            with open(p, "rb") as f:
-                h.update(f.read(1 << 16))
-    return h.hexdigest()[:16]
-
-
 # ----------------------------------------------------------------------------- prompts
 # Prompts come from the one renderer training, evaluation and serving share:
 # lib.core.formats.render_prompt gives the text, lib.core.masking.prompt_ids its ids
@@ -127,27 +113,6 @@ class GenerationSettings:
     repetition_penalty: float = 1.1
 
 
-def load_hf(path: str):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.padding_side = "left"  # batched decoding continues every prompt from its last token
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    model.eval()
-    return tok, model
-
-
-def _eos_ids(tok, model) -> list[int]:
-    ids = model.generation_config.eos_token_id
-    ids = list(ids) if isinstance(ids, (list, tuple)) else [ids] if ids is not None else []
-    if tok.eos_token_id is not None and tok.eos_token_id not in ids:
-        ids.append(tok.eos_token_id)
-    return ids
-
-
 def generate_batch(tok, model, conversations: list[list[dict]], settings: GenerationSettings,
                    fmt: str = "chat") -> list[tuple[str, int]]:
     """(answer text, number of generated tokens) for each conversation, left-padded into one batch."""
@@ -158,7 +123,7 @@ def generate_batch(tok, model, conversations: list[list[dict]], settings: Genera
     pad = tok.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in encoded])
     attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in encoded])
-    eos = _eos_ids(tok, model)
+    eos = eos_ids(tok, model)
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=settings.max_new_tokens,
                              do_sample=False, repetition_penalty=settings.repetition_penalty, eos_token_id=eos,
@@ -176,7 +141,7 @@ def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore
     todo = [q for q in questions if not store.done((spec.name, q.question_id))]
     if not todo:
         return 0
-    tok, model = load_hf(spec.path)
+    tok, model = load_for_inference(spec.path)
     fingerprint = model_fingerprint(spec.path)
     meter = ledger.meter("evaluation", purpose=f"answers:{spec.name}", accelerator="cpu") if ledger else None
     if meter:

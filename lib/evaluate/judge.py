@@ -31,6 +31,7 @@ from pathlib import Path
 from lib.budget.guard import hold, refuse_unpriced, worst_case_usd
 from lib.core.client import chat, make_client
 from lib.core.errors import BudgetExceeded, UserError
+from lib.core.model import model_fingerprint
 from lib.evaluate import prompts
 from lib.evaluate.parse import parse_pair, parse_rating
 from lib.evaluate.questions import Question
@@ -50,8 +51,6 @@ def judge_name(ep) -> str:
     """A stable name for the judge: the model id, or for a local checkpoint its dir + fingerprint."""
     p = Path(ep.model)
     if ep.is_local and p.is_dir():
-        from lib.evaluate.answers import model_fingerprint
-
         return f"{p.name}@{model_fingerprint(p)[:8]}"
     return ep.model
 

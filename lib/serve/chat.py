@@ -4,8 +4,8 @@
     bot.say("Give me three tips for staying healthy.")   # prints tokens as they come
     bot.say("Make the second one shorter.")               # the history goes with it
 
-Prompts are rendered by the one inference renderer (lib.serve.template.render ->
-lib.evaluate.answers.render_prompt); generation uses the checkpoint's own EOS and stops
+Prompts are rendered by the one inference renderer (lib.serve.template.encode ->
+lib.core.masking.prompt_ids, training's ids); generation uses the checkpoint's own EOS and stops
 there. Greedy when temperature is 0, so base and tuned answers side by side are
 reproducible.
 """
@@ -15,6 +15,9 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
+
+from lib.core.model import eos_ids, load_for_inference
+from lib.serve.template import encode
 
 
 @dataclass
@@ -35,9 +38,7 @@ class ChatModel:
 
     @classmethod
     def load(cls, model_dir, fmt: str, params: GenerationParams | None = None) -> "ChatModel":
-        from lib.evaluate.answers import load_hf
-
-        tok, model = load_hf(str(model_dir))
+        tok, model = load_for_inference(str(model_dir))
         return cls(tok, model, fmt, params or GenerationParams())
 
     def reset(self) -> None:
@@ -48,8 +49,6 @@ class ChatModel:
         import torch
         from transformers import TextIteratorStreamer
 
-        from lib.evaluate.answers import _eos_ids
-        from lib.serve.template import encode
 
         ids = torch.tensor([encode(self.tok, self.format, messages)])
         streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
@@ -57,7 +56,7 @@ class ChatModel:
         sample = p.temperature > 0
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=p.max_new_tokens,
                       do_sample=sample, repetition_penalty=p.repetition_penalty, streamer=streamer,
-                      eos_token_id=_eos_ids(self.tok, self.model), pad_token_id=self.tok.pad_token_id)
+                      eos_token_id=eos_ids(self.tok, self.model), pad_token_id=self.tok.pad_token_id)
         if sample:
             kwargs.update(temperature=p.temperature, top_p=p.top_p)
         errors: list[BaseException] = []

@@ -36,6 +36,7 @@ from pathlib import Path
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write, atomic_write_json, atomic_write_via, publish_dir, read_json
 from lib.core.formats import ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, check_format
+from lib.core.model import model_fingerprint
 from lib.core.paths import cache_dir
 
 QUANTS = ("F16", "Q4_K_M")
@@ -174,7 +175,6 @@ def export_run(run, *, quants=QUANTS, out_dir: str | os.PathLike | None = None, 
     """Export a run's model (a RunModel or runs/<id>); current files are kept, stale ones redone."""
     from transformers import AutoTokenizer
 
-    from lib.evaluate.answers import model_fingerprint
     from lib.serve.run_model import RunModel, load_run_model
     from lib.serve.template import serving_checkpoint
 

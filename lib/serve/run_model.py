@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.core.errors import UserError
+from lib.core.model import load_for_inference, resolve_model
 from lib.core.paths import REPO
 
 
@@ -101,8 +102,6 @@ def load_base(rm: RunModel):
     import torch
     from transformers import AutoTokenizer
 
-    from lib.evaluate.answers import load_hf
-
     if rm.base.startswith("tiny:"):
         from lib.train.sft import TrainConfig
         from lib.train.tiny import tiny_model
@@ -111,6 +110,4 @@ def load_base(rm: RunModel):
         with torch.random.fork_rng():
             model = tiny_model(rm.base.split(":", 1)[1], tok, seed=TrainConfig().seed).eval()
         return tok, model
-    from lib.core.model import resolve_model
-
-    return load_hf(resolve_model(rm.base or "embedded"))
+    return load_for_inference(resolve_model(rm.base or "embedded"))
