@@ -71,7 +71,7 @@ def alpaca_like_records(n: int, seed: int) -> list[dict]:
 
 
 def alpaca_like_examples(tok, n: int, max_length: int, seed: int):
-    from lib.train.masking import encode_records
+    from lib.core.masking import encode_records
 
     return encode_records(alpaca_like_records(n, seed), tok, fmt="alpaca", max_length=max_length)
 

@@ -23,9 +23,13 @@ import contextlib
 import os
 from pathlib import Path
 
+from lib.budget import Ledger, load_budgets
+from lib.budget.guard import refuse_unpriced
 from lib.core.client import Endpoint, check_endpoint
 from lib.core.errors import UserError
+from lib.core.model import is_embedded
 from lib.core.paths import BUDGETS_YAML, REPO
+from lib.core.server import LocalServer, embedded_server
 
 PHASES = ("data", "training", "evaluation", "serving")
 
@@ -33,8 +37,6 @@ PHASES = ("data", "training", "evaluation", "serving")
 class RunContext:
     def __init__(self, run_dir: str | os.PathLike, *, phase: str, writer: str,
                  budgets_path: str | os.PathLike | None = None):
-        from lib.budget import Ledger, load_budgets
-
         if phase not in PHASES:
             raise UserError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
         run_dir = Path(run_dir)
@@ -59,18 +61,11 @@ class RunContext:
         """Yield an Endpoint; with no base_url, serve `model` (default: the embedded one) locally."""
         if base_url:
             ep = Endpoint(base_url=base_url, model=model, api_key_env=api_key_env, price_model=price_model or None)
-            if ep.billed_as:
-                from lib.budget import check_priced
-
-                # an unpriced paid model fails here, before a single token is bought
-                check_priced(ep.billed_as, prices=self.budgets.prices)
+            refuse_unpriced(ep.billed_as, self.budgets.prices)  # before a single token is bought
             if check:
                 check_endpoint(ep)
             yield ep
             return
-        from lib.core.model import is_embedded
-        from lib.core.server import LocalServer, embedded_server
-
         log = self.run_dir / "logs" / f"server-{os.getpid()}.log"
         # the embedded teacher/judge is served as the runner serves it; any other model as a checkpoint
         server = embedded_server(log) if is_embedded(model) else LocalServer(model, log_path=log)

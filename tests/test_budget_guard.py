@@ -112,3 +112,35 @@ def test_cap_never_crossed_by_asyncio_tasks(tmp_path, budgets):
     asyncio.run(main())
     assert len(done) == 33
     assert ledger.spent("data") == pytest.approx(0.99)
+
+
+def test_hold_is_the_one_reservation_of_a_worst_case(tmp_path, budgets):
+    """lib.budget.guard.hold: what generation, judging and answering reserve before they pay."""
+    from lib.budget.guard import UNHELD, hold, hold_committed, worst_case_usd
+    from lib.core.text import prompt_token_bound
+
+    guard = BudgetGuard(budgets, Ledger(tmp_path, writer="gen", budgets=budgets), "data")
+    one = [{"role": "user", "content": "x" * 99_984}]  # + 16 + 4 template tokens = 100,004 tokens, $0.100004
+    assert prompt_token_bound(one) == 100_004
+    assert hold(None, "fixed", [one], 10) is UNHELD and hold(guard, None, [one], 10) is UNHELD  # nothing to hold
+    assert worst_case_usd("fixed", [one, one], [10, 20], prices=budgets.prices) == pytest.approx(0.200008)
+    with hold(guard, "fixed", [one, one], 10) as held:
+        assert held.usd == pytest.approx(0.200008) and guard.remaining() == pytest.approx(1 - 0.200008)
+    assert guard.remaining() == pytest.approx(1.0)
+    big = [one] * 11  # $1.10: over the $1 cap
+    with pytest.raises(BudgetExceeded):
+        hold(guard, "fixed", big, 0)
+    # A batch already submitted runs anyway: held (at batch prices) when it fits, else not at all.
+    assert hold_committed(guard, "fixed", big * 2, 0) is UNHELD
+    at_batch_price = worst_case_usd("fixed", big, 0, batch=True, prices=budgets.prices)
+    assert at_batch_price < 1.0 and hold_committed(guard, "fixed", big, 0).usd == pytest.approx(at_batch_price)
+
+
+def test_an_unpriced_billed_endpoint_is_refused_before_any_call(budgets):
+    from lib.budget.guard import refuse_unpriced
+
+    refuse_unpriced(None)  # not billed: nothing to price
+    refuse_unpriced("fixed", budgets.prices)  # priced by budgets.yaml
+    refuse_unpriced("gpt-4o-mini")  # priced by the price table
+    with pytest.raises(UserError):
+        refuse_unpriced("house-model-v9", budgets.prices)

@@ -83,7 +83,7 @@ def test_trained_tokens_come_from_a_real_train_run(tmp_path):
     from transformers import AutoTokenizer
 
     from lib.core.model import resolve_model
-    from lib.train.masking import encode_records, ensure_pad_token
+    from lib.core.masking import encode_records, ensure_pad_token
     from lib.train.recipes import load_recipe
     from lib.train.data import read_training_records as read_jsonl
     from lib.train.sft import TrainConfig, train

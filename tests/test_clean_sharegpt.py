@@ -11,7 +11,7 @@ import pytest
 
 from lib.clean import CleanConfig, clean_file, read_records, write_outputs
 from lib.clean.sharegpt import SplitStats, TrainerTokens, fix_roles, html_to_markdown, split_conversation
-from lib.train.masking import FORMATS
+from lib.core.formats import FORMATS
 from train_tokenizers import llama_fast_tokenizer
 
 HTML_REPLY = (
@@ -120,7 +120,7 @@ def _pieces(convs, measure, budget, long_turn="drop"):
 def _assert_fits(pieces, tok, fmt, max_length):
     """What the trainer does with each piece: nothing is cut, nothing dropped."""
     from lib.clean.formats import sharegpt_to_alpaca
-    from lib.train.masking import encode_record
+    from lib.core.masking import encode_record
 
     for p in pieces:
         turns = p["conversations"]
@@ -162,7 +162,7 @@ def test_fastchat_splitter_overflows_where_ours_fits(shared_data, llama_sp):
     """FastChat's split_long_conversation counts each turn's tokens + 6 and no system prompt;
     rendered by the Vicuna v1.1 trainer, some of its pieces are cut. Ours, on the same data, are not."""
     import fastchat.data.split_long_conversation as fc
-    from lib.train.masking import encode_record
+    from lib.core.masking import encode_record
 
     recs, _, _ = read_records(shared_data / "fastchat_dummy_conversation.json")
     # FastChat pairs turns from the first one, so it takes no system turn: long1 is left out.

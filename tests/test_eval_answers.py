@@ -26,7 +26,7 @@ def test_prompt_formats(embedded_model):
     assert second == ALPACA_PROMPT_INPUT.format(instruction="Louder.", input="Earlier request: Say hi.\nEarlier response: hi")
     chat = render_prompt(tok, "chat", ["Say hi.", "Louder."], ["hi"])
     assert chat.endswith("<|im_start|>assistant\n") and chat.count("<|im_start|>user") == 2 and "hi<|im_end|>" in chat
-    vic = render_prompt(tok, "vicuna", ["Say hi."], [])
+    vic = render_prompt(tok, "vicuna_v1.1", ["Say hi."], [])
     assert vic.endswith("ASSISTANT:") and "Say hi." in vic
 
 
@@ -90,6 +90,8 @@ def test_billed_endpoint_answers_never_cross_a_tiny_evaluation_cap(tmp_path, loc
     ({}, None, "must map names"),
     ({"tuned": "/no/such/model"}, None, "no Hugging Face checkpoint"),
     ({"base": "embedded"}, {"base": "llama2"}, "prompt format"),
+    # one name per format (lib.core.formats): evaluation's old alias is refused, naming the one name
+    ({"base": "embedded"}, {"base": "vicuna"}, r"model 'base': prompt format 'vicuna' is named 'vicuna_v1.1'"),
     ({"base": "embedded"}, {"other": "chat"}, "not in models"),
     ({"api": "endpoint:http://x/v1"}, None, "endpoint:<base_url>|<model>"),
 ])

@@ -168,6 +168,29 @@ def test_batch_judging_resumes_without_double_counting(tmp_path, local_server, l
         assert judge_batch(judge, [], judgments_store(path), state) == {}
 
 
+def test_a_judgment_that_failed_inside_a_batch_is_asked_again(tmp_path, ledger):
+    """lib.core.batchapi's error-file rule, as judging applies it: the failed line is an error
+    judgment (not done, not metered); the next run asks only that one again."""
+    from lib.evaluate.batch import judge_batch
+    from lib.testing.batch_server import BatchServer
+
+    qs = _questions("en-05")
+    path, state = tmp_path / "judgments.jsonl", tmp_path / "judge_batch.json"
+    with BatchServer(None, canned_reply="9 2\nAssistant 1 answers correctly.") as api:
+        judge = Judge(Endpoint(base_url=api.base_url, model="canned"), JudgeSettings(max_tokens=24, parse_retries=0),
+                      ledger=ledger)
+        api.inject((500, None))
+        store = judgments_store(path)
+        counts = judge_batch(judge, judge.pairwise_jobs(qs, ANSWERS, [("good", "bad")], store), store, state, poll_s=0.05)
+        assert counts == {"ok": 1, "unparsed": 0, "error": 1} and not state.exists()
+        assert len(ledger.records(kind="api")) == 1
+        store = judgments_store(path)
+        jobs = judge.pairwise_jobs(qs, ANSWERS, [("good", "bad")], store)
+        assert len(jobs) == 1  # only the failed judgment is due again
+        assert judge_batch(judge, jobs, store, state, poll_s=0.05) == {"ok": 1, "unparsed": 0, "error": 0}
+    assert len(ledger.records(kind="api")) == 2 and len(api.state.batches) == 2
+
+
 def test_remote_judge_needs_key_and_price_before_any_call(monkeypatch, ledger):
     monkeypatch.delenv("SHEAR_TEST_JUDGE_KEY", raising=False)
     ep = Endpoint(base_url="https://judge.example.com/v1", model="gpt-4o-2024-08-06", api_key_env="SHEAR_TEST_JUDGE_KEY")
@@ -204,10 +227,10 @@ def judgments_store_tmp():
 
 
 def test_chinese_and_emoji_judging_never_crosses_a_tiny_evaluation_cap(tmp_path, local_endpoint, evaluation_capped):
-    """The reservation counts UTF-8 bytes (lib.budget.guard.prompt_token_bound): a character
+    """The reservation counts UTF-8 bytes (lib.core.text.prompt_token_bound): a character
     bound, which judging used before, is below the tokens a Chinese/emoji prompt really takes
     (checked against the server's own count), so it let a run spend past its cap."""
-    from lib.budget.guard import prompt_token_bound
+    from lib.core.text import prompt_token_bound
     from lib.core.errors import BudgetExceeded
 
     zh = "为什么冬天呼出的气会变成白雾？因为水蒸气遇冷凝结成小水滴。🌫️❄️😀🎉" * 12

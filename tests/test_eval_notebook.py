@@ -28,7 +28,7 @@ def _execute(tmp_path, local_server, **params):
     out = tmp_path / "04_evaluate.ipynb"
     base = dict(run_dir=str(run_dir), judge_base_url=local_server.base_url,  # budgets_path: the default
                 judge_model=local_server.model, question_set="own_en", max_questions=2,
-                models={"base": "embedded", "tuned": "embedded"}, prompt_formats={"tuned": "vicuna"},
+                models={"base": "embedded", "tuned": "embedded"}, prompt_formats={"tuned": "vicuna_v1.1"},
                 max_new_tokens=12, judge_max_tokens=32, parse_retries=0, mode="both", n_boot=200, judge_demonstration=True)
     base.update(params)
     old = os.environ.get("OPENAI_API_KEY")

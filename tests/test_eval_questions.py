@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from lib.core.errors import UserError
+from lib.core.text import guess_lang
 from lib.evaluate.questions import load_question_set, read_records, spread_over_categories
 
 
@@ -88,3 +89,20 @@ def test_wrong_file_for_loader(tmp_path, shared_data):
     bad.write_text('{"question_id": 1}\nnot json\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2 is not valid JSON: fix or re-download"):
         read_records(str(bad))
+
+
+def test_language_guess_on_real_seed_tasks(shared_data):
+    """One language guess for every phase (lib.core.text.guess_lang). Chinese tasks often carry an
+    English input or code; a CJK-share rule (>= 25%, generation's old one) called 4 of BELLE's
+    seed tasks English. One task, a short Chinese instruction over 240 characters of code, stays
+    English under both rules."""
+    def texts(name):
+        for line in open(shared_data / name, encoding="utf-8"):
+            rec = json.loads(line)
+            yield rec["instruction"] + "\n\n" + rec["instances"][0]["input"]
+
+    assert {guess_lang(t) for t in texts("selfinstruct_seed_tasks.jsonl")} == {"en"}
+    zh = [guess_lang(t) for t in texts("belle_zh_seed_tasks.jsonl")]
+    assert len(zh) == 175 and zh.count("zh") == 174
+    assert guess_lang("What does 你好 mean in English? It is a greeting.") == "en"
+    assert guess_lang("把下面的英语句子翻译成中文。 She went to school on Monday but found no other students.") == "zh"

@@ -10,7 +10,7 @@ import yaml
 from lib.budget import Ledger, load_budgets
 from lib.core.client import Endpoint
 from lib.generate import GenerateConfig, Generator, load_seed_tasks
-from lib.budget.guard import prompt_token_bound
+from lib.core.text import prompt_token_bound
 from lib.core.files import read_log
 from lib.testing.batch_server import BatchServer
 
@@ -195,3 +195,20 @@ def test_both_modes_meter_every_reply_once_and_resume_without_resending(tmp_path
 
         full, _ = api_cost("gpt-4o-mini", rec["prompt_tokens"], rec["completion_tokens"])
         assert rec["usd"] == pytest.approx(full / 2)
+
+
+def test_a_request_that_failed_inside_a_batch_is_sent_again(tmp_path):
+    """lib.core.batchapi's error-file rule, as generation applies it: the failed line (in the
+    batch's error file) is counted, never metered, and sent again in the next round."""
+    with BatchServer(upstream=None) as api:
+        ep = Endpoint(base_url=api.base_url, model="stand-in", price_model="gpt-4o-mini")
+        budgets = load_budgets()
+        ledger = Ledger(tmp_path / "ledger", writer="generate", budgets=budgets)
+        cfg = tiny_config(num_instructions_to_generate=100, max_requests=2, tasks_per_request=5, max_tokens=256,
+                          use_batch_api=True, batch_poll_s=0.05)
+        api.inject((500, None))  # the first batch's first line fails
+        summary = Generator(tmp_path, ep, SEEDS, cfg, ledger=ledger, budgets=budgets, show_progress=False).run()
+        assert len(api.state.batches) == 2 and summary["retries"].get("batch_line_failed") == 1
+    responses = list(read_log(tmp_path / "data/generate/responses.jsonl"))
+    assert sorted(r["request_id"] for r in responses) == ["gen-0-000000", "gen-0-000001"]
+    assert sorted(r["id"] for r in ledger.records(kind="api")) == ["api:gen-0-000000", "api:gen-0-000001"]

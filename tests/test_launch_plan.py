@@ -118,7 +118,7 @@ def test_every_training_task_prints_a_hand_checkable_plan(runs, path):
 def test_tokens_are_counted_with_a_tokenizer_when_one_is_here(runs, embedded_model):
     from transformers import AutoTokenizer
 
-    from lib.train.masking import encode_records, ensure_pad_token
+    from lib.core.masking import encode_records, ensure_pad_token
     from lib.train.recipes import load_recipe
     from lib.train.data import read_training_records as read_jsonl, split_heldout
 

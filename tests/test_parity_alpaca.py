@@ -25,7 +25,7 @@ from collections import Counter
 
 import pytest
 
-from lib.train.masking import IGNORE_INDEX, MaskingError, encode_record
+from lib.core.masking import IGNORE_INDEX, MaskingError, encode_record
 from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT
 from parity_common import TOKENIZERS, alpaca_records, tokenizer
 

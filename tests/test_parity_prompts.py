@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 import lib.evaluate.answers as answers
-from lib.train.masking import IGNORE_INDEX, MaskingError, alpaca_messages, encode_record, prompt_ids, record_messages
+from lib.core.masking import IGNORE_INDEX, MaskingError, alpaca_messages, encode_record, prompt_ids, record_messages
 from parity_common import alpaca_records, conversations, tokenizer
 
 KINDS = ("fast", "sp_legacy", "smollm2")

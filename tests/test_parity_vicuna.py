@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.train.masking import IGNORE_INDEX, MaskingError, encode_record
+from lib.core.masking import IGNORE_INDEX, MaskingError, encode_record
 from lib.core.formats import VICUNA_V1_1
 from parity_common import TOKENIZERS, conversations, tokenizer
 

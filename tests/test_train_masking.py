@@ -14,8 +14,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from lib.core.errors import UserError
-from lib.train.masking import IGNORE_INDEX, encode_record, encode_records, ensure_pad_token
-from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, alpaca_prompt
+from lib.core.masking import IGNORE_INDEX, encode_record, encode_records, ensure_pad_token, prompt_ids
+from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, alpaca_prompt, render_prompt
 from train_tokenizers import chinese_unigram_tokenizer, llama_fast_tokenizer, llama_style_tokenizer
 
 
@@ -205,15 +205,15 @@ def test_pad_token_is_distinct_from_eos():
 def test_unknown_format_is_a_user_error(smol):
     with pytest.raises(UserError, match="unknown prompt format"):
         encode_record({"instruction": "a", "output": "b"}, smol, "alpaca_v2", 64)
+    # One name per format: "vicuna" (evaluation's old alias) is refused with the one name.
+    with pytest.raises(UserError, match="'vicuna' is named 'vicuna_v1.1'"):
+        encode_record({"instruction": "a", "output": "b"}, smol, "vicuna", 64)
 
 
 def test_render_prompt_is_one_renderer_for_every_format(smol):
-    from lib.train.masking import prompt_ids
-    from lib.core.formats import render_prompt
-
     msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
             {"role": "user", "content": "Bye"}]
-    assert render_prompt("vicuna", msgs, smol) == render_prompt("vicuna_v1.1", msgs, smol) == \
+    assert render_prompt("vicuna_v1.1", msgs, smol) == \
         VICUNA_V1_1.system + " USER: Hi ASSISTANT: Hello!<|im_end|>USER: Bye ASSISTANT:"
     assert render_prompt("alpaca", msgs[:1], smol) == alpaca_prompt("Hi")
     assert render_prompt("chat", msgs, smol).endswith("<|im_start|>assistant\n")

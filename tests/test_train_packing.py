@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lib.train.masking import IGNORE_INDEX, encode_records
+from lib.core.masking import IGNORE_INDEX, encode_records
 from lib.train.packing import MeteredCollator, TokenMeter, make_collator, prepare_for_packing, supports_packing
 from lib.train.tiny import tiny_model
 

@@ -98,7 +98,7 @@ def test_continued_pretraining_trains_every_token_of_fixed_blocks(chain):
 def test_belle_sft_runs_on_the_extended_tokenizer(chain):
     from transformers import AutoTokenizer
 
-    from lib.train.masking import alpaca_messages, encode_record, prompt_ids
+    from lib.core.masking import alpaca_messages, encode_record, prompt_ids
 
     m = json.loads((chain["run_sft"] / "train" / "metrics.json").read_text())
     assert m["recipe"] == "belle_zh" and m["global_step"] == 2 and m["masking"]["kept"] > 0

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from lib.core.paths import REPO
-from lib.train.vocab import CJK
+from lib.core.text import CJK
 
 DATA = REPO / "lib" / "data"
 

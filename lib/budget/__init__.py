@@ -6,12 +6,13 @@ See docs/architecture.md ("Budget API") for the contract every phase codes again
 """
 from .config import PHASES, Budgets, PhaseBudget, PriceOverride, load_budgets
 from .gpu import gpu_hourly_usd, gpu_price, reference_gpu_hourly
-from .guard import BudgetGuard, Reservation
+from .guard import BudgetGuard, Reservation, hold, refuse_unpriced
 from .ledger import ComputeMeter, Ledger
-from .prices import api_cost, check_priced, usage_tokens
+from .prices import api_cost, usage_tokens
 from .report import write_report
 
 __all__ = [
-    "PHASES", "Budgets", "PhaseBudget", "PriceOverride", "load_budgets", "BudgetGuard", "Reservation",
-    "ComputeMeter", "gpu_hourly_usd", "gpu_price", "reference_gpu_hourly", "Ledger", "api_cost", "check_priced", "usage_tokens", "write_report",
+    "PHASES", "Budgets", "PhaseBudget", "PriceOverride", "load_budgets", "BudgetGuard", "Reservation", "hold",
+    "refuse_unpriced", "ComputeMeter", "gpu_hourly_usd", "gpu_price", "reference_gpu_hourly", "Ledger", "api_cost",
+    "usage_tokens", "write_report",
 ]

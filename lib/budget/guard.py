@@ -11,62 +11,95 @@ check-and-add atomic). Between the ledger record and `settle` the money counts t
 errs on the safe side.
 
 What to reserve for one chat call is decided here too, once for every phase and mode
-(generation, judging, online and Batch API): `worst_case_usd` = the prompt's byte bound
-(`prompt_token_bound`) plus the completion limit, at the endpoint's price.
+(generation, judging, answering, online and Batch API): `worst_case_usd` = the prompt's byte
+bound (`lib.core.text.prompt_token_bound`) plus the completion limit, at the endpoint's price;
+`hold` reserves it (the one way every phase does), and `refuse_unpriced` is the one check that
+a billed endpoint has a price at all.
 """
 from __future__ import annotations
 
 import sys
 import threading
-from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from lib.core.errors import BudgetExceeded, UserError
+from lib.core.text import prompt_token_bound
 
 from .config import Budgets
 from .ledger import Ledger
 from .prices import api_cost, check_priced
 
-# Role markers and the assistant header of a chat template; per message, and once per call.
-MESSAGE_OVERHEAD_TOKENS = 4
-CHAT_OVERHEAD_TOKENS = 16
 
-
-def prompt_token_bound(messages) -> int:
-    """An upper bound on a chat prompt's tokens without the model's tokenizer.
-
-    Every byte-level BPE token (GPT-4o, Llama, Qwen, SmolLM...) covers at least one UTF-8
-    byte, so bytes + the template's few tokens bound the count from above. Characters do
-    NOT: one Chinese character is 3 bytes and may be 2-3 tokens, an emoji 4 bytes.
-    """
-    return sum(len(m["content"].encode("utf-8")) + MESSAGE_OVERHEAD_TOKENS for m in messages) + CHAT_OVERHEAD_TOKENS
-
-
-def worst_case_usd(price_model: str | None, requests, max_tokens: int, *, batch: bool = False, prices=None) -> float:
+def worst_case_usd(price_model: str | None, requests, max_tokens: int | Sequence[int], *, batch: bool = False,
+                   prices=None) -> float:
     """The most a set of chat calls can cost: each request is a list of messages answered with
-    at most `max_tokens`. `price_model` None means the endpoint is not billed (see
-    Endpoint.billed_as): $0."""
+    at most `max_tokens` (one limit for all, or one per request), priced call by call.
+    `price_model` None means the endpoint is not billed (see Endpoint.billed_as): $0."""
     if price_model is None:
         return 0.0
-    prompt = sum(prompt_token_bound(messages) for messages in requests)
-    usd, _ = api_cost(price_model, prompt, max_tokens * len(requests), batch=batch, prices=prices)
-    return usd
+    limits = [max_tokens] * len(requests) if isinstance(max_tokens, int) else list(max_tokens)
+    return sum(api_cost(price_model, prompt_token_bound(messages), limit, batch=batch, prices=prices)[0]
+               for messages, limit in zip(requests, limits, strict=True))
 
 
-def refuse_unpriced(price_model: str | None, *, guard: "BudgetGuard | None" = None, ledger=None) -> None:
+def refuse_unpriced(price_model: str | None, prices=None) -> None:
     """Spend that cannot be priced cannot be capped: a billed endpoint (`price_model`, see
-    Endpoint.billed_as) whose calls are metered (a guard or a ledger) is refused before the
-    first call when no price is known for it."""
-    if price_model is not None and (guard is not None or ledger is not None):
-        check_priced(price_model, prices=guard.prices if guard is not None else None)
+    Endpoint.billed_as; None = not billed) is refused in one UserError before its first call
+    when no price is known for it (budgets.yaml's `prices`, then the price table). The one
+    check, made wherever an endpoint is taken: the runner's preflight, RunContext.endpoint,
+    generation, judging and answering."""
+    if price_model is not None:
+        check_priced(price_model, prices=prices)
 
 
-def hold(guard: "BudgetGuard | None", price_model: str | None, requests, max_tokens: int, *, batch: bool = False):
-    """Reserve the worst case of `requests` while they run (`with hold(...):`); nothing to
-    hold without a guard or for an endpoint that is not billed."""
+class Unheld:
+    """What `hold` returns when nothing is held: settles and releases like a Reservation."""
+
+    usd = 0.0
+
+    def settle(self, actual_usd: float) -> float:
+        return actual_usd
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> "Unheld":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+UNHELD = Unheld()
+
+
+def hold(guard: "BudgetGuard | None", price_model: str | None, requests, max_tokens: int | Sequence[int], *,
+         batch: bool = False) -> "Reservation | Unheld":
+    """Hold the worst case of `requests` (`worst_case_usd`) against the cap until the calls are
+    settled or released: the one way every phase reserves before it pays (generation online and
+    in batches, judging online and in batches, answering).
+
+    Why: a call's cost is known only once it returns, so a hard cap holds only if the most a
+    call can cost counts as spent while it runs; concurrent calls (threads, asyncio tasks, a
+    batch that runs for hours) then see each other's holds and never cross the cap together.
+    BudgetExceeded when the worst case does not fit. Nothing is held without a guard or for an
+    endpoint that is not billed. Use `with hold(...):` around one call, or keep the result and
+    `settle(actual_usd)` (which warns when the worst case was too low) or `release()` it."""
     if guard is None or price_model is None:
-        return nullcontext()
+        return UNHELD
     return guard.reserve(worst_case_usd(price_model, requests, max_tokens, batch=batch, prices=guard.prices))
+
+
+def hold_committed(guard: "BudgetGuard | None", price_model: str | None, requests, max_tokens: int | Sequence[int],
+                   *, batch: bool = True) -> "Reservation | Unheld":
+    """`hold` for spend already committed -- a Batch API job submitted before a crash, waited for
+    again: it runs whether or not its worst case still fits, so it is held when it fits (other
+    spenders see it) and not at all when it does not."""
+    try:
+        return hold(guard, price_model, requests, max_tokens, batch=batch)
+    except BudgetExceeded:
+        return UNHELD
 
 _LOCK = threading.Lock()
 _OUTSTANDING: dict[tuple[str, str], dict[int, float]] = {}  # (ledger root, phase) -> {res id: usd}

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from lib.clean.refusals import IDENTITY_TERMS, PhraseMatcher
 from lib.core.errors import UserError
-from lib.train.masking import FORMATS
+from lib.core.formats import check_format
+from lib.core.text import CJK_RANGES
 
 
 @dataclass
@@ -73,11 +74,11 @@ class CleanConfig:
                 value = [v.strip() for v in value.split(sep) if v.strip()]
             setattr(self, name, tuple(value))
         choices = {"format": ("auto", "alpaca", "sharegpt"), "on_error": ("raise", "report"),
-                   "dedup_on": ("all", "prompt"), "long_turn": ("drop", "truncate"),
-                   "prompt_format": FORMATS}
+                   "dedup_on": ("all", "prompt"), "long_turn": ("drop", "truncate")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}={getattr(self, name)!r} is not known: use one of {', '.join(allowed)}")
+        check_format(self.prompt_format)  # the recipe's format, by its one name
         if not 0.0 < self.near_dup_threshold <= 1.0:
             raise UserError(f"near_dup_threshold={self.near_dup_threshold} must be in (0, 1]: 0.8 is a good start")
         if not 0.0 <= self.language_confidence <= 1.0:
@@ -215,11 +216,13 @@ def wrong_language(recs: list[dict], cfg: CleanConfig, detector: LanguageDetecto
 
 # A CJK character is a word of its own (no spaces in Chinese/Japanese); Latin words are runs
 # of letters and digits. Punctuation and case are not part of any word.
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|[^\W_]+")
+# Unlike ROUGE-L's tokens (ASCII words only), any script's letters make words here: dedup must
+# tell two Russian or Spanish records apart.
+_WORD = re.compile(f"[{CJK_RANGES}]|[^\\W_]+")
 
 
 def words(text: str) -> list[str]:
-    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
 def dedup_text(rec: dict, on: str) -> str:

@@ -13,7 +13,7 @@ Vicuna's recipe for 70K ShareGPT conversations, rebuilt on maintained parts:
   unanswered last human turn is cut; anything else out of order drops the conversation.
 * `split_conversation`: the trainer sees at most `max_tokens` tokens of each piece *as it
   renders it* (BOS, system prompt, role tags, separators, EOS), so pieces are measured with
-  the trainer's own encoder (`lib.train.masking.encode_record`), never with a per-turn
+  the trainer's own encoder (`lib.core.masking.encode_record`), never with a per-turn
   estimate. Each piece starts with a human turn. An exchange that alone exceeds the budget
   is dropped (default; a cut-off answer followed by EOS teaches the model to stop
   mid-sentence) or, with long_turn="truncate", its answer is cut to fit.
@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 from markdownify import MarkdownConverter
 
-from lib.core.errors import UserError
+from lib.clean.formats import sharegpt_to_alpaca
+from lib.core.formats import check_format
+from lib.core.masking import MaskingError, encode_record
 
 _HTML_TAG = re.compile(
     r"</?(?:p|div|br|pre|code|ol|ul|li|h[1-6]|table|thead|tbody|tr|td|th|a|b|i|em|strong|span|blockquote|img|hr)"
@@ -164,7 +166,7 @@ _UNLIMITED = 1 << 40
 class TrainerTokens:
     """Tokens the trainer makes of a record or conversation piece, from its own encoder.
 
-    `lib.train.masking.encode_record` renders exactly what training renders for the
+    `lib.core.masking.encode_record` renders exactly what training renders for the
     recipe's prompt format: BOS, the system prompt (Vicuna's default or the template's,
     e.g. SmolLM2's), role tags, separators and the EOS after every answer, tokenized as
     training tokenizes it. A per-turn overhead misses the system prompt and merges at turn
@@ -173,11 +175,7 @@ class TrainerTokens:
     """
 
     def __init__(self, tokenizer, fmt: str):
-        from lib.train.masking import FORMATS
-
-        if fmt not in FORMATS:
-            raise UserError(f"prompt_format={fmt!r} is not known: use the recipe's format, one of {', '.join(FORMATS)}")
-        self.tok, self.fmt = tokenizer, fmt
+        self.tok, self.fmt = tokenizer, check_format(fmt)
         self.last_error = ""
         self._shared: dict[str | None, int] = {}
 
@@ -194,11 +192,7 @@ class TrainerTokens:
 
     def __call__(self, record: dict) -> int | None:
         """The rendered length, or None when the trainer cannot encode it (reason in last_error)."""
-        from lib.train.masking import MaskingError, encode_record
-
         if self.fmt == "alpaca" and "conversations" in record:
-            from lib.clean.formats import sharegpt_to_alpaca
-
             counts = [self(r) for r in sharegpt_to_alpaca({"id": "", **record})]
             return None if not counts or None in counts else max(counts)
         try:

@@ -14,15 +14,14 @@ import json
 
 from lib.clean.filters import CleanConfig, MinHashIndex, exact_duplicates, near_duplicates, wrong_language
 from lib.core.errors import UserError, cli
-from lib.core.files import atomic_write_jsonl, parse_jsonl
-from lib.train.text import corpus_files
+from lib.core.files import atomic_write_jsonl, corpus_files, parse_jsonl
 
 
 def read_text_records(paths) -> list[dict]:
     """The whole corpus as records, every field kept and an id added: the filters need all of
     it at once (duplicates) and the cleaned corpus keeps what the input carried. Training's
     `lib.train.text.read_documents` streams only the text instead (a corpus may not fit in
-    memory); both read the same files (`corpus_files`: files, directories, .txt or JSONL)."""
+    memory); both read the same files (`lib.core.files.corpus_files`: files, directories, .txt or JSONL)."""
     recs = []
     for p in corpus_files(paths):
         if p.suffix == ".txt":

@@ -1,2 +1,3 @@
 """The core layer: what every phase shares (errors, paths, files, parameters, text rules,
-prompt formats, the LLM client, local servers, the embedded model, figures)."""
+prompt formats and their token ids, the LLM client and the Batch API lifecycle, local servers,
+models, figures)."""

@@ -35,13 +35,16 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from lib.core.errors import UserError
+
+# What a corpus directory holds: JSONL `{"text": ...}` records or plain text, one document a line.
+CORPUS_SUFFIXES = (".jsonl", ".json", ".txt")
+
 
 def parse_jsonl(text: str, where: str, fix: str) -> list:
     """Every non-blank line is one JSON value; the first bad line is one UserError naming
     `where:line` and the `fix`. Lines end at "\\n" only: a U+2028 inside a JSON string (which
     str.splitlines would break on) is text, not a line break."""
-    from lib.core.errors import UserError
-
     out = []
     for n, line in enumerate(text.split("\n"), 1):
         if line.strip():
@@ -207,8 +210,6 @@ def read_jsonl(path: str | os.PathLike, *, what: str = "JSONL file", fix: str = 
     """A JSONL file the user gave or an earlier phase wrote whole (data, question sets): every
     line must parse. A missing file or a bad line is one UserError naming it and `fix`.
     (Append-only logs, which a kill can leave with a torn last line, are read by `read_log`.)"""
-    from lib.core.errors import UserError
-
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} {p} does not exist: {fix}")
@@ -233,6 +234,28 @@ def read_log(path: str | os.PathLike) -> Iterator:
                 yield json.loads(raw)
             except ValueError:
                 continue
+
+
+def corpus_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The files of a text corpus: files as given, directories expanded to their text files
+    (sorted); a comma-separated string names several. Training streams them and cleaning loads
+    them through this one list, so both see the same documents."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [p for p in str(paths).split(",") if p]
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix in CORPUS_SUFFIXES and f.is_file())
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserError(f"corpus file {p} not found: pass JSONL with a 'text' field or .txt files")
+    if not files:
+        raise UserError(f"no corpus files in {', '.join(map(str, paths))}: expected *.jsonl or *.txt")
+    kinds = {f.suffix == ".txt" for f in files}
+    if len(kinds) > 1:
+        raise UserError("corpus mixes .txt and JSONL files: convert one kind so documents are read one way")
+    return files
 
 
 class AppendLog:

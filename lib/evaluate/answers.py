@@ -5,8 +5,8 @@ Three kinds of "model":
 * `hf`: a local Hugging Face checkpoint (the embedded model, a fine-tuned run's `model/`),
   answered in-process with batched greedy `model.generate`. The prompt format is per model:
   `chat` renders the tokenizer's own chat template, `alpaca` the exact Alpaca strings from
-  `lib.core.formats` (what an Alpaca-tuned model was trained on), `vicuna` FastChat's
-  vicuna_v1.1 conversation.
+  `lib.core.formats` (what an Alpaca-tuned model was trained on), `vicuna_v1.1` FastChat's
+  conversation: the names training's recipes use (`lib.core.formats.FORMATS`).
 * `endpoint`: any OpenAI-compatible server through `lib.core.client.chat`; every call is metered
   into the ledger (phase "evaluation"), and a billed one (`Endpoint.billed_as`) is first
   reserved at its worst case against the evaluation cap, as judge calls are.
@@ -27,20 +27,20 @@ does not invalidate cached answers: use a new eval directory (or a new model nam
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.budget.guard import hold, refuse_unpriced
+from lib.core.client import Endpoint, chat, make_client
 from lib.core.errors import UserError
+from lib.core.model import eos_ids, load_for_inference, model_fingerprint, resolve_model
+from lib.core.paths import repo_path
 from lib.evaluate.questions import Question, QuestionSet
 from lib.evaluate.store import JsonlStore
-from lib.train.masking import prompt_ids  # answers are prompted exactly as training saw them
-from lib.core.formats import FORMAT_ALIASES as _TRAIN_ALIASES, turns_to_messages
+from lib.core.formats import check_format, turns_to_messages
+from lib.core.masking import prompt_ids  # answers are prompted exactly as training saw them
 
-PROMPT_FORMATS = ("chat", "alpaca", "vicuna")
-# The training recipes' names for the same formats (lib/recipes/*.yaml `format:`).
-FORMAT_ALIASES = {v: k for k, v in _TRAIN_ALIASES.items()}
 ANSWER_KEY = ("model", "question_id")
 
 
@@ -56,8 +56,6 @@ class ModelSpec:
     price_model: str | None = None
 
     def endpoint(self):
-        from lib.core.client import Endpoint
-
         return Endpoint(base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
                         price_model=self.price_model)
 
@@ -68,9 +66,6 @@ class ModelSpec:
 def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None = None,
                  run_dir: str | Path = "") -> list[ModelSpec]:
     """Notebook parameters -> ModelSpecs, with one clear line for each thing that is wrong."""
-    from lib.core.model import resolve_model
-    from lib.core.paths import repo_path
-
     if not isinstance(models, dict) or not models:
         raise UserError("models must map names to specs, e.g. {'base': 'embedded', 'tuned': '{run_dir}/model'}")
     prompt_formats = prompt_formats or {}
@@ -80,10 +75,10 @@ def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None =
     specs = []
     for name, spec in models.items():
         spec = str(spec).replace("{run_dir}", str(run_dir))
-        fmt = prompt_formats.get(name, "chat")
-        fmt = FORMAT_ALIASES.get(fmt, fmt)
-        if fmt not in PROMPT_FORMATS:
-            raise UserError(f"prompt format {fmt!r} for {name!r} is unknown: use one of {', '.join(PROMPT_FORMATS)}")
+        try:
+            fmt = check_format(prompt_formats.get(name, "chat"))
+        except UserError as e:
+            raise UserError(f"model {name!r}: {e}") from None
         if spec.startswith("endpoint:"):
             parts = spec[len("endpoint:"):].split("|")
             if len(parts) < 2 or not parts[0] or not parts[1]:
@@ -102,21 +97,9 @@ def parse_models(models: dict[str, str], prompt_formats: dict[str, str] | None =
     return specs
 
 
-def model_fingerprint(path: str | Path) -> str:
-    """A cheap identity for a checkpoint: config + weight file sizes and a sample of their bytes."""
-    h = hashlib.sha256()
-    for p in sorted(Path(path).glob("*")):
-        if p.suffix in (".json", ".safetensors", ".bin", ".jinja") and p.is_file():
-            h.update(p.name.encode())
-            h.update(str(p.stat().st_size).encode())
-            with open(p, "rb") as f:
-                h.update(f.read(1 << 16))
-    return h.hexdigest()[:16]
-
-
 # ----------------------------------------------------------------------------- prompts
 # Prompts come from the one renderer training, evaluation and serving share:
-# lib.core.formats.render_prompt gives the text, lib.train.masking.prompt_ids its ids
+# lib.core.formats.render_prompt gives the text, lib.core.masking.prompt_ids its ids
 # (training checks that every prompt prefix it trains on has exactly these ids).
 
 
@@ -130,27 +113,6 @@ class GenerationSettings:
     repetition_penalty: float = 1.1
 
 
-def load_hf(path: str):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.padding_side = "left"  # batched decoding continues every prompt from its last token
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    model.eval()
-    return tok, model
-
-
-def _eos_ids(tok, model) -> list[int]:
-    ids = model.generation_config.eos_token_id
-    ids = list(ids) if isinstance(ids, (list, tuple)) else [ids] if ids is not None else []
-    if tok.eos_token_id is not None and tok.eos_token_id not in ids:
-        ids.append(tok.eos_token_id)
-    return ids
-
-
 def generate_batch(tok, model, conversations: list[list[dict]], settings: GenerationSettings,
                    fmt: str = "chat") -> list[tuple[str, int]]:
     """(answer text, number of generated tokens) for each conversation, left-padded into one batch."""
@@ -161,7 +123,7 @@ def generate_batch(tok, model, conversations: list[list[dict]], settings: Genera
     pad = tok.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in encoded])
     attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in encoded])
-    eos = _eos_ids(tok, model)
+    eos = eos_ids(tok, model)
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=settings.max_new_tokens,
                              do_sample=False, repetition_penalty=settings.repetition_penalty, eos_token_id=eos,
@@ -179,7 +141,7 @@ def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore
     todo = [q for q in questions if not store.done((spec.name, q.question_id))]
     if not todo:
         return 0
-    tok, model = load_hf(spec.path)
+    tok, model = load_for_inference(spec.path)
     fingerprint = model_fingerprint(spec.path)
     meter = ledger.meter("evaluation", purpose=f"answers:{spec.name}", accelerator="cpu") if ledger else None
     if meter:
@@ -212,15 +174,12 @@ def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore
 
 def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: JsonlStore,
                          settings: GenerationSettings, ledger=None, progress=None, guard=None) -> int:
-    from lib.budget.guard import hold, refuse_unpriced
-    from lib.core.client import chat, make_client
-
     todo = [q for q in questions if not store.done((spec.name, q.question_id))]
     if not todo:
         return 0
     ep = spec.endpoint()
     client = make_client(ep)
-    refuse_unpriced(ep.billed_as, guard=guard, ledger=ledger)
+    refuse_unpriced(ep.billed_as, guard.prices if guard is not None else None)
     for q in todo:
         messages, answers, ntok, served = [], [], [], ""
         for turn in q.turns:

@@ -28,7 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.budget.guard import hold, refuse_unpriced, worst_case_usd
+from lib.core.client import chat, make_client
 from lib.core.errors import BudgetExceeded, UserError
+from lib.core.model import model_fingerprint
 from lib.evaluate import prompts
 from lib.evaluate.parse import parse_pair, parse_rating
 from lib.evaluate.questions import Question
@@ -48,8 +51,6 @@ def judge_name(ep) -> str:
     """A stable name for the judge: the model id, or for a local checkpoint its dir + fingerprint."""
     p = Path(ep.model)
     if ep.is_local and p.is_dir():
-        from lib.evaluate.answers import model_fingerprint
-
         return f"{p.name}@{model_fingerprint(p)[:8]}"
     return ep.model
 
@@ -81,32 +82,23 @@ def pair_texts(q: Question, ans_1: list[str], ans_2: list[str]) -> tuple[str, st
 
 class Judge:
     def __init__(self, ep, settings: JudgeSettings | None = None, *, ledger=None, guard=None, name: str | None = None):
-        from lib.core.client import make_client
-
         self.ep = ep
         self.settings = settings or JudgeSettings()
         self.ledger = ledger
         self.guard = guard
         self.name = name or judge_name(ep)
         self.client = make_client(ep)  # a remote judge without a key fails here, in one line
-        from lib.budget.guard import refuse_unpriced
-
-        refuse_unpriced(ep.billed_as, guard=guard, ledger=ledger)
+        refuse_unpriced(ep.billed_as, guard.prices if guard is not None else None)
         self._errors = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ one call
     def worst_case_usd(self, requests: list[list[dict]], *, batch: bool = False) -> float:
         """What `requests` (each a list of messages) can cost at most: lib.budget.guard's one bound."""
-        from lib.budget.guard import worst_case_usd
-
         prices = self.guard.prices if self.guard is not None else None
         return worst_case_usd(self.ep.billed_as, requests, self.settings.max_tokens, batch=batch, prices=prices)
 
     def _call(self, messages: list[dict], temperature: float, purpose: str):
-        from lib.budget.guard import hold
-        from lib.core.client import chat
-
         with hold(self.guard, self.ep.billed_as, [messages], self.settings.max_tokens):
             return chat(self.client, self.ep, messages, ledger=self.ledger, phase="evaluation",
                         purpose=purpose, max_tokens=self.settings.max_tokens, temperature=temperature)

@@ -2,7 +2,7 @@
 perplexity of the reference answers under each local model (as GPT4All reported).
 
 ROUGE-L is language-aware with the same tokens as the generation phase's novelty rule
-(`lib.generate.tokenize.tokens`): rouge_score's tokens for Latin text, one token per CJK
+(`lib.core.text.tokens`): rouge_score's tokens for Latin text, one token per CJK
 character -- rouge_score's own tokenizer drops every Chinese character and would score
 every Chinese answer 0. The longest common subsequence comes from rapidfuzz.
 
@@ -17,17 +17,10 @@ from collections import defaultdict
 import numpy as np
 from rapidfuzz.distance import LCSseq
 
+from lib.core.formats import turns_to_messages
+from lib.core.masking import MaskingError, encode_example
+from lib.core.text import tokens
 from lib.evaluate.questions import Question
-
-
-def tokens(text: str) -> list[str]:
-    try:
-        from lib.generate.tokenize import tokens as _tokens
-    except ImportError:  # pragma: no cover - the generation package ships with the project
-        import re
-
-        return re.findall(r"[a-z0-9]+|[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]", text.lower())
-    return _tokens(text)
 
 
 def rouge_l(prediction: str, reference: str) -> float:
@@ -69,9 +62,6 @@ def reference_perplexity(model_dir: str, prompt_format: str, questions: list[Que
     """Perplexity of the reference answers under one local checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lib.train.masking import MaskingError, encode_example
-    from lib.core.formats import turns_to_messages
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()

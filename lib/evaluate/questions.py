@@ -24,17 +24,16 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lib.core.errors import UserError
 from lib.core.files import parse_jsonl
-from lib.core.paths import LIB
+from lib.core.paths import LIB, repo_path
+from lib.core.text import guess_lang
 
 DATA = LIB / "data"
 OWN_SETS = {"own_en": ["questions_en.jsonl"], "own_zh": ["questions_zh.jsonl"],
             "own": ["questions_en.jsonl", "questions_zh.jsonl"]}
 KINDS = ("vicuna", "mtbench", "selfinstruct", "alpacaeval")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 @dataclass
@@ -61,10 +60,6 @@ class QuestionSet:
         return {q.question_id: q for q in self.questions}
 
 
-def guess_lang(text: str) -> str:
-    return "zh" if len(_CJK.findall(text)) >= max(2, len(text) // 10) else "en"
-
-
 def read_source(path_or_url: str) -> str:
     """The text of a local file or an http(s) URL; one clear line when neither works."""
     if re.match(r"^https?://", path_or_url):
@@ -73,8 +68,6 @@ def read_source(path_or_url: str) -> str:
                 return r.read().decode("utf-8")
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             raise UserError(f"cannot download {path_or_url} ({e}): check the URL or download it and pass the path") from None
-    from lib.core.paths import repo_path
-
     p = repo_path(path_or_url)  # relative to the repository, as every notebook path parameter
     if not p.is_file():
         raise UserError(f"question file {p} does not exist: pass an existing path or an http(s) URL")

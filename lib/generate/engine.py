@@ -25,8 +25,8 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from lib.budget import check_priced
-from lib.budget.guard import worst_case_usd
+from lib.budget import BudgetGuard
+from lib.budget.guard import hold, hold_committed, refuse_unpriced, worst_case_usd
 from lib.core.client import Endpoint
 from lib.core.files import atomic_write_json, atomic_write_jsonl
 from lib.generate.config import GenerateConfig
@@ -53,11 +53,8 @@ class Generator:
         self.price_model = endpoint.billed_as  # None: calls cost nothing (lib.core.client's one rule)
         self.guard = None
         if budgets is not None and ledger is not None:
-            from lib.budget import BudgetGuard
-
             self.guard = BudgetGuard(budgets, ledger, phase=phase)
-        if self.price_model:  # an unpriced paid model must fail before the first call, not after
-            check_priced(self.price_model, prices=getattr(budgets, "prices", None))
+        refuse_unpriced(self.price_model, getattr(budgets, "prices", None))  # before the first call
         self.journal = Journal(self.run_dir / "data", endpoint, ledger=ledger, phase=phase)
         self.harvest = Harvest(seeds, config, endpoint.model)
         self.retries: Counter = Counter()
@@ -133,16 +130,24 @@ class Generator:
     def request_body(self, req: Request) -> dict:
         return request_body(self.cfg, self.ep, req)
 
+    def out_tokens(self, req: Request) -> int:
+        """The completion limit of a request: its worst case."""
+        return self.cfg.answer_max_tokens if req.kind == "answer" else self.cfg.max_tokens
+
     def worst_case_usd(self, req: Request, *, batch: bool = False) -> float:
-        out_tokens = self.cfg.answer_max_tokens if req.kind == "answer" else self.cfg.max_tokens
-        return worst_case_usd(self.price_model, [req.messages], out_tokens, batch=batch,
+        return worst_case_usd(self.price_model, [req.messages], self.out_tokens(req), batch=batch,
                               prices=getattr(self.budgets, "prices", None))
 
-    def reserve(self, usd: float):
-        """A reservation of `usd` against the phase cap (BudgetExceeded if it does not fit)."""
-        if self.guard is None or usd <= 0:
-            return None
-        return self.guard.reserve(usd)
+    def hold(self, reqs: list[Request], *, batch: bool = False):
+        """Hold the worst case of `reqs` against the phase cap while they run
+        (lib.budget.guard.hold; BudgetExceeded if it does not fit)."""
+        return hold(self.guard, self.price_model, [r.messages for r in reqs], [self.out_tokens(r) for r in reqs],
+                    batch=batch)
+
+    def hold_committed(self, reqs: list[Request]):
+        """The worst case of a batch already submitted, held if it still fits (lib.budget.guard)."""
+        return hold_committed(self.guard, self.price_model, [r.messages for r in reqs],
+                              [self.out_tokens(r) for r in reqs])
 
     def budget_left(self) -> float:
         return self.guard.remaining() if self.guard else 0.0

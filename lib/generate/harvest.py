@@ -15,7 +15,7 @@ from lib.generate.novelty import NoveltyFilter
 from lib.generate.parse import parse_tasks
 from lib.generate.prompt import Request
 from lib.generate.seeds import SeedTask
-from lib.core.text import detect_lang
+from lib.core.text import guess_lang
 
 ANSWER_SUFFIX = "-answer"  # request id of the follow-up that answers task <list request id>-<item>
 
@@ -65,7 +65,7 @@ class Harvest:
                 continue
             rec = {"id": rid, "instruction": instruction, "input": inp, "output": output,
                    "source": f"{cfg.source}:{resp.get('model') or self.default_model}",
-                   "lang": detect_lang(instruction)}
+                   "lang": guess_lang(instruction)}
             if output is None:
                 self.pending_answers[rid] = rec  # kept once the follow-up request answers it
             else:

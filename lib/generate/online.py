@@ -32,8 +32,7 @@ class Host(Protocol):
     def request(self, index: int) -> Request: ...
     def answers_due(self, asked: set[str]) -> Iterator[tuple[str, Request]]: ...
     def short_of_target(self) -> bool: ...
-    def worst_case_usd(self, req: Request) -> float: ...
-    def reserve(self, usd: float): ...
+    def hold(self, reqs: list[Request]): ...
     def ingest(self, req: Request, completion) -> float: ...
     def stop(self, reason: str) -> None: ...
 
@@ -60,13 +59,11 @@ async def _loop(gen: Host) -> None:
             sem.release()  # the request slot is free; ingesting is the worker's job
             released = True
             usd = await loop.run_in_executor(ingester, gen.ingest, req, completion)
-            if res is not None:
-                res.settle(usd)  # the ledger now holds the real cost
+            res.settle(usd)  # the ledger now holds the real cost
         except BaseException as e:  # noqa: BLE001 - surfaced below, after in-flight work lands
             failure.append(e)
         finally:
-            if res is not None:
-                res.release()
+            res.release()
             if not released:
                 sem.release()
 
@@ -100,7 +97,7 @@ async def _loop(gen: Host) -> None:
             over_cap = False
             while True:
                 try:
-                    res = gen.reserve(gen.worst_case_usd(req))
+                    res = gen.hold([req])
                     break
                 except BudgetExceeded as e:
                     if tasks:  # in-flight worst cases may settle for less: wait, then re-check

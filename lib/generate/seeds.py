@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lib.core.errors import UserError
 from lib.core.files import atomic_write
-from lib.core.text import detect_lang
+from lib.core.text import guess_lang
 from lib.core.paths import REPO, cache_dir
 
 BUILTIN = REPO / "lib" / "data" / "seed_tasks.jsonl"
@@ -81,7 +81,7 @@ def load_seed_tasks(source: str | os.PathLike = "", *, language: str = "all") ->
             if not inst:
                 raise UserError(f"{path}:{n} has an empty instruction: fix or delete that line")
             tasks.append(SeedTask(id=str(d.get("id", f"seed_{n}")), instruction=inst, input=inp, output=out,
-                                  is_classification=bool(d.get("is_classification", False)), lang=detect_lang(inst)))
+                                  is_classification=bool(d.get("is_classification", False)), lang=guess_lang(inst)))
     if language not in ("all", "", None):
         tasks = [t for t in tasks if t.lang == language]
     if len(tasks) < 3:

@@ -32,10 +32,10 @@ from lib.budget.plans import plan_path
 from lib.core.errors import UserError
 from lib.core.files import atomic_write_json
 from lib.core.formats import alpaca_prompt
+from lib.core.masking import encode_records, ensure_pad_token
 from lib.core.model import resolve_model
 from lib.core.paths import LIB
 from lib.train.data import read_training_records, split_heldout
-from lib.train.masking import encode_records, ensure_pad_token
 from lib.train.recipes import Recipe, load_recipe
 from lib.train.text import document_ids
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from lib.core.errors import UserError
+from lib.core.model import LAPTOP_MODELS
 from lib.train.recipes import load_recipe
 
-LAPTOP_MODELS = ("embedded", "tiny", "smollm2-135m-instruct")
 _DATED = re.compile(r"\d{4}-\d{2}-\d{2}|\d{4}$")  # gpt-4o-2024-08-06, claude-...-20241022, gpt-4-0613
 
 

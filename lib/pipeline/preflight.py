@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from lib.budget import check_priced, load_budgets
+from lib.budget import load_budgets
+from lib.budget.guard import refuse_unpriced
 from lib.core.client import Endpoint, check_endpoint
 from lib.core.errors import UserError
-from lib.core.model import gguf_path
+from lib.core.model import LAPTOP_MODELS, gguf_path
 from lib.core.paths import REPO
 from lib.core.server import embedded_server
-from lib.pipeline.cloud_rules import LAPTOP_MODELS
 from lib.train.recipes import load_recipe
 from lib.train.model import check_base_model
 
@@ -51,8 +51,7 @@ def preflight(profile: dict, budgets_path: Path, plan: list[tuple[str, Path, dic
 
 def _check(ep: Endpoint, budgets) -> None:
     """A priced model, a key in the environment, a server that answers."""
-    if ep.billed_as:  # the one billing rule (lib/core/client.py)
-        check_priced(ep.billed_as, prices=budgets.prices)
+    refuse_unpriced(ep.billed_as, budgets.prices)  # billed_as: the one billing rule (lib/core/client.py)
     ep.api_key()
     check_endpoint(ep)
 

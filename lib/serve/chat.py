@@ -4,8 +4,8 @@
     bot.say("Give me three tips for staying healthy.")   # the answer grows in place as tokens come
     bot.say("Make the second one shorter.")               # the history goes with it
 
-Prompts are rendered by the one inference renderer (lib.serve.template.render ->
-lib.core.formats.render_prompt). Decoding is the endpoint's: `python -m lib.serve` runs
+Prompts are rendered by the one inference renderer (lib.serve.template.encode ->
+lib.core.masking.prompt_ids, training's ids). Decoding is the endpoint's: `python -m lib.serve` runs
 `transformers serve`, which generates with a copy of the checkpoint's own generation_config
 and sets only what the request names (max_tokens, temperature, top_p). ChatModel does the
 same (`generation_config`), so an answer here is the answer a client of the endpoint gets
@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lib.serve.run_model import load_checkpoint
+from lib.core.model import load_for_inference
 from lib.serve.template import encode
 
 
@@ -91,7 +91,7 @@ class ChatModel:
 
     @classmethod
     def load(cls, model_dir, fmt: str, params: GenerationParams | None = None) -> "ChatModel":
-        tok, model = load_checkpoint(model_dir)
+        tok, model = load_for_inference(str(model_dir))
         return cls(tok, model, fmt, params or GenerationParams())
 
     def reset(self) -> None:

@@ -35,6 +35,8 @@ from pathlib import Path
 
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write, atomic_write_json, atomic_write_via, publish_dir, read_json
+from lib.core.formats import ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, check_format
+from lib.core.model import model_fingerprint
 from lib.core.paths import cache_dir
 
 QUANTS = ("F16", "Q4_K_M")
@@ -139,10 +141,8 @@ def quantize(src: str | os.PathLike, out: str | os.PathLike, quant: str = "Q4_K_
 
 def _go_template(tok, fmt: str) -> str | None:
     """Ollama's Go template for the trained format, or None to leave the template to Ollama."""
-    from lib.serve.template import canonical_format
-    from lib.core.formats import ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1 as V
-
-    fmt = canonical_format(fmt)
+    V = VICUNA_V1_1
+    fmt = check_format(fmt)
     if fmt == "alpaca":
         # Ollama hands one user message at a time (.Prompt): Alpaca's single-turn prompt.
         head, tail = ALPACA_PROMPT_NO_INPUT.split("{instruction}")
@@ -189,7 +189,6 @@ def export_run(run, *, quants=QUANTS, out_dir: str | os.PathLike | None = None, 
     """Export a run's model (a RunModel or runs/<id>); current files are kept, stale ones redone."""
     from transformers import AutoTokenizer
 
-    from lib.evaluate.answers import model_fingerprint
     from lib.serve.run_model import RunModel, load_run_model
     from lib.serve.template import serving_checkpoint
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.core.errors import UserError
+from lib.core.model import load_for_inference, resolve_model
 from lib.core.paths import REPO
-from lib.evaluate.answers import load_hf
 
 
 @dataclass(frozen=True)
@@ -97,20 +97,6 @@ def load_run_model(run: str | os.PathLike) -> RunModel:
                     recipe=meta["recipe"], base=meta["model"])
 
 
-def load_checkpoint(path: str | os.PathLike):
-    """(tokenizer, model) of a checkpoint directory, loaded without transformers' progress bar:
-    in a notebook the bar is a widget, and the saved notebook shows it stuck at 0% for good."""
-    from transformers.utils import logging as hf_logging
-
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        return load_hf(str(path))
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
-
-
 def load_base(rm: RunModel):
     """(tokenizer, model) of the base the run was tuned from, for side-by-side answers.
     Test runs ("tiny:<family>") rebuild the seeded random model training started from."""
@@ -125,6 +111,4 @@ def load_base(rm: RunModel):
         with torch.random.fork_rng():
             model = tiny_model(rm.base.split(":", 1)[1], tok, seed=TrainConfig().seed).eval()
         return tok, model
-    from lib.core.model import resolve_model
-
-    return load_checkpoint(resolve_model(rm.base or "embedded"))
+    return load_for_inference(resolve_model(rm.base or "embedded"))

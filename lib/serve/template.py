@@ -1,7 +1,7 @@
 """The trained prompt format as a chat template, for servers and GGUF files.
 
 There is one renderer of inference prompts: `lib.core.formats.render_prompt` (text) and
-`lib.train.masking.prompt_ids` (its ids, with the BOS training puts first); training checks
+`lib.core.masking.prompt_ids` (its ids, with the BOS training puts first); training checks
 that every prompt prefix it trains on has exactly those ids. Servers (transformers serve,
 llama.cpp, vLLM, Ollama) take a Jinja chat template instead of Python, so this module
 *generates* that Jinja from the same constants (the Alpaca PROMPT_DICT strings, the Vicuna
@@ -22,12 +22,12 @@ from pathlib import Path
 
 from lib.core.errors import UserError
 from lib.core.files import atomic_write_json, publish_dir
+from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, check_format, render_prompt
+from lib.core.masking import bos_prefix, prompt_ids
 
 
 def render(tok, fmt: str, messages: list[dict]) -> str:
     """The prompt the model continues for the last user message of `messages`."""
-    from lib.core.formats import render_prompt
-
     if not messages or messages[-1]["role"] != "user":
         raise UserError("the conversation must end with a user message: there is nothing to answer")
     return render_prompt(fmt, messages, tok)
@@ -35,16 +35,8 @@ def render(tok, fmt: str, messages: list[dict]) -> str:
 
 def encode(tok, fmt: str, messages: list[dict]) -> list[int]:
     """Token ids of `render(...)`, with training's BOS."""
-    from lib.train.masking import prompt_ids
-
     render(tok, fmt, messages)  # the one-line error for a conversation that ends on an answer
     return prompt_ids(fmt, messages, tok)
-
-
-def canonical_format(fmt: str) -> str:
-    from lib.core.formats import _format
-
-    return _format(fmt)
 
 
 def _lit(text: str) -> str:
@@ -64,8 +56,6 @@ def _split(template: str, *names: str) -> list[str]:
 
 
 def _alpaca_jinja() -> str:
-    from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT
-
     # Mirrors render_prompt: system messages are skipped; the asked turn is the last one,
     # earlier (request, response) pairs become the input ("Earlier request: ...").
     n0, n1 = _split(ALPACA_PROMPT_NO_INPUT, "instruction")
@@ -82,8 +72,7 @@ def _alpaca_jinja() -> str:
 
 
 def _vicuna_jinja() -> str:
-    from lib.core.formats import VICUNA_V1_1 as V
-
+    V = VICUNA_V1_1
     # Mirrors VicunaTemplate.render: the first system message (or the default), then the
     # turns in order; the first user turn is led by the separator.
     return (
@@ -102,9 +91,7 @@ def _vicuna_jinja() -> str:
 
 def chat_template(tok, fmt: str) -> str:
     """Jinja that renders what `encode(tok, fmt, messages)` encodes (BOS included)."""
-    from lib.train.masking import bos_prefix, prompt_ids
-
-    fmt = canonical_format(fmt)
+    fmt = check_format(fmt)
     if fmt == "chat":
         if not getattr(tok, "chat_template", None):
             raise UserError("this checkpoint was trained with a chat template but has none: re-run training")
@@ -166,8 +153,6 @@ def _byte_level_as_gpt2(path: Path) -> None:
     a LLaMA SentencePiece vocabulary and would write a `llama` tokenizer into the GGUF. The
     GPT-2 form (no byte fallback, ByteLevel decoder) is what the original tokenizer.json has;
     the change is kept only if encoding and decoding of probe texts stay identical."""
-    import json
-
     from tokenizers import Tokenizer
 
     if not path.is_file():

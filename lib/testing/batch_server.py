@@ -5,7 +5,9 @@ the real `openai` client (files.create, batches.create/retrieve/list/cancel,
 files.content) can be tested against it. Each batch line's chat request is forwarded to
 an upstream OpenAI-compatible server (the real embedded model in tests). The same server
 also forwards `/v1/chat/completions` and can inject faults (429 with Retry-After, 500,
-503) and latency in front of it, to test retries. With `upstream=None` it answers chat
+503) and latency in front of it, to test retries. A fault queued while a batch runs fails
+the batch's next line instead: that line goes to the batch's error file with the fault's
+status, as a request that failed inside a real batch does. With `upstream=None` it answers chat
 itself with a fixed numbered task list after `latency_s`: the stand-in for a fast remote
 API that the throughput benchmark needs (the local model serves one request at a time).
 
@@ -89,7 +91,7 @@ class BatchServer:
         self.state.release.set()
 
     def inject(self, *faults) -> None:
-        """Queue faults for the next chat calls: (status, retry_after_s | None)."""
+        """Queue faults for the next chat calls or batch lines: (status, retry_after_s | None)."""
         with self.state.lock:
             self.state.faults.extend(faults)
 
@@ -283,7 +285,14 @@ class _Handler(BaseHTTPRequestHandler):
         for line in lines:
             if b["status"] == "cancelling":
                 break
-            status, body = self.chat_completion(line.get("body") or {})
+            with st.lock:
+                fault = st.faults.popleft() if st.faults else None
+                if fault:
+                    st.faults_served += 1
+            if fault:
+                status, body = fault[0], {"error": {"message": f"injected {fault[0]}", "type": "server_error"}}
+            else:
+                status, body = self.chat_completion(line.get("body") or {})
             row = {"id": f"batch_req_{uuid.uuid4().hex[:12]}", "custom_id": line.get("custom_id"),
                    "response": {"status_code": status, "request_id": uuid.uuid4().hex, "body": body}, "error": None}
             (out if status == 200 else err).append(row)

@@ -35,7 +35,7 @@ import inspect
 # a trainer module: its collators subclass these
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening  # noqa: TID253
 
-from lib.train.masking import IGNORE_INDEX
+from lib.core.masking import IGNORE_INDEX
 
 
 def base_model(model):

@@ -19,7 +19,7 @@ import yaml
 
 from lib.core.errors import UserError
 from lib.core.paths import REPO
-from lib.train.masking import FORMATS
+from lib.core.formats import FORMATS
 
 RECIPES_DIR = REPO / "lib" / "recipes"
 

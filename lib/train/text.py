@@ -29,10 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lib.core.errors import UserError
-from lib.core.files import atomic_write_json
-from lib.train.masking import bos_prefix, eos_id
-
-TEXT_SUFFIXES = (".jsonl", ".json", ".txt")
+from lib.core.files import atomic_write_json, corpus_files
+from lib.core.masking import bos_prefix, eos_id
 
 
 @dataclass(frozen=True)
@@ -72,26 +70,6 @@ class BlockStats:
     def summary(self) -> str:
         return (f"{self.documents} documents, {self.tokens} tokens -> {self.blocks} blocks; "
                 f"{self.dropped_tail} tail tokens dropped, {self.empty} empty documents")
-
-
-def corpus_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """The files of a corpus: files as given, directories expanded to their text files (sorted)."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [p for p in str(paths).split(",") if p]
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix in TEXT_SUFFIXES and f.is_file())
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise UserError(f"corpus file {p} not found: pass JSONL with a 'text' field or .txt files")
-    if not files:
-        raise UserError(f"no corpus files in {', '.join(map(str, paths))}: expected *.jsonl or *.txt")
-    kinds = {f.suffix == ".txt" for f in files}
-    if len(kinds) > 1:
-        raise UserError("corpus mixes .txt and JSONL files: convert one kind so documents are read one way")
-    return files
 
 
 def read_documents(paths, *, text_field: str = "text") -> Iterator[str]:

@@ -60,9 +60,9 @@ from tokenizers.models import BPE
 
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write, atomic_write_json, is_complete, publish_dir
+from lib.core.text import CJK
 from lib.train.text import document_ids, read_documents
 
-CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
 TOKENIZER_FILE = "tokenizer.model"
 EXTENSION_FILE = "vocab_extension.json"  # what `extend` did, saved beside the tokenizer
 VOCAB_RECORD = "vocab_extension"  # the key in a resized model's config.json (`extension_record`)
