@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from lib.core.errors import UserError
 from lib.core.model import resolve_model
-from lib.train.masking import ensure_pad_token
+from lib.core.masking import ensure_pad_token
 from lib.train.recipes import load_recipe
 from lib.train.tiny import tiny_model
 from lib.train.vocab import freeze_old_rows

@@ -35,7 +35,7 @@ from lib.train.checkpoints import resume_point
 from lib.train.data import read_training_records
 from lib.train.dist import barrier, procs_per_node, rank_and_world
 from lib.train.fsdp import enable_fsdp_on_cpu, fsdp_config, fsdp_units
-from lib.train.masking import encode_records
+from lib.core.masking import encode_records
 from lib.train.metering import budget_callback, open_budget
 from lib.train.metrics import device_peak_flops, heldout_loss, model_shape, non_embedding_params
 from lib.train.model import load_tokenizer_and_model, make_trainable
@@ -198,7 +198,7 @@ def read_records(cfg: TrainConfig, recipe) -> tuple[list, list]:
 
 def encode_examples(cfg: TrainConfig, recipe, records: tuple[list, list], tok, max_length: int, *,
                     ckpt_dir: Path, rank: int) -> Examples:
-    """Token ids and loss labels: masked records (lib/train/masking.py), or for format "text"
+    """Token ids and loss labels: masked records (lib/core/masking.py), or for format "text"
     fixed blocks of max_length tokens with no padding and every token a label (lib/train/text.py),
     cached per rank beside the checkpoints (<checkpoint_dir>.blocks/rank<N>)."""
     if recipe.format == "text":
