@@ -14,7 +14,7 @@ from rouge_score import rouge_scorer
 from rouge_score.rouge_scorer import _score_lcs
 
 from lib.generate.novelty import NoveltyFilter, rouge_f
-from lib.core.text import detect_lang, rouge_tokens, tokens
+from lib.core.text import guess_lang, rouge_tokens, tokens
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
@@ -210,7 +210,7 @@ def test_exact_on_natural_text_with_ties_and_chinese(natural_case, batch_size):
     got = f.add_many(cands, batch_size=batch_size)
     assert got == want
     assert 0.8 < sum(got) / len(got) < 1  # mostly novel, some near-duplicates dropped
-    assert any(k and detect_lang(c) == "zh" for c, k in zip(cands, got))  # Chinese kept, too
+    assert any(k and guess_lang(c) == "zh" for c, k in zip(cands, got))  # Chinese kept, too
 
 
 def test_single_adds_match_batches_on_natural_text(shared_data):
