@@ -1,7 +1,11 @@
 """Shared fixtures: the embedded model, a real local OpenAI-compatible server, shared data.
 
-The server is session-scoped: starting `transformers serve` costs ~15 s on 2 cores, so
-every test that needs a teacher or judge talks to the same real process on 127.0.0.1.
+The server is the product's own teacher and judge: llama.cpp's server on the GGUF the
+package ships (lib.core.server.embedded_server, what `make demo` and the notebooks start).
+It is session-scoped (one process per pytest-xdist worker), so every test that needs a
+teacher or judge talks to the same real process on 127.0.0.1. `transformers serve` stays
+in the tests about that backend: serving a trained checkpoint (tests/test_serve.py) and
+the server's lifecycle (tests/test_server.py).
 """
 from __future__ import annotations
 
@@ -32,11 +36,14 @@ def embedded_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_server(embedded_model, tmp_path_factory):
-    from lib.core.server import LocalServer
+def local_server(tmp_path_factory):
+    from lib.core.server import embedded_server
 
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with LocalServer(embedded_model, log_path=log) as srv:
+    # One llama.cpp thread: the suite keeps the other core busy (a training, a kernel, a second
+    # xdist worker), and llama.cpp's threads wait for each other by spinning, so two of them on
+    # shared cores collapse. Measured 2026-12-06 on this 2-core machine at load ~13: a 65-token
+    # greedy reply took 100-270 s with 2 threads and 6 s with 1 (three requests each, one server).
+    with embedded_server(log_path=tmp_path_factory.mktemp("server") / "server.log", threads=1) as srv:
         yield srv
 
 

@@ -49,7 +49,9 @@ def test_notebook_tiny(tmp_path, local_server):
     assert (pair["model_a"], pair["model_b"]) == ("tuned", "base")
     assert pair["win"] + pair["tie"] + pair["loss"] + pair["unjudged"] == 2
     assert set(results["single"]) <= {"base", "tuned"} and results["evaluation_usd"] == 0.0
-    assert results["judge"]["local"] and results["judge"]["name"].startswith("smollm2-135m-instruct@")
+    # the judge: the shipped GGUF behind llama.cpp's server, named as its server names it
+    assert results["judge"]["local"] and results["judge"]["name"] == local_server.model
+    assert results["judge"]["served_models"] == [local_server.model]
     judgments = (ev / "judgments.jsonl").read_text().splitlines()
     assert len(judgments) == 2 * 2 + 2 * 2  # pairwise: 2 questions x 2 orders; single: 2 models x 2 questions
     assert len((ev / "answers.jsonl").read_text().splitlines()) == 4

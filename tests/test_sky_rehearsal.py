@@ -71,13 +71,11 @@ def tiny_llama(tmp_path_factory, embedded_model) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stand_in(tmp_path_factory):
+def stand_in(local_server):
     """The hosted teacher's / judge's stand-in: the embedded model as the laptop profile serves
-    it (lib.core.server.embedded_server: llama.cpp on the GGUF the package ships)."""
-    from lib.core.server import embedded_server
-
-    with embedded_server(log_path=tmp_path_factory.mktemp("stand-in") / "server.log") as srv:
-        yield srv
+    it (lib.core.server.embedded_server: llama.cpp on the GGUF the package ships), which is the
+    suite's shared server (tests/conftest.py)."""
+    return local_server
 
 
 def alpaca_records(n: int) -> list[dict]:
