@@ -48,6 +48,28 @@ def local_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_loop(local_server):
+    """The default suite's one tiny end-to-end loop (tests/tiny_loop.py): every notebook executed
+    once from notebooks/, as `make lab` runs them, into runs/lab-test-<id>/; shared by the
+    tests that assert on it, removed at the end of the session."""
+    from tests.tiny_loop import tiny_loop as run_loop
+
+    with run_loop(local_server) as loop:
+        yield loop
+
+
+def pytest_collection_modifyitems(config, items):
+    # Under pytest-xdist a session fixture is set up once per worker: `--dist loadgroup` sends
+    # every test of one group to one worker, so the loop runs once however many workers there are.
+    # The first of them sets the loop up, inside its own time limit: the loop's is the whole loop's.
+    for item in items:
+        if "tiny_loop" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_loop"))
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(2400))
+
+
+@pytest.fixture(scope="session")
 def local_endpoint(local_server):
     from lib.core.client import Endpoint
 
