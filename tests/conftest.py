@@ -4,8 +4,9 @@ The server is the product's own teacher and judge: llama.cpp's server on the GGU
 package ships (lib.core.server.embedded_server, what `make demo` and the notebooks start).
 It is session-scoped (one process per pytest-xdist worker), so every test that needs a
 teacher or judge talks to the same real process on 127.0.0.1. `transformers serve` stays
-in the tests about that backend: serving a trained checkpoint (tests/test_serve.py) and
-the server's lifecycle (tests/test_server.py).
+in the tests about that backend (serving a trained checkpoint: tests/test_serve.py; the
+server's lifecycle: tests/test_server.py) and behind `stateless_server`, for the kill tests
+that need a greedy reply not to depend on the server's history.
 """
 from __future__ import annotations
 
@@ -44,6 +45,20 @@ def local_server(tmp_path_factory):
     # shared cores collapse. Measured 2026-12-06 on this 2-core machine at load ~13: a 65-token
     # greedy reply took 100-270 s with 2 threads and 6 s with 1 (three requests each, one server).
     with embedded_server(log_path=tmp_path_factory.mktemp("server") / "server.log", threads=1) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def stateless_server(embedded_model, tmp_path_factory):
+    """`transformers serve` on the embedded checkpoint, for the tests that compare greedy replies
+    across runs (killed and resumed == uninterrupted). llama.cpp's server keeps the previous
+    request's KV cache and evaluates only what a new prompt adds to it (llama_cpp.Llama.generate's
+    prefix match), which changes the numerics: its greedy reply to one prompt depends on what it
+    was asked before (test_hardening_kill's judging case failed that way: "Write a short
+    thank-you note" came back as "Write a thank-you note" after the resume)."""
+    from lib.core.server import LocalServer
+
+    with LocalServer(embedded_model, log_path=tmp_path_factory.mktemp("server") / "stateless.log") as srv:
         yield srv
 
 

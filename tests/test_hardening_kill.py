@@ -32,6 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 FULL_POINTS = 10
 
 
+@pytest.fixture(scope="module")
+def local_server(stateless_server):
+    """Resumed must equal uninterrupted, reply for reply: a server whose greedy replies do not
+    depend on what it was asked before (tests/conftest.py, stateless_server)."""
+    return stateless_server
+
+
 # ------------------------------------------------------------------------------------------- harness
 @dataclass
 class Attempt:
