@@ -1,7 +1,12 @@
 """Shared fixtures: the embedded model, a real local OpenAI-compatible server, shared data.
 
-The server is session-scoped: starting `transformers serve` costs ~15 s on 2 cores, so
-every test that needs a teacher or judge talks to the same real process on 127.0.0.1.
+The server is the product's own teacher and judge: llama.cpp's server on the GGUF the
+package ships (lib.core.server.embedded_server, what `make demo` and the notebooks start).
+It is session-scoped (one process per pytest-xdist worker), so every test that needs a
+teacher or judge talks to the same real process on 127.0.0.1. `transformers serve` stays
+in the tests about that backend (serving a trained checkpoint: tests/test_serve.py; the
+server's lifecycle: tests/test_server.py) and behind `stateless_server`, for the kill tests
+that need a greedy reply not to depend on the server's history.
 """
 from __future__ import annotations
 
@@ -32,12 +37,51 @@ def embedded_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_server(embedded_model, tmp_path_factory):
+def local_server(tmp_path_factory):
+    from lib.core.server import embedded_server
+
+    # One llama.cpp thread: the suite keeps the other core busy (a training, a kernel, a second
+    # xdist worker), and llama.cpp's threads wait for each other by spinning, so two of them on
+    # shared cores collapse. Measured 2026-12-06 on this 2-core machine at load ~13: a 65-token
+    # greedy reply took 100-270 s with 2 threads and 6 s with 1 (three requests each, one server).
+    with embedded_server(log_path=tmp_path_factory.mktemp("server") / "server.log", threads=1) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def stateless_server(embedded_model, tmp_path_factory):
+    """`transformers serve` on the embedded checkpoint, for the tests that compare greedy replies
+    across runs (killed and resumed == uninterrupted). llama.cpp's server keeps the previous
+    request's KV cache and evaluates only what a new prompt adds to it (llama_cpp.Llama.generate's
+    prefix match), which changes the numerics: its greedy reply to one prompt depends on what it
+    was asked before (test_hardening_kill's judging case failed that way: "Write a short
+    thank-you note" came back as "Write a thank-you note" after the resume)."""
     from lib.core.server import LocalServer
 
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with LocalServer(embedded_model, log_path=log) as srv:
+    with LocalServer(embedded_model, log_path=tmp_path_factory.mktemp("server") / "stateless.log") as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def tiny_loop(local_server):
+    """The default suite's one tiny end-to-end loop (tests/tiny_loop.py): every notebook executed
+    once from notebooks/, as `make lab` runs them, into runs/lab-test-<id>/; shared by the
+    tests that assert on it, removed at the end of the session."""
+    from tests.tiny_loop import tiny_loop as run_loop
+
+    with run_loop(local_server) as loop:
+        yield loop
+
+
+def pytest_collection_modifyitems(config, items):
+    # Under pytest-xdist a session fixture is set up once per worker: `--dist loadgroup` sends
+    # every test of one group to one worker, so the loop runs once however many workers there are.
+    # The first of them sets the loop up, inside its own time limit: the loop's is the whole loop's.
+    for item in items:
+        if "tiny_loop" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_loop"))
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(2400))
 
 
 @pytest.fixture(scope="session")

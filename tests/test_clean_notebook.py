@@ -1,4 +1,5 @@
-"""02_clean executed by papermill on tiny parameters, as the pipeline runs it.
+"""02_clean executed by papermill on tiny parameters, as the pipeline runs it: its successful
+run is the shared tiny loop's (tests/tiny_loop.py); the runs here stop on bad input.
 
     .venv/bin/pytest tests/test_clean_notebook.py -q
 """
@@ -36,29 +37,34 @@ def _execute(run_dir: Path, **params):
     return nbformat.read(out, as_version=4)
 
 
-def test_notebook_cleans_a_tiny_run(tmp_path):
-    run = tmp_path / "run"
-    (run / "data").mkdir(parents=True)
-    recs = good_records()[:6] + [{k: v for k, v in r.items() if k != "expect"} for r in planted_records()[:4]]
-    (run / "data" / "generated.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
-
-    nb = _execute(run, **TINY)
-
+def test_notebook_cleans_a_tiny_run(tiny_loop):
+    """The loop's 02 cleaned what its 01 generated, topped up with the good records and the
+    planted refusals of tests/test_clean_filters.py (tests/tiny_loop.py)."""
+    run = tiny_loop.run
+    good, planted = [r["id"] for r in good_records()], [r["id"] for r in tiny_loop.planted]
+    assert len(planted) == 4
     clean = [json.loads(x) for x in (run / "data" / "clean.jsonl").read_text().splitlines()]
-    assert sorted(r["id"] for r in clean) == sorted(r["id"] for r in good_records()[:6])
+    dropped = [json.loads(x) for x in (run / "data" / "clean_dropped.jsonl").read_text().splitlines()]
+    kept = {r["id"] for r in clean}
+    # every good record kept, every planted refusal dropped as one, the teacher's records on one side or the other
+    assert set(good) <= kept and not set(planted) & kept
+    assert kept - set(good) <= {r["id"] for r in tiny_loop.teacher_records}
+    assert {d["record"]["id"]: d["stage"] for d in dropped if d["record"]["id"] in planted} == dict.fromkeys(planted, "refusal")
+    assert len(clean) + len(dropped) == len(tiny_loop.teacher_records) + len(tiny_loop.topped_up)
     counts = json.loads((run / "report" / "clean_counts.json").read_text())
-    assert counts["dropped_by_stage"]["refusal"] == 4 and counts["records_out"] == 6
+    refusals = sum(d["stage"] == "refusal" for d in dropped)
+    assert counts["dropped_by_stage"]["refusal"] == refusals >= 4 and counts["records_out"] == len(clean)
     assert (run / "report" / "clean_funnel.png").stat().st_size > 10_000
     assert (run / "data" / "clean_dataset" / "dataset_info.json").exists()
     # the notebook shows the funnel: the table as markdown and the chart as a PNG
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    outputs = tiny_loop.outputs("02_clean")
     assert any("refusal / AI disclaimer" in o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert any("image/png" in o.get("data", {}) for o in outputs)
     # the CPU interval is in the ledger, at $0
     from lib.budget import Ledger
 
     compute = Ledger(run / "ledger", writer="check").records(kind="compute")
-    assert [(r["phase"], r["accelerator"], r["usd"]) for r in compute] == [("data", "cpu", 0.0)]
+    assert [(r["phase"], r["accelerator"], r["usd"]) for r in compute if r["writer"] == "clean"] == [("data", "cpu", 0.0)]
 
 
 def test_notebook_stops_on_a_malformed_line(tmp_path):

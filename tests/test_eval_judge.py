@@ -41,7 +41,7 @@ def test_pairwise_both_orders_metered_and_resumable(tmp_path, local_endpoint, le
     assert sorted((r["question_id"], r["order"]) for r in recs) == [("en-03", "ab"), ("en-03", "ba"), ("en-05", "ab"), ("en-05", "ba")]
     for r in recs:
         assert (r["assistant_1"], r["assistant_2"]) == (("good", "bad") if r["order"] == "ab" else ("bad", "good"))
-        assert r["status"] in ("ok", "unparsed") and r["judge"].startswith("smollm2-135m-instruct@")
+        assert r["status"] in ("ok", "unparsed") and r["judge"] == local_endpoint.model  # the GGUF, as served
         assert r["prompt_version"] and r["reply"] is not None
         if r["status"] == "ok":
             assert sorted([r["score_a"], r["score_b"]]) == sorted(r["scores"])
@@ -259,3 +259,13 @@ def test_chinese_and_emoji_judging_never_crosses_a_tiny_evaluation_cap(tmp_path,
         assert served <= prompt_token_bound(messages)
         # the old bound (characters + 16 per message) is below what the server counted
         assert sum(len(m["content"]) + 16 for m in messages) < served
+
+
+def test_a_local_checkpoint_judge_is_named_by_its_fingerprint(embedded_model):
+    """A judge served from a checkpoint directory (`transformers serve`, a trained run) gets a
+    pinned name, the directory's and its weights' fingerprint; the shared server's judge above is
+    llama.cpp on a GGUF file, named by the file."""
+    from lib.evaluate.judge import is_pinned, judge_name
+
+    name = judge_name(Endpoint(base_url="http://127.0.0.1:8000/v1", model=str(embedded_model)))
+    assert name.startswith("smollm2-135m-instruct@") and is_pinned(name)

@@ -1,4 +1,5 @@
-"""04_evaluate through papermill on tiny parameters, against the real local judge."""
+"""04_evaluate through papermill on tiny parameters, against the real local judge: its
+successful run is the shared tiny loop's (tests/tiny_loop.py); the run here stops on bad input."""
 import json
 import os
 from pathlib import Path
@@ -41,15 +42,22 @@ def _execute(tmp_path, local_server, **params):
     return run_dir, out
 
 
-def test_notebook_tiny(tmp_path, local_server):
-    run_dir, out = _execute(tmp_path, local_server)
+def test_notebook_tiny(tiny_loop):
+    """The loop's 04: the tiny profile's 2 questions, base (embedded) vs the model its 03 trained,
+    judged by the shared server in both modes, with a canary key in OPENAI_API_KEY."""
+    run_dir, local_server, secret = tiny_loop.run, tiny_loop.server, tiny_loop.canary
+    params = tiny_loop.params["04_evaluate"]
+    assert (params["max_questions"], params["mode"], params["judge_max_tokens"]) == (2, "both", 32)
+    out = tiny_loop.executed("04_evaluate")
     ev = run_dir / "eval"
     results = json.loads((ev / "results.json").read_text())
     pair = results["pairwise"]["pairs"][0]
     assert (pair["model_a"], pair["model_b"]) == ("tuned", "base")
     assert pair["win"] + pair["tie"] + pair["loss"] + pair["unjudged"] == 2
     assert set(results["single"]) <= {"base", "tuned"} and results["evaluation_usd"] == 0.0
-    assert results["judge"]["local"] and results["judge"]["name"].startswith("smollm2-135m-instruct@")
+    # the judge: the shipped GGUF behind llama.cpp's server, named as its server names it
+    assert results["judge"]["local"] and results["judge"]["name"] == local_server.model
+    assert results["judge"]["served_models"] == [local_server.model]
     judgments = (ev / "judgments.jsonl").read_text().splitlines()
     assert len(judgments) == 2 * 2 + 2 * 2  # pairwise: 2 questions x 2 orders; single: 2 models x 2 questions
     assert len((ev / "answers.jsonl").read_text().splitlines()) == 4
@@ -59,7 +67,7 @@ def test_notebook_tiny(tmp_path, local_server):
     # The key in the environment is never written anywhere.
     for p in [out, *run_dir.rglob("*")]:
         if p.is_file():
-            assert SECRET not in p.read_text(errors="ignore"), p
+            assert secret not in p.read_text(errors="ignore"), p
 
 
 def test_notebook_bad_input_writes_nothing(tmp_path, local_server):

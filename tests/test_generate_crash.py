@@ -62,6 +62,15 @@ def check_consistent(run_dir, endpoint) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
+def local_endpoint(stateless_server):
+    """Greedy decoding must give the same records as the uninterrupted run: a server whose replies
+    do not depend on what it was asked before (tests/conftest.py, stateless_server)."""
+    from lib.core.client import Endpoint
+
+    return Endpoint(base_url=stateless_server.base_url, model=stateless_server.model)
+
+
+@pytest.fixture(scope="module")
 def reference(local_endpoint, tmp_path_factory):
     """An uninterrupted run: what the interrupted ones must end up with."""
     run_dir = tmp_path_factory.mktemp("reference")

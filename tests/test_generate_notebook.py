@@ -1,19 +1,15 @@
-"""01_generate executed by papermill on tiny parameters against the real local server.
+"""01_generate executed by papermill on tiny parameters against the real local server: the
+default suite's one run of it, in the shared tiny loop (tests/tiny_loop.py).
 
     .venv/bin/pytest tests/test_generate_notebook.py -q
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "01_generate.ipynb"
-
-# The `tiny` profile: one short greedy request.
-TINY = {"num_instructions_to_generate": 5, "max_requests": 1, "tasks_per_request": 3, "max_tokens": 96,
-        "temperature": 0.0, "concurrency": 1}
 
 
 def test_notebook_declares_its_parameters():  # outputs and typing: tests/test_hardening_notebooks.py
@@ -25,24 +21,20 @@ def test_notebook_declares_its_parameters():  # outputs and typing: tests/test_h
             "language"} <= set(declared)
 
 
-def test_notebook_generates_charts_and_cost(local_server, tmp_path, monkeypatch):
-    import papermill
-
-    secret = "sk-canary-" + os.urandom(12).hex()
-    monkeypatch.setenv("OPENAI_API_KEY", secret)
-    run = tmp_path / "run"
-    out = tmp_path / "01_generate.ipynb"
-    papermill.execute_notebook(
-        str(NOTEBOOK), str(out), cwd=str(NOTEBOOK.parent), kernel_name="python3", progress_bar=False,
-        parameters={"run_dir": str(run),  # budgets_path: the default, from notebooks/ as `make lab` runs it
-                    "teacher_base_url": local_server.base_url, "teacher_model": local_server.model, **TINY})
+def test_notebook_generates_charts_and_cost(tiny_loop):
+    """The loop's 01 (tests/tiny_loop.py: the tiny profile's requests), from notebooks/ with the
+    default budgets_path as `make lab` runs it, with a canary key in OPENAI_API_KEY."""
+    run, secret, params = tiny_loop.run, tiny_loop.canary, tiny_loop.params["01_generate"]
     assert (run / "data" / "generated.jsonl").exists()
-    assert len((run / "data" / "generate" / "responses.jsonl").read_text().splitlines()) == 1
+    replies = [json.loads(x) for x in (run / "data" / "generate" / "responses.jsonl").read_text().splitlines()]
+    # every list request it was allowed, unless the target was reached first
+    assert sum(r["kind"] == "list" for r in replies) == params["max_requests"] or \
+        len(tiny_loop.teacher_records) >= params["num_instructions_to_generate"]
     for name in ("verbs", "lengths", "rejections", "rouge"):
         assert (run / "report" / f"generate_{name}.png").stat().st_size > 5_000
     cost = json.loads((run / "report" / "generate_cost.json").read_text())
     assert cost["usd"] == 0.0 and cost["reference_model"] == "gpt-4o-mini"
-    text = out.read_text()
+    text = tiny_loop.executed("01_generate").read_text()
     assert "cost per 1,000 kept" in text
     assert "image/png" in text
     # the key in the environment never reaches the executed notebook or the run directory

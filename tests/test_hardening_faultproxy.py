@@ -84,8 +84,8 @@ def test_only_generating_calls_get_faults(local_server):
     # generate (and cost money) get them.
     with FaultProxy(local_server.base_url, rates=FaultRates(server_error=1.0)) as proxy:
         root = proxy.base_url[: -len("/v1")]
-        with urllib.request.urlopen(f"{root}/health", timeout=10) as r:
-            assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+        with urllib.request.urlopen(f"{root}/v1/models", timeout=10) as r:  # llama.cpp's health probe
+            assert r.status == 200 and json.loads(r.read())["data"][0]["id"] == local_server.model
         with pytest.raises(openai.InternalServerError):
             _client(proxy).chat.completions.create(model=local_server.model, messages=HELLO, max_tokens=2)
         assert proxy.stats == {"requests": 2, "ok": 1, "forwarded": 1, "faultable": 1, "server_error": 1}

@@ -6,7 +6,10 @@ What must hold after every kill + resume:
 - a reader never sees a half-written artifact, even right after the kill;
 - the ledger holds every paid request exactly once.
 
-The default suite kills each phase at one point; `make test-full` kills at >= 10 points each.
+The default suite kills cleaning and judging here at one point each; training and generation
+have their one default kill/resume where it is most like production (the 2-node train_7b
+rehearsal in tests/test_sky_rehearsal.py, the generate CLI in tests/test_generate_crash.py),
+so their one-point cases here run with `make test-full`, which kills every phase at >= 10 points.
 
 Run: .venv/bin/pytest tests/test_hardening_kill.py -q            (fast subset: -m "not full")
 """
@@ -27,6 +30,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 FULL_POINTS = 10
+
+
+@pytest.fixture(scope="module")
+def local_server(stateless_server):
+    """Resumed must equal uninterrupted, reply for reply: a server whose greedy replies do not
+    depend on what it was asked before (tests/conftest.py, stateless_server)."""
+    return stateless_server
 
 
 # ------------------------------------------------------------------------------------------- harness
@@ -219,6 +229,7 @@ def _train_case(tmp_path: Path, points: int, seed: int) -> list[Attempt]:
     return attempts
 
 
+@pytest.mark.full  # the default suite's kill/resume of this phase: see the module docstring
 def test_training_killed_once_then_resumed_has_the_same_weights(tmp_path):
     attempts = _train_case(tmp_path, points=1, seed=1)
     assert attempts[0].killed
@@ -301,6 +312,7 @@ def _gen_case(tmp_path: Path, server, shared_data: Path, points: int, seed: int,
     return attempts
 
 
+@pytest.mark.full  # the default suite's kill/resume of this phase: see the module docstring
 def test_generation_killed_once_then_resumed_equals_an_uninterrupted_run(tmp_path, local_server, shared_data):
     attempts = _gen_case(tmp_path, local_server, shared_data, points=1, seed=1, requests=2)
     assert attempts[0].killed

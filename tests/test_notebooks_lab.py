@@ -1,24 +1,18 @@
 """The notebooks as a person opens them, and their figures as a browser shows them.
 
 `make lab` starts Jupyter in notebooks/, so every notebook must work with that working
-directory and its relative path defaults (`budgets_path="budgets.yaml"` once stopped 03_train
-and 04_evaluate there). One tiny run of the whole loop is executed notebook by notebook with
-cwd=notebooks/ and the `tiny` profile's parameters (read from lib/profiles/tiny.yaml through
-the runner's own merge, so the two never drift). No path parameter is passed except `run_dir`,
-and that one is relative too: a sibling of the default `runs/dev` (a person's own scratch
-run, which a test must not overwrite), resolved by the same rule as the default. Notebooks
-outside the profile run after it with their defaults. Then nbconvert turns each executed
-notebook into HTML and headless Chromium reports, per <img>, whether it decoded.
+directory and its relative path defaults. The default suite's one tiny loop
+(tests/tiny_loop.py, fixture `tiny_loop`) executes every notebook that way, once: from
+notebooks/, with the `tiny` profile's parameters and no path parameter but a relative
+`run_dir`. Here each executed notebook is checked for that, then nbconvert turns it into HTML
+and headless Chromium reports, per <img>, whether it decoded.
 
     .venv/bin/python -m pytest tests/test_notebooks_lab.py -q
 """
 from __future__ import annotations
 
 import base64
-import json
 import re
-import shutil
-import uuid
 from pathlib import Path
 
 import nbformat
@@ -26,71 +20,10 @@ import pytest
 
 from lib.core.paths import NOTEBOOKS, REPO
 from tests.browser import figures_in_browser, notebook_html, png_size
+from tests.tiny_loop import ALL
 
-ALL = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-# Generation is the slow phase on 2 cores (the 135M teacher answers one request at a time), and
-# tests/test_pipeline.py already runs the tiny profile's full generation. Here 01 sends one list
-# request; the run's data/generated.jsonl is then topped up with records that survive cleaning,
-# so 03_train has enough to hold out. Working directory, paths and pictures do not depend on
-# how many requests were sent.
-LAB_OVERRIDES = {"01_generate": {"max_requests": 1, "max_tokens": 96, "answer_missing_outputs": False}}
-# Parameters that keep a notebook outside the tiny profile small; never a path. 06_serve's own
-# test (tests/test_serve*.py) starts its endpoint; here the chat and the picture are what count.
-EXTRA_TINY: dict[str, dict] = {"06_serve": {"serve_check": False, "max_new_tokens": 16}}
-
-
-# The module's run (every notebook, one after the other) is set up inside the first test: it
-# gets the time of the whole loop, like tests/test_pipeline.py's end-to-end case.
+# The loop (every notebook, one after the other) is set up inside the first test that needs it.
 pytestmark = pytest.mark.timeout(2400)
-
-
-def _plan(run_rel: str, server) -> list[tuple[str, dict]]:
-    from lib.core.params import declared_params
-    from lib.core.profiles import load_profile, notebook_params
-    from lib.pipeline.preflight import SHARED_ENDPOINT_PARAMS
-
-    plan = []
-    for name, path, params in notebook_params(load_profile("tiny"), {}):
-        declared = declared_params(path)
-        shared = {k: v for base, model in SHARED_ENDPOINT_PARAMS
-                  for k, v in ((base, server.base_url), (model, server.model)) if k in declared}
-        plan.append((name, {**shared, **params, **LAB_OVERRIDES.get(name, {}), "run_dir": run_rel}))
-    plan += [(name, {**EXTRA_TINY.get(name, {}), "run_dir": run_rel}) for name in ALL if name not in dict(plan)]
-    return plan
-
-
-@pytest.fixture(scope="module")
-def lab_run(local_server):
-    """runs/lab-test-<id>/ with every notebook executed there from notebooks/; removed afterwards."""
-    import papermill
-
-    run_rel = f"runs/lab-test-{uuid.uuid4().hex[:8]}"
-    run = REPO / run_rel
-    failures = {}
-    run.mkdir(parents=True)  # papermill writes the executed notebook there, as the runner does
-    try:
-        for name, params in _plan(run_rel, local_server):
-            assert not any(k.endswith(("_path", "_dir")) and k != "run_dir" for k in params), params
-            try:
-                papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(run / f"{name}.ipynb"),
-                                           parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3",
-                                           progress_bar=False)
-            except papermill.PapermillExecutionError as e:
-                failures[name] = f"{e.ename}: {(e.evalue or '').strip()[-300:]}"
-                break  # later phases need this one's outputs
-            if name == "01_generate":
-                _top_up(run / "data" / "generated.jsonl")
-        yield run, failures
-    finally:
-        shutil.rmtree(run, ignore_errors=True)
-
-
-def _top_up(generated: Path) -> None:
-    from tests.test_clean_filters import good_records
-
-    with open(generated, "a", encoding="utf-8") as f:
-        for rec in good_records():
-            f.write(json.dumps({k: v for k, v in rec.items() if k != "expect"}, ensure_ascii=False) + "\n")
 
 
 def _images(nb) -> list[bytes]:
@@ -99,12 +32,9 @@ def _images(nb) -> list[bytes]:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_runs_from_notebooks_dir_with_relative_defaults(lab_run, name):
-    run, failures = lab_run
-    assert name not in failures, f"{name} failed with cwd=notebooks/: {failures[name]}"
-    executed = run / f"{name}.ipynb"
-    assert executed.is_file(), f"{name} never ran: an earlier notebook failed ({failures})"
-    nb = nbformat.read(executed, as_version=4)
+def test_runs_from_notebooks_dir_with_relative_defaults(tiny_loop, name):
+    run = tiny_loop.run
+    nb = tiny_loop.notebook(name)
     passed = nb.metadata["papermill"]["parameters"]
     assert not Path(passed["run_dir"]).is_absolute() and "budgets_path" not in passed
     # the run landed under the repository, not under notebooks/ (the working directory)
@@ -117,11 +47,9 @@ def test_runs_from_notebooks_dir_with_relative_defaults(lab_run, name):
     assert all(img in saved for img in shown), f"{name} shows a picture that is not the saved PNG"
 
 
-def test_every_figure_renders_in_chromium(lab_run):
-    run, failures = lab_run
+def test_every_figure_renders_in_chromium(tiny_loop):
     for name in ALL:
-        executed = run / f"{name}.ipynb"
-        assert executed.is_file(), f"{name} did not run ({failures})"
+        executed = tiny_loop.executed(name)
         expected = [png_size(img) for img in _images(nbformat.read(executed, as_version=4))]
         assert expected, f"{name} shows no picture"
         seen = figures_in_browser(notebook_html(executed))

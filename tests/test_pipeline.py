@@ -76,18 +76,13 @@ def test_key_parameter_is_refused(tmp_path):
     assert_one_line_error(proc, "api_key")
 
 
-def test_tiny_loop_end_to_end_leaks_no_key(tmp_path):
-    """The whole loop through papermill on the embedded model; the key is in the env only."""
-    canary = "sk-canary-" + os.urandom(12).hex()
-    proc = run_cli(["run", "--profile", "tiny", "--run-id", "e2e"], tmp_path,
-                   env_extra={"OPENAI_API_KEY": canary}, timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run = tmp_path / "runs" / "e2e"
+def test_tiny_loop_end_to_end_leaks_no_key(tiny_loop):
+    """The whole loop on the embedded model, the default suite's one (tests/tiny_loop.py: every
+    notebook once, through papermill from notebooks/); the key is in the env only."""
+    run, canary = tiny_loop.run, tiny_loop.canary
     for nb in ("01_generate", "02_clean", "03_train", "04_evaluate", "05_budget"):
-        assert (run / f"{nb}.ipynb").exists(), nb
-    state = json.loads((run / "pipeline.json").read_text())
-    assert all(p["status"] == "done" for p in state["phases"].values())
-    assert sum(1 for _ in open(run / "data" / "generated.jsonl")) > 0
+        assert tiny_loop.executed(nb).exists(), nb
+    assert tiny_loop.teacher_records, "the teacher's request kept no record"  # before the top-up
     assert sum(1 for _ in open(run / "data" / "clean.jsonl")) > 0
     assert (run / "model" / "config.json").exists()
     metrics = json.loads((run / "train" / "metrics.json").read_text())
@@ -97,6 +92,34 @@ def test_tiny_loop_end_to_end_leaks_no_key(tmp_path):
     from lib.core.model import gguf_path
 
     assert results["judge"]["served_models"] == [str(gguf_path())]
+    assert tiny_loop.params["01_generate"]["teacher_model"] == str(gguf_path())
+    assert (run / "report" / "budget.md").exists() and (run / "report" / "budget.png").exists()
+    assert list((run / "ledger").glob("*.jsonl"))
+    leaked = [str(p) for p in run.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
+    assert not leaked, f"API key found in {leaked}"
+
+
+def test_the_runner_serves_records_and_resumes_without_rerunning(tmp_path):
+    """`python -m lib.pipeline run` itself, on two phases of the tiny profile (the whole loop runs
+    once, in tests/tiny_loop.py): it starts the product's server for the notebooks that take a
+    teacher, records each phase in pipeline.json, writes the budget report and never shows the
+    key; run again with --resume once everything is done, nothing re-runs, nothing changes."""
+    canary = "sk-canary-" + os.urandom(12).hex()
+    phases = ["--phases", "01_generate,05_budget"]
+    sets = [a for s in ("01_generate.max_requests=1", "01_generate.max_tokens=32",
+                        "01_generate.answer_missing_outputs=false") for a in ("--set", s)]
+    proc = run_cli(["run", "--profile", "tiny", "--run-id", "e2e", *phases, *sets], tmp_path,
+                   env_extra={"OPENAI_API_KEY": canary}, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = tmp_path / "runs" / "e2e"
+    state = json.loads((run / "pipeline.json").read_text())
+    assert list(state["phases"]) == ["01_generate", "05_budget"]
+    assert all(p["status"] == "done" for p in state["phases"].values())
+    assert len((run / "data" / "generate" / "responses.jsonl").read_text().splitlines()) == 1
+    # the teacher: the shipped GGUF behind llama.cpp's server, started by the runner for this run
+    from lib.core.model import gguf_path
+
+    assert state["phases"]["01_generate"]["params"]["teacher_model"] == str(gguf_path())
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in (run / "logs" / "teacher-server.log").read_text(errors="replace")
     assert (run / "report" / "budget.md").exists() and (run / "report" / "budget.png").exists()
     assert list((run / "ledger").glob("*.jsonl"))
@@ -105,11 +128,11 @@ def test_tiny_loop_end_to_end_leaks_no_key(tmp_path):
     assert canary not in proc.stdout + proc.stderr
 
     # resume after everything is done: nothing re-runs, nothing changes
-    before = (run / "data" / "clean.jsonl").read_bytes()
-    again = run_cli(["run", "--profile", "tiny", "--resume", "e2e"], tmp_path, timeout=600)
+    before = {p: (run / p).read_bytes() for p in ("data/generated.jsonl", "data/generate/responses.jsonl")}
+    again = run_cli(["run", "--profile", "tiny", "--resume", "e2e", *phases], tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("skipped") == 5
-    assert (run / "data" / "clean.jsonl").read_bytes() == before
+    assert again.stdout.count("skipped") == 2
+    assert {p: (run / p).read_bytes() for p in before} == before
 
 
 # ----------------------------------------------------------------------------- cloud profiles, phases, nodes

@@ -135,16 +135,12 @@ def test_a_run_without_training_metadata_is_refused_with_one_line(tmp_path, tiny
         load_run_model(unfinished)
 
 
-def test_06_serve_notebook_runs_on_a_trained_run(tiny_run, tmp_path):
-    """The notebook end to end (papermill, from notebooks/ like Jupyter): chat, side by side, the endpoint."""
-    import nbformat
-    import papermill
-
-    out = tmp_path / "06_serve.ipynb"
-    papermill.execute_notebook(str(REPO / "notebooks" / "06_serve.ipynb"), str(out), cwd=str(REPO / "notebooks"),
-                               parameters={"run_dir": str(tiny_run), "max_new_tokens": 8}, kernel_name="python3")
+def test_06_serve_notebook_runs_on_a_trained_run(tiny_loop):
+    """The notebook end to end (papermill, from notebooks/ like Jupyter): chat, side by side, the
+    endpoint; on the model the shared tiny loop trained (tests/tiny_loop.py)."""
+    assert tiny_loop.params["06_serve"].get("serve_check", True)  # it starts its endpoint
     text = "\n".join(o.get("text", "") if isinstance(o.get("text", ""), str) else ""
-                     for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
+                     for c in tiny_loop.notebook("06_serve").cells if c.cell_type == "code" for o in c.outputs)
     assert "prompt + " in text and "completion tokens" in text  # the endpoint answered the openai client
     assert "serving: $0.0000 spent" in text
-    assert (tiny_run / "serve" / "side_by_side.png").stat().st_size > 1000
+    assert (tiny_loop.run / "serve" / "side_by_side.png").stat().st_size > 1000

@@ -11,7 +11,10 @@ model on 127.0.0.1 standing in for the hosted one (--env JUDGE_BASE_URL/JUDGE_MO
 TEACHER_*), and the question set, request count and tasks per request (the 135M stand-in
 keeps no record from a 20-task request) are cut through their overrides. Compute
 intervals are priced from a seeded SkyPilot catalog (tests/sky_catalog.py) as the instance
-the task asks for (A100-80GB:8 spot, $8.65/h in us-east-1).
+the task asks for (A100-80GB:8 spot, $8.65/h in us-east-1). The default suite trains one task
+per script and recipe family (train_7b with a kill and resume, train_vicuna_7b, train_lora,
+pretrain_zh); the 13B tasks, which differ from their 7B siblings only in recipe values, are
+checked through their resolved parameters and train with `make test-full`.
 """
 from __future__ import annotations
 
@@ -73,13 +76,11 @@ def tiny_llama(tmp_path_factory, embedded_model) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stand_in(tmp_path_factory):
+def stand_in(local_server):
     """The hosted teacher's / judge's stand-in: the embedded model as the laptop profile serves
-    it (lib.core.server.embedded_server: llama.cpp on the GGUF the package ships)."""
-    from lib.core.server import embedded_server
-
-    with embedded_server(log_path=tmp_path_factory.mktemp("stand-in") / "server.log") as srv:
-        yield srv
+    it (lib.core.server.embedded_server: llama.cpp on the GGUF the package ships), which is the
+    suite's shared server (tests/conftest.py)."""
+    return local_server
 
 
 def alpaca_records(n: int) -> list[dict]:
@@ -277,11 +278,75 @@ def test_train_task_without_override_fails_fast_naming_its_base_model(task, tmp_
     print(f"{task}: no-override failure after {res.seconds:.1f} s")
 
 
-@pytest.mark.parametrize("task", [t for t in OTHER_TRAIN if t != "pretrain_zh"])
+# A 13B task is its 7B sibling with the 13B recipe (test_13b_task_is_its_7b_sibling_with_the_13b_values):
+# its 2-node training would repeat the sibling's step for step on the same tiny model, so it runs
+# with `make test-full`; the default suite trains one task per script and recipe family.
+SIBLING_7B = {"train_13b": "train_7b", "train_vicuna_13b": "train_vicuna_7b"}
+
+
+@pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.full) if t in SIBLING_7B else t
+                                  for t in OTHER_TRAIN if t != "pretrain_zh"])
 def test_train_task_rehearsal(task, tmp_path, home, tiny_llama):
     records = sharegpt_records(24) if load_recipe(runs(task).recipe()).format != "alpaca" else alpaca_records(24)
     results, run_dir, log = rehearse_train(task, tmp_path, home, tiny_llama, records)
     check_train(task, results, run_dir, log, tiny_llama, records)
+
+
+# What a 13B recipe may change from its 7B sibling: the model, the hyperparameters the source
+# publishes for it, and the memory lever its size needs. Every one of them reaches the trainer the
+# way the 7B rehearsals show: epochs and learning rate from the recipe (train_7b), activation
+# checkpointing under 2-node FSDP (train_vicuna_7b), the base model by the BASE_MODEL override.
+RECIPE_13B_VALUES = {"name", "description", "source", "base_model", "num_train_epochs", "learning_rate",
+                     "gradient_checkpointing", "hardware.expected_hours", "hardware.expected_usd",
+                     "hardware.price_basis"}
+
+
+def resolved_train_params(task: str, base_model: str) -> dict:
+    """03_train's parameters as the task's run script has the runner resolve them (its profile,
+    the cloud rules, the BASE_MODEL override), without training: what the notebook would get."""
+    from lib.pipeline.runner import apply_env_overrides, check_cloud, load_profile, notebook_params
+
+    prof = load_profile(facts(task)["profile"])
+    plan = notebook_params(prof, {}, ["03_train"])
+    check_cloud(prof, plan)
+    apply_env_overrides(prof, plan, env={"BASE_MODEL": base_model})
+    (_, _, params), = plan
+    return params
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    return {k: v for key, val in d.items()
+            for k, v in (flat(val, f"{prefix}{key}.").items() if isinstance(val, dict) else [(prefix + key, val)])}
+
+
+@pytest.mark.parametrize("task", SIBLING_7B)
+def test_13b_task_is_its_7b_sibling_with_the_13b_values(task):
+    """Same script, nodes, resources and resolved parameters as the 7B task, the recipe's name
+    aside; the recipes differ only in RECIPE_13B_VALUES, and those are what the task states."""
+    from dataclasses import asdict
+
+    sibling = SIBLING_7B[task]
+    r13, r7 = load_recipe(facts(task)["recipe"]), load_recipe(facts(sibling)["recipe"])
+
+    def as_7b(obj):
+        text = json.dumps(obj)
+        for big, small in ((r13.name, r7.name), (r13.base_model, r7.base_model)):
+            text = text.replace(big, small)
+        return json.loads(text)
+
+    t13, t7 = (yaml.safe_load((SKY / f"{t}.yaml").read_text()) for t in (task, sibling))
+    assert (t13.pop("name"), t7.pop("name")) == (f"shear-{task.replace('_', '-')}", f"shear-{sibling.replace('_', '-')}")
+    assert as_7b(t13) == t7  # the run script, nodes, resources and envs
+    tiny = "/models/tiny-llama"  # what --env BASE_MODEL passes in the rehearsal
+    p13, p7 = resolved_train_params(task, tiny), resolved_train_params(sibling, tiny)
+    assert (p13["recipe"], p13["model"], p13["max_steps"], p13["nproc"]) == (r13.name, tiny, 0, 0)
+    assert as_7b(p13) == p7
+    d13, d7 = flat(asdict(r13)), flat(asdict(r7))
+    assert d13.keys() == d7.keys() and {k for k in d13 if d13[k] != d7[k]} <= RECIPE_13B_VALUES
+    # the values the task states in its header, as the trainer will read them from the recipe
+    recipe = load_recipe(p13["recipe"])
+    assert (recipe.base_model, recipe.num_train_epochs) == (facts(task)["base_model"], float(facts(task)["epochs"]))
+    assert recipe.base_model == "huggyllama/llama-13b" != r7.base_model
 
 
 @pytest.fixture(scope="module")

