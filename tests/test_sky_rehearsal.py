@@ -304,9 +304,10 @@ RECIPE_13B_VALUES = {"name", "description", "source", "base_model", "num_train_e
 def resolved_train_params(task: str, base_model: str) -> dict:
     """03_train's parameters as the task's run script has the runner resolve them (its profile,
     the cloud rules, the BASE_MODEL override), without training: what the notebook would get."""
-    from lib.pipeline.runner import apply_env_overrides, check_cloud, load_profile, notebook_params
+    from lib.core.profiles import apply_env_overrides, load_profile, notebook_params
+    from lib.pipeline.cloud_rules import check_cloud
 
-    prof = load_profile(facts(task)["profile"])
+    prof = load_profile(runs(task).profile)
     plan = notebook_params(prof, {}, ["03_train"])
     check_cloud(prof, plan)
     apply_env_overrides(prof, plan, env={"BASE_MODEL": base_model})
@@ -326,7 +327,7 @@ def test_13b_task_is_its_7b_sibling_with_the_13b_values(task):
     from dataclasses import asdict
 
     sibling = SIBLING_7B[task]
-    r13, r7 = load_recipe(facts(task)["recipe"]), load_recipe(facts(sibling)["recipe"])
+    r13, r7 = load_recipe(runs(task).recipe()), load_recipe(runs(sibling).recipe())
 
     def as_7b(obj):
         text = json.dumps(obj)
@@ -343,10 +344,7 @@ def test_13b_task_is_its_7b_sibling_with_the_13b_values(task):
     assert as_7b(p13) == p7
     d13, d7 = flat(asdict(r13)), flat(asdict(r7))
     assert d13.keys() == d7.keys() and {k for k in d13 if d13[k] != d7[k]} <= RECIPE_13B_VALUES
-    # the values the task states in its header, as the trainer will read them from the recipe
-    recipe = load_recipe(p13["recipe"])
-    assert (recipe.base_model, recipe.num_train_epochs) == (facts(task)["base_model"], float(facts(task)["epochs"]))
-    assert recipe.base_model == "huggyllama/llama-13b" != r7.base_model
+    assert load_recipe(p13["recipe"]).base_model == "huggyllama/llama-13b" != r7.base_model
 
 
 @pytest.fixture(scope="module")
