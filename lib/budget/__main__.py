@@ -7,15 +7,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from lib.budget import Ledger, load_budgets, write_report
 from lib.core.errors import UserError, cli
+from lib.core.paths import BUDGETS_YAML
 
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    from lib.budget import Ledger, load_budgets, write_report
-    from lib.core.paths import BUDGETS_YAML
-
     ap = argparse.ArgumentParser(prog="python -m lib.budget", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -35,13 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "check":
         budgets = load_budgets(args.budgets)
         if args.run:
-            from pathlib import Path
-
             Ledger(Path(args.run) / "ledger", writer="check", budgets=budgets)
         print(f"{args.budgets}: ok")
     elif args.cmd == "spent":
-        from pathlib import Path
-
         if not (Path(args.run_dir) / "ledger").is_dir():
             raise UserError(f"{args.run_dir} has no ledger/: check the run directory (ls runs/)")
         ledger = Ledger(Path(args.run_dir) / "ledger", writer="report")

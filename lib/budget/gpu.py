@@ -11,6 +11,8 @@ says so in its `source`.
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from lib.core.errors import UserError
@@ -83,9 +85,6 @@ def gpu_hourly_usd(reference, accelerator: str, *, cloud: str | None = None, reg
     trainer's ledger intervals and the budget report's reference column.
     """
     if cloud is None:
-        import json
-        import os
-
         try:
             info = json.loads(os.environ.get("SKYPILOT_CLUSTER_INFO") or "{}")
         except json.JSONDecodeError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from importlib.metadata import version
 from typing import Any, Mapping
 
 from lib.core.errors import UserError
@@ -43,8 +44,6 @@ def usage_tokens(usage: Any) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=None)
 def _genai_version() -> str:
-    from importlib.metadata import version
-
     return version("genai-prices")
 
 

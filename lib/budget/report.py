@@ -19,6 +19,7 @@ from pathlib import Path
 from lib.core.errors import UserError
 from lib.core.files import atomic_write
 from lib.budget.plans import load_plans
+from lib.core.figures import save
 
 from .config import PHASES, Budgets, load_budgets
 from .gpu import parse_accelerator, reference_gpu_hourly
@@ -268,8 +269,6 @@ def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
 
 def render_figure(budgets: Budgets, s: Summary, path: Path) -> None:
     import matplotlib.pyplot as plt  # no matplotlib.use(): switching backends inside Jupyter hides later figures
-
-    from lib.core.figures import save
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     ax = axes[0]

@@ -17,6 +17,7 @@ report can count and show it, and the good records go on.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -291,8 +292,6 @@ def write_dataset(path: str | os.PathLike, records: list[dict], fmt: str = "alpa
 
 
 def _main(argv: list[str] | None = None) -> None:
-    import argparse
-
     ap = argparse.ArgumentParser(description="convert between Alpaca and ShareGPT JSONL")
     ap.add_argument("direction", choices=["to-sharegpt", "to-alpaca"])
     ap.add_argument("src")

@@ -17,6 +17,7 @@ and keeps examples; all dropped records go to `data/clean_dropped.jsonl` with th
 """
 from __future__ import annotations
 
+import argparse
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -30,8 +31,9 @@ from lib.clean.refusals import PhraseMatcher
 from lib.clean.report import CleanReport, Stage, example, write_report
 from lib.clean.sharegpt import (SplitStats, TrainerTokens, fix_roles, html_to_markdown, looks_like_html,
                                 page_to_markdown, split_conversation)
-from lib.core.errors import UserError
+from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write_jsonl
+from lib.core.model import resolve_model
 
 STAGES = [  # (name, label, config switch)
     ("malformed", "malformed record", None),
@@ -65,8 +67,6 @@ class CleanResult:
 def load_tokenizer(name: str):
     """The training tokenizer: "embedded" (SmolLM2), a checkpoint directory or a hub id."""
     from transformers import AutoTokenizer
-
-    from lib.core.model import resolve_model
 
     try:
         return AutoTokenizer.from_pretrained(resolve_model(name))
@@ -352,8 +352,6 @@ def write_outputs(result: CleanResult, run_dir) -> dict[str, Path]:
 
 
 def _main(argv=None) -> None:
-    import argparse
-
     ap = argparse.ArgumentParser(description="clean Alpaca / ShareGPT data and write the report")
     ap.add_argument("input")
     ap.add_argument("--run-dir", required=True)
@@ -374,6 +372,4 @@ def _main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from lib.core.errors import cli
-
     cli(_main)()

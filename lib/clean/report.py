@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from lib.core.figures import save
 from lib.core.files import atomic_write, atomic_write_json
 
 EXAMPLE_CHARS = 160
@@ -163,8 +165,6 @@ def plot_funnel(report: CleanReport, path: str | os.PathLike | None = None):
     ax2.legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
-        from lib.core.figures import save
-
         save(fig, path)  # whole or absent, and closed
     return fig
 

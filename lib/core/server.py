@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from lib.core.errors import UserError
+from lib.core.model import gguf_path
 from lib.core.paths import REPO
 
 _PR_SET_PDEATHSIG = 1
@@ -203,6 +204,4 @@ def embedded_server(log_path: str | os.PathLike | None = None, threads: int | No
     local profile's settings (docs/benchmarks.md, "Laptop teacher"). Its context is the model's
     own 8192 tokens, so a long judging prompt is never cut. `threads`: llama.cpp's threads (default:
     every core); a machine whose cores are busy with other work wants fewer, see tests/conftest.py."""
-    from lib.core.model import gguf_path
-
     return LocalServer(gguf_path(), backend="llama.cpp", log_path=log_path, n_ctx=8192, threads=threads)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from itertools import combinations
+from statistics import NormalDist
 
 import numpy as np
 
@@ -178,8 +179,6 @@ def human_vs_human(votes: list[dict], *, n_boot: int = 2000, seed: int = 0) -> d
 def votes_needed(p: float, half_width: float = 0.05, confidence: float = 0.95) -> int:
     """Votes for a +/- half_width interval on an agreement rate near p (normal approximation:
     n = z^2 p (1 - p) / h^2); p unknown (nan) -> 0.5, the worst case."""
-    from statistics import NormalDist
-
     if p is None or math.isnan(p):
         p = 0.5
     z = NormalDist().inv_cdf(0.5 + confidence / 2)

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from lib.budget.guard import hold, refuse_unpriced
 from lib.core.client import Endpoint, chat, make_client
 from lib.core.errors import UserError
@@ -223,8 +225,6 @@ def generate_answers(specs: list[ModelSpec], qset: QuestionSet, path: str | Path
                      ledger=None, guard=None) -> JsonlStore:
     """Fill `path` (answers.jsonl) with every model's answer to every question; resumable.
     `guard` (a BudgetGuard for "evaluation") caps what billed endpoints may spend."""
-    from tqdm.auto import tqdm
-
     store = JsonlStore(path, ANSWER_KEY)
     for spec in specs:
         with tqdm(total=len(qset.questions), desc=f"answers {spec.name}", leave=False) as bar:

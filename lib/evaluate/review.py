@@ -29,6 +29,7 @@ the file can never trim a line another reviewer is in the middle of writing.
 from __future__ import annotations
 
 import hashlib
+import json
 import html
 import random
 import time
@@ -36,6 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.core.errors import UserError
+from lib.evaluate import stats
+from lib.evaluate.agreement import judged_pairs
+from lib.evaluate.answers import ANSWER_KEY, answer_table
+from lib.evaluate.judge import judgments_store, pair_texts
+from lib.evaluate.questions import load_question_set
 from lib.evaluate.store import JsonlStore
 
 ORDERS = ("random", "least_confident", "disagreements")
@@ -125,9 +131,6 @@ def append_vote(store: JsonlStore, rec: dict) -> None:
 def review_items(questions, answers: dict, pairs: list[tuple[str, str]], judgments: list[dict] | None = None,
                  judge: str | None = None) -> list[ReviewItem]:
     """One item per (question, pair) where both models answered; the judge's verdict attached."""
-    from lib.evaluate import stats
-    from lib.evaluate.judge import pair_texts
-
     items = []
     for a, b in pairs:
         verdicts = {r["question_id"]: r for r in stats.pair_verdicts(judgments or [], a, b, judge)}
@@ -357,13 +360,6 @@ class ReviewInputs:
 
 def load_review_inputs(eval_dir: str | Path, question_set: str = "", pairs: list | None = None) -> ReviewInputs:
     """Read eval/answers.jsonl, judgments.jsonl and results.json; one line for anything missing."""
-    import json
-
-    from lib.evaluate.agreement import judged_pairs
-    from lib.evaluate.answers import ANSWER_KEY, answer_table
-    from lib.evaluate.judge import judgments_store
-    from lib.evaluate.questions import load_question_set
-
     eval_dir = Path(eval_dir)
     answers_path = eval_dir / "answers.jsonl"
     if not answers_path.is_file():

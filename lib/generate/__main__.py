@@ -15,13 +15,12 @@ import argparse
 import json
 
 from lib.core.errors import cli
+from lib.generate.config import add_arguments, from_arguments
+from lib.generate.runner import generate
 
 
 @cli
 def main(argv=None) -> None:
-    from lib.generate.config import add_arguments, from_arguments
-    from lib.generate.runner import generate
-
     ap = argparse.ArgumentParser(prog="python -m lib.generate", description=__doc__.split("\n")[0])
     # the run, the teacher and the seeds: notebook 01's RUN_PARAMS
     ap.add_argument("--run-dir", required=True)

@@ -25,13 +25,17 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
+from tqdm import tqdm
+
 from lib.budget import BudgetGuard
 from lib.budget.guard import hold, hold_committed, refuse_unpriced, worst_case_usd
 from lib.core.client import Endpoint
 from lib.core.files import atomic_write_json, atomic_write_jsonl
+from lib.generate.batch import run_batches
 from lib.generate.config import GenerateConfig
 from lib.generate.harvest import ANSWER_SUFFIX, Harvest
 from lib.generate.journal import Journal, response_record
+from lib.generate.online import run_online
 from lib.generate.prompt import Request, make_request, request_id
 from lib.generate.seeds import SeedTask
 from lib.generate.sending import request_body
@@ -78,12 +82,8 @@ class Generator:
             if not self.done():
                 with self.journal.opened():
                     if self.cfg.use_batch_api:
-                        from lib.generate.batch import run_batches
-
                         run_batches(self)
                     else:
-                        from lib.generate.online import run_online
-
                         run_online(self)
         finally:
             if self._bar is not None:
@@ -182,8 +182,6 @@ class Generator:
     def _open_bar(self):
         if not self.show_progress:
             return
-        from tqdm import tqdm
-
         self._bar = tqdm(total=self.cfg.num_instructions_to_generate, initial=len(self.harvest.records),
                          unit="kept", desc="generate", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
         self._bar.set_postfix_str(self.postfix())

@@ -42,85 +42,98 @@ def run_online(gen: Host) -> None:
 
 
 async def _loop(gen: Host) -> None:
-    cfg = gen.cfg
-    client = make_async_client(gen.ep, timeout=cfg.request_timeout_s, max_retries=0)
-    sem = asyncio.Semaphore(cfg.concurrency)
-    tasks: set[asyncio.Task] = set()
-    failure: list[BaseException] = []
-    loop = asyncio.get_running_loop()
-    # Replies are ingested (3 fsyncs each) by ONE worker thread, in arrival order, so disk
-    # waits overlap the network waits instead of stalling the event loop.
-    ingester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+    await _Loop(gen).run()
 
-    async def one(req: Request, res) -> None:
-        released = False
+
+class _Loop:
+    """One online run: requests go out while a slot of `concurrency` is free and the budget
+    holds their worst case; replies come back in any order and are ingested in arrival order."""
+
+    def __init__(self, gen: Host):
+        cfg = self.cfg = gen.cfg
+        self.gen = gen
+        self.client = make_async_client(gen.ep, timeout=cfg.request_timeout_s, max_retries=0)
+        self.sem = asyncio.Semaphore(cfg.concurrency)
+        self.tasks: set[asyncio.Task] = set()
+        self.failure: list[BaseException] = []
+        # Replies are ingested (3 fsyncs each) by ONE worker thread, in arrival order, so disk
+        # waits overlap the network waits instead of stalling the event loop.
+        self.ingester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+        self.indices = iter(gen.pending_indices())
+        self.asked: set[str] = set()
+        self.deadline = time.monotonic() + cfg.time_limit_s if cfg.time_limit_s else None
+
+    async def run(self) -> None:
         try:
-            completion = await send(client, cfg, gen.ep, req, gen.retries)
-            sem.release()  # the request slot is free; ingesting is the worker's job
-            released = True
-            usd = await loop.run_in_executor(ingester, gen.ingest, req, completion)
-            res.settle(usd)  # the ledger now holds the real cost
-        except BaseException as e:  # noqa: BLE001 - surfaced below, after in-flight work lands
-            failure.append(e)
+            while True:
+                await self.sem.acquire()
+                req = None if self.failure else self.next_request()
+                if req is None:
+                    self.sem.release()
+                    if self.tasks and not self.failure:  # in-flight replies may bring answers to send
+                        await self.wait_for_one()
+                        continue
+                    break
+                res = await self.hold(req)
+                if res is None:  # over the cap with nothing in flight: stopped
+                    self.sem.release()
+                    break
+                t = asyncio.create_task(self.one(req, res))
+                self.tasks.add(t)
+                t.add_done_callback(self.tasks.discard)
+            if self.tasks:
+                await asyncio.gather(*self.tasks)
         finally:
-            res.release()
-            if not released:
-                sem.release()
+            for t in self.tasks:
+                t.cancel()
+            self.ingester.shutdown(wait=True)
+            await self.client.close()
+        if self.failure:
+            raise self.failure[0]
 
-    indices = iter(gen.pending_indices())
-    asked: set[str] = set()
-    deadline = time.monotonic() + cfg.time_limit_s if cfg.time_limit_s else None
+    async def wait_for_one(self) -> None:
+        await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
 
-    def next_request() -> Request | None:
-        if deadline is not None and time.monotonic() > deadline:
+    def next_request(self) -> Request | None:
+        gen = self.gen
+        if self.deadline is not None and time.monotonic() > self.deadline:
             gen.stop("time limit reached")
             return None
-        for rid, req in gen.answers_due(asked):
-            asked.add(rid)
+        for rid, req in gen.answers_due(self.asked):
+            self.asked.add(rid)
             return req
         if not gen.short_of_target():
             return None
-        index = next(indices, None)
+        index = next(self.indices, None)
         return None if index is None else gen.request(index)
 
-    try:
+    async def hold(self, req: Request):
+        """The budget's reservation for `req`'s worst case, or None once the cap stops the run."""
         while True:
-            await sem.acquire()
-            req = None if failure else next_request()
-            if req is None:
-                sem.release()
-                if tasks and not failure:  # in-flight replies may bring answers to send
-                    await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+            try:
+                return self.gen.hold([req])
+            except BudgetExceeded as e:
+                if self.tasks:  # in-flight worst cases may settle for less: wait, then re-check
+                    await self.wait_for_one()
                     continue
-                break
-            res = None
-            over_cap = False
-            while True:
-                try:
-                    res = gen.hold([req])
-                    break
-                except BudgetExceeded as e:
-                    if tasks:  # in-flight worst cases may settle for less: wait, then re-check
-                        await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
-                        continue
-                    gen.stop(f"budget cap: {e}")
-                    over_cap = True
-                    break
-            if over_cap:
-                sem.release()
-                break
-            t = asyncio.create_task(one(req, res))
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        ingester.shutdown(wait=True)
-        await client.close()
-    if failure:
-        raise failure[0]
+                self.gen.stop(f"budget cap: {e}")
+                return None
+
+    async def one(self, req: Request, res) -> None:
+        released = False
+        try:
+            completion = await send(self.client, self.cfg, self.gen.ep, req, self.gen.retries)
+            self.sem.release()  # the request slot is free; ingesting is the worker's job
+            released = True
+            loop = asyncio.get_running_loop()
+            usd = await loop.run_in_executor(self.ingester, self.gen.ingest, req, completion)
+            res.settle(usd)  # the ledger now holds the real cost
+        except BaseException as e:  # noqa: BLE001 - surfaced in run(), after in-flight work lands
+            self.failure.append(e)
+        finally:
+            res.release()
+            if not released:
+                self.sem.release()
 
 
 def run_coroutine(coro):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from lib.generate.config import GenerateConfig
 from lib.generate.engine import Generator
 from lib.generate.seeds import load_seed_tasks
+from lib.run import RunContext
 
 
 def generate(run_dir, cfg: GenerateConfig, *, budgets_path=None, base_url: str = "", model: str = "embedded",
@@ -17,8 +18,6 @@ def generate(run_dir, cfg: GenerateConfig, *, budgets_path=None, base_url: str =
     An empty `base_url` starts the embedded local model server for the duration of the
     call; sampling settings then travel as its generation config (see GenerateConfig).
     """
-    from lib.run import RunContext
-
     seeds = load_seed_tasks(seed_path, language=cfg.language)
     ctx = RunContext(run_dir, phase="data", writer="generate", budgets_path=budgets_path)
     if not base_url:

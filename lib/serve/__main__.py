@@ -10,28 +10,11 @@ URL with the printed model name. Ctrl-C stops the server; it also dies with this
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from lib.core.errors import cli
-from lib.core.server import BACKENDS, LocalServer
-
-
-def open_server(run: str | os.PathLike, *, backend: str = "transformers", port: int | None = None,
-                quant: str = "Q4_K_M", threads: int | None = None) -> LocalServer:
-    """A started LocalServer for the run's model (the caller stops it, or uses `with`)."""
-    from lib.serve.run_model import load_run_model
-    from lib.serve.template import serving_checkpoint
-
-    rm = load_run_model(run)
-    log = rm.run_dir / "logs" / f"serve-{os.getpid()}.log"
-    if backend == "llama.cpp":
-        from lib.serve.export import export_run
-
-        gguf = export_run(rm, quants=(quant,)).gguf(quant)
-        return LocalServer(gguf, port=port, backend="llama.cpp", threads=threads, log_path=log).start()
-    ckpt = serving_checkpoint(rm)
-    return LocalServer(ckpt, port=port, backend=backend, threads=threads, log_path=log).start()
+from lib.core.server import BACKENDS
+from lib.serve.local import open_server
 
 
 @cli

@@ -17,7 +17,6 @@ never reaches a paid replica.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -25,7 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+from lib.budget import BudgetGuard, Ledger, gpu_hourly_usd, load_budgets
 from lib.core.errors import UserError, cli
+from lib.core.server import LocalServer
+from lib.serve.run_model import load_run_model
+from lib.serve.template import serving_checkpoint
 
 # SkyPilot catalog names of the GPUs the task allows, matched against the device name.
 _GPU_NAMES = (("H100", "H100"), ("A100-SXM4-80GB", "A100-80GB"), ("A100 80GB", "A100-80GB"), ("A100", "A100"),
@@ -50,8 +53,6 @@ def local_gpus() -> tuple[str, int]:
 def node_price(budgets, accelerator: str, count: int, spot: bool) -> tuple[float, str]:
     if accelerator == "cpu":
         return 0.0, "local CPU costs $0"
-    from lib.budget import gpu_hourly_usd
-
     return gpu_hourly_usd(budgets.reference, f"{accelerator}:{count}", spot=spot)  # SkyPilot's cloud/region
 
 
@@ -63,10 +64,6 @@ def vllm_command(checkpoint: Path, *, port: int, name: str, vllm: str = "vllm") 
 def serve_replica(run_dir: str | os.PathLike, *, port: int, backend: str = "vllm", spot: bool = True,
                   heartbeat_s: float = 300.0, max_seconds: float = 0.0, budgets_path: str | None = None,
                   vllm: str = "vllm") -> int:
-    from lib.budget import BudgetGuard, Ledger, load_budgets
-    from lib.serve.run_model import load_run_model
-    from lib.serve.template import serving_checkpoint
-    from lib.core.server import LocalServer
 
     accelerator, count = local_gpus()
     if backend != "vllm" and accelerator != "cpu":

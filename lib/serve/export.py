@@ -33,11 +33,15 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write, atomic_write_json, atomic_write_via, publish_dir, read_json
 from lib.core.formats import ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, check_format
 from lib.core.model import model_fingerprint
 from lib.core.paths import cache_dir
+from lib.serve.run_model import RunModel, load_run_model
+from lib.serve.template import serving_checkpoint
 
 QUANTS = ("F16", "Q4_K_M")
 _CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
@@ -189,9 +193,6 @@ def export_run(run, *, quants=QUANTS, out_dir: str | os.PathLike | None = None, 
     """Export a run's model (a RunModel or runs/<id>); current files are kept, stale ones redone."""
     from transformers import AutoTokenizer
 
-    from lib.serve.run_model import RunModel, load_run_model
-    from lib.serve.template import serving_checkpoint
-
     rm = run if isinstance(run, RunModel) else load_run_model(run)
     quants = tuple(q.upper() for q in quants)
     out = Path(out_dir or rm.run_dir / "export")
@@ -290,8 +291,6 @@ def greedy_gguf(llm, ids: list[int], n: int, eos: list[int]) -> list[int]:
 
 def perplexity(logits_fn, sequences: list[list[int]]) -> float:
     """exp(mean next-token NLL) over all positions of all sequences."""
-    import numpy as np
-
     nll = count = 0.0
     for ids in sequences:
         lg = logits_fn(ids)[:-1].astype(np.float64)

@@ -20,6 +20,9 @@ from pathlib import Path
 from lib.core.errors import UserError
 from lib.core.model import load_for_inference, resolve_model
 from lib.core.paths import REPO
+from lib.train.merge import merge_lora
+from lib.train.recipes import load_recipe
+from lib.train.tiny import tiny_model
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,6 @@ def training_metadata(run_dir: Path) -> dict:
         except ValueError:
             info = {}
         if info.get("recipe"):
-            from lib.train.recipes import load_recipe
-
             return {"format": load_recipe(info["recipe"]).format, "recipe": info["recipe"],
                     "model": info.get("base", "")}
     raise UserError(f"{run_dir} has no training metadata (train/metrics.json): train the model first (03_train); "
@@ -67,9 +68,7 @@ def training_metadata(run_dir: Path) -> dict:
 def _merge_adapter(adapter_dir: Path, meta: dict) -> Path:
     from transformers import AutoTokenizer
 
-    from lib.train.merge import merge_lora
-    from lib.train.recipes import load_recipe
-    from lib.train.sft import TrainConfig
+    from lib.train.sft import TrainConfig  # noqa: PLC0415 -- sft pulls torch; only an adapter-only run needs it
 
     out = adapter_dir.with_name(adapter_dir.name + "-merged")
     if (out / "config.json").is_file():
@@ -104,8 +103,7 @@ def load_base(rm: RunModel):
     from transformers import AutoTokenizer
 
     if rm.base.startswith("tiny:"):
-        from lib.train.sft import TrainConfig
-        from lib.train.tiny import tiny_model
+        from lib.train.sft import TrainConfig  # noqa: PLC0415 -- pulls torch (as does this branch)
 
         tok = AutoTokenizer.from_pretrained(rm.model_dir)
         with torch.random.fork_rng():

@@ -20,6 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from lib.core.errors import UserError
 from lib.core.files import atomic_write_json, publish_dir
 from lib.core.formats import ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, check_format, render_prompt
@@ -153,8 +155,6 @@ def _byte_level_as_gpt2(path: Path) -> None:
     a LLaMA SentencePiece vocabulary and would write a `llama` tokenizer into the GGUF. The
     GPT-2 form (no byte fallback, ByteLevel decoder) is what the original tokenizer.json has;
     the change is kept only if encoding and decoding of probe texts stay identical."""
-    from tokenizers import Tokenizer
-
     if not path.is_file():
         return
     spec = json.loads(path.read_text(encoding="utf-8"))
