@@ -144,3 +144,21 @@ def test_06_serve_notebook_runs_on_a_trained_run(tiny_loop):
     assert "prompt + " in text and "completion tokens" in text  # the endpoint answered the openai client
     assert "serving: $0.0000 spent" in text
     assert (tiny_loop.run / "serve" / "side_by_side.png").stat().st_size > 1000
+
+
+def test_06_answer_length_picture_is_drawn_in_lib(embedded_model, tmp_path):
+    """06_serve's picture (lib/serve/charts.py): one bar per answer, its length in the tuned
+    model's tokens without special tokens (an empty answer is 0), the generation cap dotted."""
+    from lib.core.figures import save
+    from lib.serve.charts import answer_length_figure, answer_lengths
+
+    tok = AutoTokenizer.from_pretrained(embedded_model)
+    rows = [{"prompt": "Count.", "base": "one two three", "tuned": ""},
+            {"prompt": "Name a fruit.", "base": "Apple", "tuned": " ".join(["apple"] * 9)}]
+    assert answer_lengths(rows, tok) == {"base": [3, 1], "tuned": [0, 9]}
+    fig = answer_length_figure(rows, tok, max_new_tokens=8)
+    (ax,) = fig.axes
+    bars = {c.get_label(): [round(p.get_width()) for p in c.patches] for c in ax.containers}
+    assert bars == {"base": [3, 1], "tuned": [0, 9]}
+    assert [line.get_xdata()[0] for line in ax.lines] == [8]
+    assert save(fig, tmp_path / "side_by_side.png", tight=True).stat().st_size > 1000

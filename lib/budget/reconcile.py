@@ -6,7 +6,7 @@ After a run, any time SkyPilot counted and the ledger did not (a lost heartbeat,
 the meter started) is added as ONE adjustment record per job, with a fixed id, so running
 the reconciliation again replaces it instead of adding to it.
 
-    from lib import sky_backend
+    from lib.launch import sky_backend
     rows = reconcile(ledger, sky_backend.managed_jobs())
 """
 from __future__ import annotations
