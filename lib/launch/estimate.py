@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,9 @@ class Estimate:
     price_source: str
     basis: str  # how the hours were derived
     plan: Any = None  # lib.launch.plan.Plan for training tasks
+    hours_interval: dict = field(default_factory=dict)  # low / expected / high
+    hourly_interval: dict = field(default_factory=dict)  # one node: cheapest spot / chosen / on-demand
+    usd_interval: dict = field(default_factory=dict)  # low hours x low price ... high hours x high price (+ API)
 
     @property
     def usd(self) -> float:
@@ -135,6 +138,7 @@ def estimate(task, budgets, *, spot: bool | None = None, data: Path | None = Non
     if not options:
         raise UserError(errors[0] if errors else "the task names no resources to price: add resources to the YAML")
     hourly, instance, source, accelerator, gpus, use_spot = min(options)
+    spread = price_spread(task, accelerator, hourly, instance, options)
 
     est_hours = _float_env(envs, "EST_HOURS")
     plan = None
@@ -144,19 +148,38 @@ def estimate(task, budgets, *, spot: bool | None = None, data: Path | None = Non
         plan = training_plan(task, runs, envs, accelerator=accelerator.partition(":")[0], gpus=gpus, nodes=nodes,
                              data=data, tokenizer=tokenizer, overhead=overhead)
         hours = plan.compute_hours + overhead
-        basis = (f"{plan.tokens_per_epoch:,.0f} tokens x {plan.epochs:g} epochs ({plan.recipe}) / "
-                 f"({plan.tokens_per_s_per_gpu:g} tok/s/GPU x {gpus} GPUs x {nodes} node(s)) = "
-                 f"{plan.compute_hours:.3f} h + {overhead:g} h overhead")
+        hours_interval = {k: v + overhead for k, v in plan.compute_hours_interval.items()}
+        basis = (f"{plan.trained_tokens:,.0f} trained tokens ({plan.recipe}) / ({plan.tokens_per_s_per_gpu:,.0f} "
+                 f"tok/s/GPU x {gpus} GPUs x {nodes} node(s)) = {plan.compute_hours:.3f} h + {overhead:g} h overhead")
     elif est_hours is not None:
         hours = est_hours
+        hours_interval = {"low": hours, "expected": hours, "high": hours}
         basis = f"EST_HOURS={est_hours:g} from the task's envs"
     else:
         raise UserError(f"{task.name}: no way to estimate hours: run a training profile (03_train) or set env "
                         "EST_HOURS in the YAML")
     api_usd = _float_env(envs, "EST_API_USD", 0.0)
+    usd_interval = {k: hours_interval[k] * spread[k] * nodes + api_usd for k in ("low", "expected", "high")}
     return Estimate(phase=phase, hours=hours, compute_usd=hours * hourly * nodes, api_usd=api_usd, hourly_usd=hourly,
                     nodes=nodes, gpus_per_node=gpus, accelerator=accelerator, instance=instance, spot=use_spot,
-                    price_source=source, basis=basis, plan=plan)
+                    price_source=source, basis=basis, plan=plan, hours_interval=hours_interval,
+                    hourly_interval=spread, usd_interval=usd_interval)
+
+
+def price_spread(task, accelerator: str, hourly: float, instance: str, options: list) -> dict:
+    """One node's price: low = the cheapest spot placement of `accelerator`, expected = the one chosen,
+    high = on-demand for the chosen placement (what a run pays when spot capacity is not there)."""
+    same = [o for o in options if o[3] == accelerator]
+    spot_prices = [o[0] for o in same if o[5]]
+    low = min(spot_prices + [hourly])
+    high = hourly
+    for res in task.resources:
+        cloud = str(res.cloud).lower() if res.cloud is not None else None
+        on_demand: list = []
+        for c in [cloud] if cloud else local_catalog_clouds():
+            _price_option(res, c, False, on_demand, [])
+        high = max([high] + [o[0] for o in on_demand if o[1] == instance])
+    return {"low": low, "expected": hourly, "high": high}
 
 
 def training_plan(task, runs: TaskProfile, envs: dict, *, accelerator: str, gpus: int, nodes: int,
@@ -203,6 +226,14 @@ def check_budget(est: Estimate, budgets, spent: float, remaining: float, *, forc
         print(f"warning (--force): {msg}", file=sys.stderr)
 
 
+def _interval_line(est: Estimate) -> str:
+    h, p, u = est.hours_interval, est.hourly_interval, est.usd_interval
+    return (f"interval:  low {h['low']:.2f} h x ${p['low']:,.3f}/h = ${u['low']:,.2f} | expected {h['expected']:.2f} h x "
+            f"${p['expected']:,.3f}/h = ${u['expected']:,.2f} | high {h['high']:.2f} h x ${p['high']:,.3f}/h = "
+            f"${u['high']:,.2f}  [hours: the speed interval + overhead; $/h per node: cheapest spot / chosen / "
+            f"on-demand; x {est.nodes} node(s) + API]")
+
+
 def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
     pb = budgets.phase(est.phase)
     kind = "spot" if est.spot else "on-demand"
@@ -214,6 +245,7 @@ def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
         f"[{est.price_source}]",
         f"hours:     {est.hours:.2f} h  [{est.basis}]",
         f"estimate:  ${est.usd:,.2f} (compute ${est.compute_usd:,.2f} + API ${est.api_usd:,.2f})",
+        _interval_line(est),
         f"budget:    {est.phase}: target ${pb.target:,.2f}, cap ${pb.cap:,.2f}, spent ${spent:,.2f}, "
         f"remaining ${remaining:,.2f} -> after this run ${remaining - est.usd:,.2f}",
     ]
@@ -252,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     if est.plan is not None:
         p = est.plan
         p.hours, p.hourly_usd, p.usd, p.price_source = est.hours, est.hourly_usd, est.usd, est.price_source
+        p.usd_interval = est.usd_interval
         p.spent_usd, p.remaining_usd = spent, remaining
         p.lines = describe(est, budgets, spent, remaining).splitlines()
         if args.run_dir:  # saved before the budget check: a refused plan is worth keeping too
