@@ -149,10 +149,11 @@ def flops_per_token(shape: ModelShape, method: str, seq_len: float, *, checkpoin
     return Flops(model=model, hardware=hardware, formula=formula)
 
 
-def _prior(table: dict, method: str, accelerator: str, seq_len: int) -> dict:
+def _prior(table: dict, method: str, accelerator: str, seq_len: int, checkpointing: bool) -> dict:
     for row in table.get("priors") or []:
         lo, hi = row.get("seq_len") or [0, 1 << 30]
-        if row["method"] == method and accelerator in row["accelerators"] and lo <= seq_len <= hi:
+        same_ac = row.get("checkpointing") in (None, checkpointing)  # a row without the key holds for both
+        if row["method"] == method and accelerator in row["accelerators"] and lo <= seq_len <= hi and same_ac:
             return row
     raise UserError(f"no utilization prior for {method} on {accelerator} at {seq_len} tokens in lib/data/throughput.yaml: "
                     "add a cited row, calibrate from a run (python -m lib.launch --calibrate runs/<id>), or pass "
@@ -180,10 +181,10 @@ def speed(shape: ModelShape, *, recipe: str, method: str, accelerator: str, seq_
         row = (f"measured: run {m.get('run')} on {m.get('date')}: {tps:,.0f} tokens/s/GPU, MFU {m.get('mfu')} "
                f"({m.get('accelerator')}, {m.get('method')}; +-{MEASURED_SPREAD:.0%} assumed spread)")
     else:
-        p = _prior(table, method, accelerator, max_length)
+        p = _prior(table, method, accelerator, max_length, checkpointing)
         util = {k: float(p[k]) for k in ("low", "expected", "high")}
         tokens = {k: u * pk / fl.hardware for k, u in util.items()}
-        row = (f"prior {method} on {accelerator} (HFU low {util['low']:.2f} / expected {util['expected']:.2f} / "
+        row = (f"prior {method}{' + checkpointing' if checkpointing else ''} on {accelerator} (HFU low {util['low']:.2f} / expected {util['expected']:.2f} / "
                f"high {util['high']:.2f}): " + " | ".join(p.get("sources") or []))
     mfu = tokens["expected"] * fl.model / pk
     return Speed(tokens_per_s_per_gpu=tokens, utilization=util, mfu=mfu, peak_flops=pk, peak_source=pk_source,

@@ -189,7 +189,8 @@ def training_plan(task, runs: TaskProfile, envs: dict, *, accelerator: str, gpus
     return make_plan(task.name, runs.recipe(), base_model=str(train.get("model") or ""), accelerator=accelerator,
                      gpus_per_node=gpus, nodes=nodes, data=data, tokenizer=tokenizer,
                      tokens_override=_float_env(envs, "TRAIN_TOKENS"),
-                     tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), overhead_hours=overhead)
+                     tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), overhead_hours=overhead,
+                     packing=train.get("packing"))
 
 
 def cpu_price(res, *, cloud: str, region: str | None, spot: bool) -> tuple[float, str, str]:

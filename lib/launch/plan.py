@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lib.budget.plans import plan_path
@@ -291,9 +291,13 @@ def _processed(recipe: Recipe, lengths: list[int] | None, per_device: int, epoch
 
 def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", accelerator: str, gpus_per_node: int,
               nodes: int, data: Path | None, tokenizer: str | None = None, tokens_override: float | None = None,
-              tps_override: float | None = None, overhead_hours: float = OVERHEAD_HOURS) -> Plan:
-    """`base_model`: what 03_train will load when not the recipe's (an override such as $BASE_MODEL)."""
+              tps_override: float | None = None, overhead_hours: float = OVERHEAD_HOURS,
+              packing: bool | None = None) -> Plan:
+    """`base_model`: what 03_train will load when not the recipe's (an override such as $BASE_MODEL);
+    `packing`: the profile's 03_train.packing when it sets one (False = Alpaca's per-batch padding)."""
     recipe = load_recipe(recipe_name)
+    if packing is not None and packing != recipe.packing:
+        recipe = replace(recipe, packing=bool(packing))
     base_model = base_model or recipe.base_model
     check_layout(task_name, recipe, gpus_per_node, nodes)
     per_device, accum = recipe.hardware.micro_batch(recipe.packing)
