@@ -71,6 +71,7 @@ def runs(tmp_path_factory, embedded_model):
     (root / "binary.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 64)
     calls["empty-data"] = ["sky/train_7b.yaml", "--dry-run", "--data", str(root / "empty.jsonl"), "--run-dir", str(run)]
     calls["binary-data"] = ["sky/train_7b.yaml", "--dry-run", "--data", str(root / "binary.jsonl")]
+    calls["budget-10"] = ["--budget", "10"]
     r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(calls)], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -281,3 +282,70 @@ def test_padded_runs_are_priced_on_the_collators_padded_total(tmp_path, embedded
     assert plan.trained_tokens == real and plan.processed_tokens == padded > real
     assert plan.tokens_per_s_per_gpu < make_plan("t", "alpaca_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1,
                                                  data=clean, tokenizer=str(embedded_model)).tokens_per_s_per_gpu
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tmp_path_factory):
+    """Two more machines, one subprocess each: catalogs for AWS and GCP but SkyPilot's config allowing GCP only,
+    and no catalog at all (offline, never fetched)."""
+    root = tmp_path_factory.mktemp("clouds")
+    allowed = seeded_home(root / "allowed")
+    (root / "allowed" / ".sky" / "config.yaml").write_text("allowed_clouds:\n  - gcp\n")
+    offline = seeded_home(root / "offline")
+    import shutil
+
+    shutil.rmtree(root / "offline" / ".sky" / "catalogs")
+    out = {}
+    for name, env, calls in (
+            ("allowed", allowed, {"7b": ["sky/train_7b.yaml", "--dry-run"], "lora": ["sky/train_lora.yaml", "--dry-run"],
+                                  "budget": ["--budget", "1000"]}),
+            ("offline", offline, {"7b": ["sky/train_7b.yaml", "--dry-run"], "budget-0": ["--budget", "0"],
+                                  "budget-neg": ["--budget", "-3"]})):
+        r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(calls)], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out[name] = json.loads(r.stdout.strip().splitlines()[-1])
+    return root, out
+
+
+def test_only_allowed_clouds_are_priced(runs, elsewhere):
+    _, out = elsewhere
+    allowed = out["allowed"]
+    # AWS alone sells A100-80GB:8 here: with allowed_clouds [gcp] nothing may be priced on it
+    assert allowed["7b"]["code"] == 2 and allowed["7b"]["stderr"].count("\n") == 1
+    assert "no gcp instance with A100-80GB:8" in allowed["7b"]["stderr"] and "aws" not in allowed["7b"]["stderr"]
+    lora = allowed["lora"]["stdout"]
+    assert allowed["lora"]["code"] == 0 and "allowed_clouds: gcp" in lora and "aws/" not in lora
+    assert "budget" in allowed and "aws/" not in allowed["budget"]["stdout"] and "train_lora.yaml" in allowed["budget"]["stdout"]
+    # with both catalogs and no config, both clouds are priced (the same task, the same machine otherwise)
+    _, main = runs
+    assert "catalogs here: aws, gcp; allowed_clouds: any" in main["train_7b"]["stdout"]
+    assert "aws/p4de.24xlarge spot" in main["train_7b"]["stdout"] and "aws/p4de.24xlarge on-demand" in main["train_7b"]["stdout"]
+
+
+def test_offline_the_fallback_price_is_labelled_not_an_error(elsewhere):
+    from lib.budget import load_budgets
+    from lib.core.paths import BUDGETS_YAML
+
+    root, out = elsewhere
+    res = out["offline"]["7b"]
+    assert res["code"] == 0, res["stderr"]
+    fallback = load_budgets(BUDGETS_YAML).reference["gpu_hourly_usd_fallback"]
+    assert f"at ${fallback:,.3f}/h per node [FALLBACK PRICE: budgets.yaml reference.gpu_hourly_usd_fallback" in res["stdout"]
+    assert not (root / "offline" / ".sky" / "catalogs").exists()  # nothing was downloaded
+    for key in ("budget-0", "budget-neg"):  # the reverse question with no money: one line, nothing priced
+        bad = out["offline"][key]
+        assert bad["code"] == 2 and bad["stderr"].count("\n") == 1 and "must be > 0" in bad["stderr"]
+
+
+def test_budget_lists_what_fits_cheapest_first(runs):
+    _, out = runs
+    res = out["budget-10"]
+    assert res["code"] == 0, res["stderr"]
+    rows = [line for line in res["stdout"].splitlines() if line.startswith("  $")]
+    costs = [number(r"\$\s*([0-9,.]+)", line) for line in rows]
+    assert rows and costs == sorted(costs) and max(costs) <= 10
+    # the 7B spot row is the dry-run's own estimate (the task's TRAIN_TOKENS, as with no --data)
+    seven = next(line for line in rows if "train_7b.yaml" in line and " spot " in line)
+    assert number(r"\$\s*([0-9,.]+)", seven) == pytest.approx(number(r"estimate:\s+\$([0-9,.]+)",
+                                                                      out["no-data"]["stdout"]), abs=0.006)
