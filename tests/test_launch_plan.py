@@ -349,3 +349,34 @@ def test_budget_lists_what_fits_cheapest_first(runs):
     seven = next(line for line in rows if "train_7b.yaml" in line and " spot " in line)
     assert number(r"\$\s*([0-9,.]+)", seven) == pytest.approx(number(r"estimate:\s+\$([0-9,.]+)",
                                                                       out["no-data"]["stdout"]), abs=0.006)
+
+
+def test_a_calibrated_run_wins_over_the_prior(tmp_path):
+    """`--calibrate runs/<id>` appends the run's measured speed; the plan then uses it for that recipe on that
+    accelerator (and only there), naming the run; a run without a measurement is one line, nothing appended."""
+    from lib.budget.throughput import load_table, model_shape, speed
+    from lib.core.errors import UserError
+    from lib.launch.calibrate import calibrate
+
+    run = tmp_path / "cloud-7"
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "metrics.json").write_text(json.dumps({
+        "recipe": "alpaca_7b", "accelerator": "A100-80GB", "method": "full", "tokens_per_s_per_gpu": 3123.0,
+        "mfu": 0.41, "measured_at": "2026-12-06", "model_id": "huggyllama/llama-7b", "world_size": 8}))
+    measured = tmp_path / "measured.jsonl"
+    empty = tmp_path / "empty"
+    (empty / "train").mkdir(parents=True)
+    (empty / "train" / "metrics.json").write_text(json.dumps({"recipe": "alpaca_7b", "trained_tokens": 10}))
+    with pytest.raises(UserError, match="no measured tokens_per_s_per_gpu"):
+        calibrate([str(run), str(empty)], measured)
+    assert not measured.exists()  # every run is checked before anything is written
+    calibrate([str(run)], measured)
+    table = load_table(measured=measured)
+    shape = model_shape("huggyllama/llama-7b")
+    args = dict(method="full", accelerator="A100-80GB", seq_len=300, max_length=512, table=table)
+    mine = speed(shape, recipe="alpaca_7b", **args)
+    assert mine.tokens_per_s_per_gpu["expected"] == 3123.0 and mine.row.startswith("measured: run cloud-7 on 2026-12-06")
+    other = speed(shape, recipe="vicuna_7b", **args)  # another recipe keeps the cited prior
+    assert other.row.startswith("prior full on A100-80GB") and other.tokens_per_s_per_gpu["expected"] != 3123.0
+    prior = speed(shape, recipe="alpaca_7b", **{**args, "table": load_table(measured=tmp_path / "none.jsonl")})
+    assert prior.row.startswith("prior ")

@@ -29,10 +29,12 @@ from pathlib import Path
 import yaml
 
 from lib.core.errors import UserError
+from lib.core.files import read_log
 from lib.core.model import resolve_model
 from lib.core.paths import LIB
 
 THROUGHPUT_YAML = LIB / "data" / "throughput.yaml"
+MEASURED_JSONL = LIB / "data" / "measured_throughput.jsonl"  # python -m lib.launch --calibrate appends here
 METHODS = ("full", "lora", "embeddings")
 MEASURED_SPREAD = 0.10  # a measured row's interval: +- this fraction (assumed run-to-run spread)
 
@@ -73,15 +75,20 @@ class Speed:
     row: str  # the prior or measured row used, with its sources
 
 
-def load_table(path: str | os.PathLike = THROUGHPUT_YAML) -> dict:
-    return _load(str(path), Path(path).stat().st_mtime if Path(path).is_file() else 0.0)
+def load_table(path: str | os.PathLike = THROUGHPUT_YAML, measured: str | os.PathLike = MEASURED_JSONL) -> dict:
+    """The priors of `path` with this project's measured rows (`measured`, oldest first) under "measured"."""
+    def mtime(p):
+        return Path(p).stat().st_mtime_ns if Path(p).is_file() else 0
+    return _load(str(path), mtime(path), str(measured), mtime(measured))
 
 
 @lru_cache(maxsize=4)
-def _load(path: str, _mtime: float) -> dict:
+def _load(path: str, _mtime: int, measured: str, _measured_mtime: int) -> dict:
     if not Path(path).is_file():
         raise UserError(f"{path} not found: restore lib/data/throughput.yaml from git")
-    return yaml.safe_load(Path(path).read_text()) or {}
+    table = yaml.safe_load(Path(path).read_text()) or {}
+    table["measured"] = list(read_log(measured)) if Path(measured).is_file() else []
+    return table
 
 
 def peak(accelerator: str, table: dict | None = None) -> tuple[float, str]:

@@ -37,7 +37,9 @@ from lib.budget import Ledger, load_budgets
 from lib.budget.gpu import catalog_file, gpu_hourly_usd, gpu_price
 from lib.core.errors import BudgetExceeded, UserError, cli
 from lib.core.paths import BUDGETS_YAML, REPO
+from lib.budget.throughput import MEASURED_JSONL
 from lib.launch import sky_backend
+from lib.launch.calibrate import calibrate
 from lib.launch.plan import OVERHEAD_HOURS, describe_plan, find_data, make_plan, save_plan
 from lib.launch.skyrun import env_flags
 from lib.launch.task_profile import TaskProfile, task_profile
@@ -399,10 +401,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default=None, help="clean.jsonl to plan from (default: <run-dir>/data/clean.jsonl)")
     ap.add_argument("--tokenizer", default=None,
                     help="count tokens with this tokenizer (a local directory) instead of the recipe's base model's")
+    ap.add_argument("--calibrate", nargs="+", metavar="RUN_DIR", default=None,
+                    help="add the measured speed of finished runs (train/metrics.json) as measured rows")
     ap.add_argument("--budgets", default=str(BUDGETS_YAML))
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="override a task env")
     args = ap.parse_args(argv)
 
+    if args.calibrate:
+        for row in calibrate(args.calibrate):
+            print(f"measured:  {row['recipe']} on {row['accelerator']} ({row['method']}): "
+                  f"{row['tokens_per_s_per_gpu']:,.1f} tokens/s/GPU, MFU {row['mfu']} [run {row['run']}, "
+                  f"{row['date']}] -> {MEASURED_JSONL}")
+        return
     env = env_flags(args.env)
     budgets = load_budgets(args.budgets)
     if args.budget is not None:
