@@ -176,6 +176,10 @@ def placements(task, budgets) -> tuple[list[tuple], list[str], str]:
     and on-demand, on the clouds SkyPilot would use; the errors of those it could not price; the clouds' basis."""
     clouds, why = priced_clouds()
     options, errors = [], []
+    if not local_catalog_clouds():  # no catalog here at all: ask the reference cloud, whose error says so
+        clouds = [budgets.reference["cloud"]]
+    elif not clouds:
+        errors.append(f"no cloud left to price ({why}): allow a cloud whose catalog is here, or run `sky check`")
     for res in task.resources:
         for cloud in _res_clouds(res, clouds, errors):
             for use_spot in (True, False):

@@ -289,6 +289,18 @@ def _processed(recipe: Recipe, lengths: list[int] | None, per_device: int, epoch
         f"sample order (randperm seeded {SEED} + epoch): {positions / max(trained, 1):.2f}x the real tokens")
 
 
+def _shape(base_model: str, recipe: Recipe):
+    """The shape of what 03_train will load; an override not on this machine (a resized checkpoint on the
+    bucket) is priced with the recipe's base model's shape, and the plan says so."""
+    try:
+        return model_shape(base_model), ""
+    except UserError:
+        if base_model == recipe.base_model:
+            raise
+        return model_shape(recipe.base_model), (f" | shape: {recipe.base_model}'s ({base_model} is not on this "
+                                                "machine; an extended vocabulary adds little)")
+
+
 def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", accelerator: str, gpus_per_node: int,
               nodes: int, data: Path | None, tokenizer: str | None = None, tokens_override: float | None = None,
               tps_override: float | None = None, overhead_hours: float = OVERHEAD_HOURS,
@@ -313,11 +325,12 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
     processed, span, processed_how = _processed(recipe, lengths, per_device, epochs, trained)
     method = recipe_method(recipe)
     lm_head = bool(recipe.lora and "lm_head" in (recipe.lora.modules_to_save or []))
-    sp = speed(model_shape(base_model), recipe=recipe.name, method=method, accelerator=accelerator, seq_len=span,
+    shape, shape_note = _shape(base_model, recipe)
+    sp = speed(shape, recipe=recipe.name, method=method, accelerator=accelerator, seq_len=span,
                max_length=recipe.max_length, checkpointing=recipe.gradient_checkpointing, lm_head_trains=lm_head)
     ratio = trained / processed if processed else 1.0  # real tokens per processed position
     tps = {k: v * ratio for k, v in sp.tokens_per_s_per_gpu.items()}
-    row = sp.row
+    row = sp.row + shape_note
     if tps_override is not None:
         if tps_override <= 0:
             raise UserError(f"TOKENS_PER_S_PER_GPU={tps_override:g} must be > 0: pass e.g. --env TOKENS_PER_S_PER_GPU=4000")
