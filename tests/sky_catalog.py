@@ -19,12 +19,14 @@ p4de.24xlarge,A100-80GB,8,96,1152,"{'Gpus': [{'Name': 'A100', 'Manufacturer': 'N
 m6i.2xlarge,,,8,32,,0.384,0.15,us-east-1,us-east-1a,x86_64
 """
 P4DE_SPOT_USD = 8.65
+P4DE_ON_DEMAND_USD = 27.447
 GCP_VMS = """\
 InstanceType,vCPUs,MemoryGiB,AcceleratorName,AcceleratorCount,GpuInfo,Region,AvailabilityZone,Price,SpotPrice
 a2-ultragpu-1g,12.0,170.0,,,,us-central1,us-central1-a,1.09962,0.43983
 ,,,A100-80GB,1,{'Gpus': [{'MemoryInfo': {'SizeInMiB': 81920}}]},us-central1,us-central1-a,1.8462,1.5712
 """
 A100_1_GCP_SPOT_USD = 0.43983 + 1.5712  # host + GPU
+A100_1_GCP_ON_DEMAND_USD = 1.09962 + 1.8462
 
 
 def seeded_home(home: Path) -> dict[str, str]:

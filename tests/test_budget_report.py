@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from lib.budget import Ledger, api_cost, load_budgets, write_report
 from lib.core.client import Endpoint
@@ -28,7 +29,9 @@ def make_run(run_dir):
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
     (run_dir / "data" / "clean.jsonl").write_text("".join(json.dumps({"id": i}) + "\n" for i in range(2)))
     (run_dir / "train").mkdir(exist_ok=True)
-    (run_dir / "train" / "metrics.json").write_text(json.dumps({"base": {"loss": 2.0}, "trained_tokens": 86_400_000}))
+    (run_dir / "train" / "metrics.json").write_text(json.dumps({"base": {"loss": 2.0}, "trained_tokens": 86_400_000,
+                                                                      "model_id": "huggyllama/llama-7b",
+                                                                      "max_length": 512, "lora": False}))
     (run_dir / "eval").mkdir(exist_ok=True)
     (run_dir / "eval" / "judgments.jsonl").write_text("{}\n{}\n{}\n{}\n")
     return budgets
@@ -48,8 +51,16 @@ def test_report_numbers_are_the_ledgers(tmp_path):
     assert f"${eval_usd:.6f}" in text
     # per kept example on the reference API: 4 local calls priced at gpt-4o-mini over 2 kept examples
     assert f"| kept example (data) | 2 | $0 | ${ref_data / 2:.6f} |" in text
-    # reference training: 86.4M tokens / (3000 tok/s/GPU x 8 GPUs) = 1 h at the reference hourly price
-    assert "= 1.0000 h at $" in text
+    # reference training: the launch plan's speed model (not a second constant): HFU x A100 peak / FLOPs per token
+    # of LLaMA-7B (the table's shape) at max_length 512, re-derived here from the data file
+    table = yaml.safe_load((REPO / "lib" / "data" / "throughput.yaml").read_text())
+    prior = next(r for r in table["priors"] if r["method"] == "full" and "A100-80GB" in r["accelerators"])
+    shape = table["models"]["huggyllama/llama-7b"]
+    h, layers, vocab, inter = shape["hidden"], shape["layers"], shape["vocab"], shape["intermediate"]
+    n = layers * (4 * h * h + 3 * h * inter) + h * vocab
+    tps = prior["expected"] * table["peaks"]["A100-80GB"]["tflops"] * 1e12 / (6 * n + 12 * layers * h * 512)
+    assert f"= {86_400_000 / (tps * 8) / 3600:.4f} h at $" in text and f"{tps:,.0f} tok/s/GPU = HFU" in text
+    assert "train_tokens_per_s_per_gpu" not in BUDGETS_YAML.read_text()  # one reference throughput: the plan's
     assert "| 1M trained tokens (training) | 86,400,000 tokens |" in text
     assert "| judged answer (evaluation) | 4 |" in text
     assert "Alpaca-7B" in text and "Vicuna-13B" in text and "GPT4All" in text
@@ -163,11 +174,13 @@ def test_plan_and_actual_side_by_side(tmp_path):
     text = write_report(run, budgets)[0].read_text()
     assert "## Plan vs actual (training, plan `shear-train-7b`" in text
     assert f"| trained tokens | {plan.trained_tokens:,.0f} | 43,200,000 |" in text
-    assert "| optimizer steps | 9 | 9 | 1.00x |" in text
-    assert "| tokens/s/GPU | 1,500.0 | 3,000.0 | 2.00x |" in text  # 24,000 / 8
-    assert f"| hours (wall) | {plan.hours:.3f} | 0.500 |" in text  # the ledger's 1800 s interval
+    assert "| optimizer steps | 9 | 9 | 1.00x (+0%) |" in text
+    err = (3000 - plan.tokens_per_s_per_gpu) / plan.tokens_per_s_per_gpu  # 24,000 / 8 measured vs planned
+    assert f"| tokens/s/GPU | {plan.tokens_per_s_per_gpu:,.1f} | 3,000.0 | {3000 / plan.tokens_per_s_per_gpu:.2f}x " \
+           f"({err:+.0%}) |" in text
+    assert f"| hours (wall) | {plan.hours:.3f}" in text and "| 0.500 |" in text  # the ledger's 1800 s interval
     assert f"| dollars (training) | ${plan.usd:,.2f} | $4.33 |" in text
-    assert "throughput.yaml: assumed" in text
+    assert "Planned speed from prior full on A100-80GB" in text
 
 
 def test_one_node_price_rule_falls_back_per_gpu(monkeypatch, tmp_path):

@@ -24,8 +24,7 @@ PHASES = ("data", "training", "evaluation", "serving")
 TOP_KEYS = ("currency", "phases", "prices", "reference", "human_review_usd_per_hour")
 PHASE_KEYS = ("target", "cap", "warn")
 PRICE_KEYS = ("input", "output", "cached_input", "batch_discount")
-REFERENCE_KEYS = ("api_model", "gpu", "cloud", "region", "spot", "gpu_hourly_usd_fallback",
-                  "train_tokens_per_s_per_gpu")
+REFERENCE_KEYS = ("api_model", "gpu", "cloud", "region", "spot", "gpu_hourly_usd_fallback")
 REFERENCE_DEFAULTS = {
     "api_model": "gpt-4o-mini",
     "gpu": "A100-80GB:8",
@@ -33,7 +32,6 @@ REFERENCE_DEFAULTS = {
     "region": "us-east-1",
     "spot": True,
     "gpu_hourly_usd_fallback": 8.65,
-    "train_tokens_per_s_per_gpu": 3000.0,
 }
 
 
@@ -211,12 +209,13 @@ def _reference(ref_raw, path: Path) -> Reference:
     ref_raw = ref_raw or {}
     if not isinstance(ref_raw, dict):
         raise UserError(f"{path}: reference must be a mapping (api_model, gpu, cloud, region, spot)")
+    if "train_tokens_per_s_per_gpu" in ref_raw:  # the one training speed lives in lib/data/throughput.yaml
+        raise UserError(f"{path}: reference.train_tokens_per_s_per_gpu is gone: delete the line (training speed comes "
+                        "from lib/data/throughput.yaml, the model the launch plan uses)")
     _check_keys("reference.", ref_raw, REFERENCE_KEYS, path)
     reference = Reference({**REFERENCE_DEFAULTS, **ref_raw})
-    for k in ("gpu_hourly_usd_fallback", "train_tokens_per_s_per_gpu"):
-        reference[k] = _amount(reference[k], f"reference.{k}", path)
-    if reference["train_tokens_per_s_per_gpu"] <= 0:
-        raise UserError(f"{path}: reference.train_tokens_per_s_per_gpu must be > 0: use a measured throughput like 3000")
+    reference["gpu_hourly_usd_fallback"] = _amount(reference["gpu_hourly_usd_fallback"],
+                                                   "reference.gpu_hourly_usd_fallback", path)
     if not isinstance(reference["spot"], bool):
         raise UserError(f"{path}: reference.spot must be true or false, got {reference['spot']!r}")
     if not isinstance(reference["gpu"], str) or ":" not in reference["gpu"]:

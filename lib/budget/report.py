@@ -24,6 +24,7 @@ from lib.core.figures import save
 from .config import PHASES, Budgets, load_budgets
 from .gpu import parse_accelerator, reference_gpu_hourly
 from .ledger import Ledger
+from .throughput import reference_speed
 
 # Published 2023 costs of the recipes this project reproduces (USD; None = not reported).
 SEED_RECIPES = [
@@ -35,6 +36,7 @@ SEED_RECIPES = [
 ]
 ALPACA_EXAMPLES = 52_002
 ALPACA_EPOCHS = 3
+ALPACA_MODEL = "huggyllama/llama-7b"  # what the projection trains: Alpaca-7B's base, full fine-tune
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Summary:
     tokens: dict[str, int]
     facts: RunFacts
     open_intervals: int
+    reference_speed_source: str = ""  # how the reference tokens/s/GPU was derived
 
 
 def summarize(run_dir: Path, budgets: Budgets) -> Summary:
@@ -125,12 +128,26 @@ def summarize(run_dir: Path, budgets: Budgets) -> Summary:
     gpu_hourly, gpu_source = reference_gpu_hourly(ref)
     facts = run_facts(run_dir)
     ref_train_usd = ref_train_hours = None
+    ref_speed = (None, "")
     if facts.train_tokens:
-        _, n_gpus = parse_accelerator(ref["gpu"])
-        ref_train_hours = facts.train_tokens / (ref["train_tokens_per_s_per_gpu"] * n_gpus) / 3600.0
-        ref_train_usd = ref_train_hours * gpu_hourly
+        acc, n_gpus = parse_accelerator(ref["gpu"])
+        ref_speed = run_reference_speed(facts.metrics, acc)
+        if ref_speed[0]:
+            ref_train_hours = facts.train_tokens / (ref_speed[0] * n_gpus) / 3600.0
+            ref_train_usd = ref_train_hours * gpu_hourly
     return Summary(spent, api_usd, gpu_usd, ref_api, hours, gpu_hourly, gpu_source, ref_train_usd,
-                   ref_train_hours, timeline, n_api, tokens, facts, open_intervals)
+                   ref_train_hours, timeline, n_api, tokens, facts, open_intervals, ref_speed[1])
+
+
+def run_reference_speed(metrics: dict, accelerator: str) -> tuple[float | None, str]:
+    """The run's own model, method and max_length on the reference GPUs, priced by the launch plan's
+    speed model; (None, why) when the model's shape is not known here."""
+    model = str(metrics.get("model_id") or "")
+    try:
+        return reference_speed(model, accelerator, lora=bool(metrics.get("lora")),
+                               max_length=int(metrics.get("max_length") or 512), recipe=str(metrics.get("recipe") or ""))
+    except UserError as e:
+        return None, f"n/a: {e}"
 
 
 def _usd(x: float | None) -> str:
@@ -146,7 +163,16 @@ def _per(total: float, n: int | None) -> str:
 
 
 def _ratio(actual, planned) -> str:
-    return f"{actual / planned:.2f}x" if (actual is not None and planned) else "n/a"
+    """actual / plan and the plan's error in percent of the plan."""
+    if actual is None or not planned:
+        return "n/a"
+    return f"{actual / planned:.2f}x ({(actual - planned) / planned:+.0%})"
+
+
+def _span(p: dict) -> str:
+    """' (low-high)' of a saved plan's hours interval (compute + overhead), when it has one."""
+    h, over = p.get("compute_hours_interval"), float(p.get("overhead_hours") or 0.0)
+    return f" ({h['low'] + over:.3f}-{h['high'] + over:.3f})" if h else ""
 
 
 def plan_vs_actual(run_dir: Path, s: Summary) -> list[str]:
@@ -182,9 +208,13 @@ def plan_vs_actual(run_dir: Path, s: Summary) -> list[str]:
              f"{_ratio(s.facts.train_tokens, p.get('trained_tokens'))} |",
              f"| tokens/s/GPU | {num(p.get('tokens_per_s_per_gpu'), ',.1f')} | {num(tps, ',.1f')} | "
              f"{_ratio(tps, p.get('tokens_per_s_per_gpu'))} |",
-             f"| hours (wall) | {num(p.get('hours'), '.3f')} | {num(hours, '.3f')} | {_ratio(hours, p.get('hours'))} |",
+             f"| MFU | {num(p.get('mfu'), '.3f')} | {num(m.get('mfu'), '.3f')} | {_ratio(m.get('mfu'), p.get('mfu'))} |",
+             f"| hours (wall) | {num(p.get('hours'), '.3f')}{_span(p)} | "
+             f"{num(hours, '.3f')} | {_ratio(hours, p.get('hours'))} |",
              f"| dollars (training) | {_usd(p.get('usd'))} | {_usd(s.spent['training'])} | "
-             f"{_ratio(s.spent['training'], p.get('usd'))} |", "",
+             f"{_ratio(s.spent['training'], p.get('usd'))} |",
+             f"| dollars interval | {_usd((p.get('usd_interval') or {}).get('low'))} - "
+             f"{_usd((p.get('usd_interval') or {}).get('high'))} | {_usd(s.spent['training'])} | |", "",
              f"Planned speed from {p.get('throughput_source')}; planned tokens from {p.get('tokens_source')}. "
              "Actual hours are the ledger's training node-hours / nodes (excluding provisioning); "
              "actual tokens/s/GPU is the trainer's useful tokens/s over its logged intervals / world size. "
@@ -226,9 +256,10 @@ def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
               f"| API calls (all phases) | {_usd(sum(s.api_usd.values()))} | {_usd(ref_api_total)} | "
               f"every call's tokens at {ref['api_model']} (genai-prices) |",
               f"| training compute | {_usd(s.gpu_usd['training'])} | {_usd(s.reference_train_usd)} | "
-              + (f"{f.train_tokens:,} trained tokens / ({ref['train_tokens_per_s_per_gpu']:g} tok/s/GPU x "
+              + (f"{f.train_tokens:,} trained tokens / ({s.reference_speed_source} x "
                  f"{ref['gpu']}) = {s.reference_train_hours:.4f} h at {_usd(s.gpu_hourly)}/h ({s.gpu_source}) |"
-                 if f.train_tokens else "no `trained_tokens` in train/metrics.json |")]
+                 if s.reference_train_hours is not None else
+                 f"{s.reference_speed_source or 'no `trained_tokens` in train/metrics.json'} |")]
     lines += ["", "## Unit costs", "",
               "| unit | count | this run | on the reference API |", "|---|---:|---:|---:|",
               f"| kept example (data) | {f.kept if f.kept is not None else 'n/a'} | {_per(s.spent['data'], f.kept)} "
@@ -248,10 +279,11 @@ def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
         lines.append("- Data: no data/clean.jsonl in this run, nothing to project.")
     if f.train_tokens and f.kept:
         tok_per_example = f.train_tokens / f.kept
-        _, n_gpus = parse_accelerator(ref["gpu"])
-        hrs = ALPACA_EXAMPLES * tok_per_example * ALPACA_EPOCHS / (ref["train_tokens_per_s_per_gpu"] * n_gpus) / 3600
+        acc, n_gpus = parse_accelerator(ref["gpu"])
+        alpaca_tps, _ = reference_speed(ALPACA_MODEL, acc, max_length=512, recipe="alpaca_7b")
+        hrs = ALPACA_EXAMPLES * tok_per_example * ALPACA_EPOCHS / (alpaca_tps * n_gpus) / 3600
         lines.append(f"- Training: {ALPACA_EXAMPLES:,} examples x {tok_per_example:,.0f} tokens x {ALPACA_EPOCHS} epochs "
-                     f"on {ref['gpu']} = {hrs:.2f} h = **{_usd(hrs * s.gpu_hourly)}** "
+                     f"of {ALPACA_MODEL} at {alpaca_tps:,.0f} tok/s/GPU on {ref['gpu']} = {hrs:.2f} h = **{_usd(hrs * s.gpu_hourly)}** "
                      f"(target {_usd(budgets.phase('training').target)}; run `python -m lib.launch` for a recipe estimate).")
     else:
         lines.append("- Training: needs trained tokens (train/metrics.json) and kept examples to project; "

@@ -27,17 +27,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lib.budget import Ledger, load_budgets
-from lib.budget.gpu import catalog_file, gpu_price
+from lib.budget.gpu import catalog_file, gpu_hourly_usd, gpu_price
 from lib.core.errors import BudgetExceeded, UserError, cli
-from lib.core.paths import BUDGETS_YAML
+from lib.core.paths import BUDGETS_YAML, REPO
+from lib.budget.throughput import MEASURED_JSONL
 from lib.launch import sky_backend
+from lib.launch.calibrate import calibrate
 from lib.launch.plan import OVERHEAD_HOURS, describe_plan, find_data, make_plan, save_plan
 from lib.launch.skyrun import env_flags
 from lib.launch.task_profile import TaskProfile, task_profile
@@ -58,6 +60,11 @@ class Estimate:
     price_source: str
     basis: str  # how the hours were derived
     plan: Any = None  # lib.launch.plan.Plan for training tasks
+    hours_interval: dict = field(default_factory=dict)  # low / expected / high
+    hourly_interval: dict = field(default_factory=dict)  # one node: cheapest spot / chosen / on-demand
+    usd_interval: dict = field(default_factory=dict)  # low hours x low price ... high hours x high price (+ API)
+    placements: list = field(default_factory=list)  # (usd, usd/h, hours, option) of every placement, cheapest first
+    clouds: str = ""  # which clouds were priced, and why
 
     @property
     def usd(self) -> float:
@@ -97,6 +104,42 @@ def local_catalog_clouds() -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/vms.csv")) if root.is_dir() else []
 
 
+def allowed_clouds() -> list[str] | None:
+    """`allowed_clouds` of SkyPilot's config (~/.sky/config.yaml, read by SkyPilot's own loader); None = any."""
+    from sky import skypilot_config
+
+    allowed = skypilot_config.get_nested(("allowed_clouds",), None)
+    return [str(c).lower() for c in allowed] if allowed else None
+
+
+def enabled_clouds() -> list[str] | None:
+    """The compute clouds `sky check` enabled, from SkyPilot's local state; None when it has never run here
+    (the state database is not created just to ask)."""
+    from sky import global_user_state, skypilot_config
+    from sky.clouds.cloud import CloudCapability
+    from sky.skylet import runtime_utils
+
+    if not Path(runtime_utils.get_runtime_dir_path(".sky/state.db")).is_file():
+        return None
+    try:
+        clouds = global_user_state.get_cached_enabled_clouds(CloudCapability.COMPUTE,
+                                                              skypilot_config.get_active_workspace())
+    except Exception:  # an unreadable or older state database: treated as unknown, and said so
+        return None
+    return [str(c).lower() for c in clouds] or None
+
+
+def priced_clouds() -> tuple[list[str], str]:
+    """The clouds a task with no cloud of its own is priced on, as SkyPilot's optimizer would pick
+    from: catalogs on this machine, within allowed_clouds, among the clouds `sky check` enabled."""
+    have, allowed, enabled = local_catalog_clouds(), allowed_clouds(), enabled_clouds()
+    clouds = [c for c in have if (allowed is None or c in allowed) and (enabled is None or c in enabled)]
+    why = (f"catalogs here: {', '.join(have) or 'none'}; allowed_clouds: "
+           f"{', '.join(allowed) if allowed else 'any'}; sky check: "
+           f"{', '.join(enabled) if enabled else 'not run here (every cloud with a catalog)'}")
+    return clouds, why
+
+
 def _price_option(res, cloud: str, spot: bool | None, options: list, errors: list) -> None:
     use_spot = res.use_spot if spot is None else spot
     acc = res.accelerators or {}
@@ -117,6 +160,38 @@ def _price_option(res, cloud: str, spot: bool | None, options: list, errors: lis
         errors.append(str(e))
 
 
+def _res_clouds(res, clouds: list[str], errors: list) -> list[str]:
+    if res.cloud is None:
+        return clouds
+    cloud, allowed = str(res.cloud).lower(), allowed_clouds()
+    if allowed is not None and cloud not in allowed:
+        errors.append(f"the task asks for {cloud}, not in allowed_clouds {allowed} (~/.sky/config.yaml): "
+                      "add it there or change resources.cloud")
+        return []
+    return [cloud]
+
+
+def placements(task, budgets) -> tuple[list[tuple], list[str], str]:
+    """Every (usd/h per node, instance, source, accelerator, gpus, spot) the task's resources allow, spot
+    and on-demand, on the clouds SkyPilot would use; the errors of those it could not price; the clouds' basis."""
+    clouds, why = priced_clouds()
+    options, errors = [], []
+    if not local_catalog_clouds():  # no catalog here at all: ask the reference cloud, whose error says so
+        clouds = [budgets.reference["cloud"]]
+    elif not clouds:
+        errors.append(f"no cloud left to price ({why}): allow a cloud whose catalog is here, or run `sky check`")
+    for res in task.resources:
+        for cloud in _res_clouds(res, clouds, errors):
+            for use_spot in (True, False):
+                _price_option(res, cloud, use_spot, options, errors)
+    if not options and not local_catalog_clouds():  # offline: the documented fallback price, labelled
+        for res in task.resources:
+            for name, count in (res.accelerators or {}).items():
+                usd, source = gpu_hourly_usd(budgets.reference, f"{name}:{int(count)}", cloud=budgets.reference["cloud"])
+                options.append((usd, "fallback", f"FALLBACK PRICE: {source}", f"{name}:{int(count)}", int(count), True))
+    return options, errors, why
+
+
 def estimate(task, budgets, *, spot: bool | None = None, data: Path | None = None,
              tokenizer: str | None = None) -> Estimate:
     """Hours and dollars for one run of `task` at catalog prices (training tasks: from the plan)."""
@@ -124,39 +199,76 @@ def estimate(task, budgets, *, spot: bool | None = None, data: Path | None = Non
     phase = envs.get("BUDGET_PHASE") or "training"
     budgets.phase(phase)  # unknown phase -> UserError
     nodes = int(task.num_nodes or 1)
-
-    # Price every resource option the task allows and keep the cheapest, like SkyPilot's optimizer.
-    options = []
-    errors = []
-    for res in task.resources:
-        clouds = [str(res.cloud).lower()] if res.cloud is not None else local_catalog_clouds() or [budgets.reference["cloud"]]
-        for cloud in clouds:
-            _price_option(res, cloud, spot, options, errors)
-    if not options:
+    options, errors, clouds_why = placements(task, budgets)
+    want_spot = spot if spot is not None else _task_spot(task)
+    wanted = [o for o in options if o[5] == want_spot or o[1] == "fallback"]
+    if not wanted:
         raise UserError(errors[0] if errors else "the task names no resources to price: add resources to the YAML")
-    hourly, instance, source, accelerator, gpus, use_spot = min(options)
-
-    est_hours = _float_env(envs, "EST_HOURS")
+    hourly, instance, source, accelerator, gpus, use_spot = min(wanted)
+    spread = price_spread(options, accelerator, hourly, instance)
     plan = None
     runs = task_profile(task.run if isinstance(task.run, str) else None, envs)
     if runs is not None and runs.trains:
         overhead = _float_env(envs, "OVERHEAD_HOURS", OVERHEAD_HOURS)
-        plan = training_plan(task, runs, envs, accelerator=accelerator.partition(":")[0], gpus=gpus, nodes=nodes,
-                             data=data, tokenizer=tokenizer, overhead=overhead)
+        plans: dict = {}  # one plan per accelerator: the speed differs, the data do not
+
+        def plan_for(acc: str):
+            if acc not in plans:
+                plans[acc] = training_plan(task, runs, envs, accelerator=acc.partition(":")[0], gpus=gpus,
+                                           nodes=nodes, data=data, tokenizer=tokenizer, overhead=overhead)
+            return plans[acc]
+        plan = plan_for(accelerator)
         hours = plan.compute_hours + overhead
-        basis = (f"{plan.tokens_per_epoch:,.0f} tokens x {plan.epochs:g} epochs ({plan.recipe}) / "
-                 f"({plan.tokens_per_s_per_gpu:g} tok/s/GPU x {gpus} GPUs x {nodes} node(s)) = "
-                 f"{plan.compute_hours:.3f} h + {overhead:g} h overhead")
-    elif est_hours is not None:
-        hours = est_hours
-        basis = f"EST_HOURS={est_hours:g} from the task's envs"
+        hours_interval = {k: v + overhead for k, v in plan.compute_hours_interval.items()}
+        basis = (f"{plan.trained_tokens:,.0f} trained tokens ({plan.recipe}) / ({plan.tokens_per_s_per_gpu:,.0f} "
+                 f"tok/s/GPU x {gpus} GPUs x {nodes} node(s)) = {plan.compute_hours:.3f} h + {overhead:g} h overhead")
+        ranked = rank_placements(options, lambda acc: plan_for(acc).compute_hours + overhead, nodes)
     else:
-        raise UserError(f"{task.name}: no way to estimate hours: run a training profile (03_train) or set env "
-                        "EST_HOURS in the YAML")
+        hours, basis = _other_hours(task, envs)
+        hours_interval = {"low": hours, "expected": hours, "high": hours}
+        ranked = rank_placements(options, lambda acc: hours, nodes)
     api_usd = _float_env(envs, "EST_API_USD", 0.0)
+    usd_interval = {k: hours_interval[k] * spread[k] * nodes + api_usd for k in ("low", "expected", "high")}
     return Estimate(phase=phase, hours=hours, compute_usd=hours * hourly * nodes, api_usd=api_usd, hourly_usd=hourly,
                     nodes=nodes, gpus_per_node=gpus, accelerator=accelerator, instance=instance, spot=use_spot,
-                    price_source=source, basis=basis, plan=plan)
+                    price_source=source, basis=basis, plan=plan, hours_interval=hours_interval,
+                    hourly_interval=spread, usd_interval=usd_interval, placements=ranked, clouds=clouds_why)
+
+
+def _task_spot(task) -> bool:
+    return any(bool(r.use_spot) for r in task.resources)
+
+
+def _other_hours(task, envs) -> tuple[float, str]:
+    est_hours = _float_env(envs, "EST_HOURS")
+    if est_hours is None:
+        raise UserError(f"{task.name}: no way to estimate hours: run a training profile (03_train) or set env "
+                        "EST_HOURS in the YAML")
+    if est_hours <= 0:
+        raise UserError(f"env EST_HOURS={est_hours:g} must be > 0: pass e.g. --env EST_HOURS=1.5")
+    return est_hours, f"EST_HOURS={est_hours:g} from the task's envs"
+
+
+def rank_placements(options: list, hours_of, nodes: int) -> list[tuple]:
+    """(usd, usd/h, hours, option) of every placement, cheapest first; an accelerator the speed model
+    does not know is left out (the chosen placement raises its own error)."""
+    ranked = []
+    for o in options:
+        try:
+            hours = hours_of(o[3])
+        except UserError:
+            continue
+        ranked.append((o[0] * hours * nodes, o[0], hours, o))
+    return sorted(ranked, key=lambda r: (r[0], r[3][1]))
+
+
+def price_spread(options: list, accelerator: str, hourly: float, instance: str) -> dict:
+    """One node's price: low = the cheapest spot placement of `accelerator`, expected = the one chosen,
+    high = on-demand for the chosen instance (what a run pays when spot capacity is not there)."""
+    same = [o for o in options if o[3] == accelerator]
+    low = min([o[0] for o in same if o[5]] + [hourly])
+    high = max([hourly] + [o[0] for o in same if not o[5] and o[1] == instance])
+    return {"low": low, "expected": hourly, "high": high}
 
 
 def training_plan(task, runs: TaskProfile, envs: dict, *, accelerator: str, gpus: int, nodes: int,
@@ -166,7 +278,8 @@ def training_plan(task, runs: TaskProfile, envs: dict, *, accelerator: str, gpus
     return make_plan(task.name, runs.recipe(), base_model=str(train.get("model") or ""), accelerator=accelerator,
                      gpus_per_node=gpus, nodes=nodes, data=data, tokenizer=tokenizer,
                      tokens_override=_float_env(envs, "TRAIN_TOKENS"),
-                     tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), overhead_hours=overhead)
+                     tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), overhead_hours=overhead,
+                     packing=train.get("packing"))
 
 
 def cpu_price(res, *, cloud: str, region: str | None, spot: bool) -> tuple[float, str, str]:
@@ -203,6 +316,29 @@ def check_budget(est: Estimate, budgets, spent: float, remaining: float, *, forc
         print(f"warning (--force): {msg}", file=sys.stderr)
 
 
+def _interval_line(est: Estimate) -> str:
+    h, p, u = est.hours_interval, est.hourly_interval, est.usd_interval
+    return (f"interval:  low {h['low']:.2f} h x ${p['low']:,.3f}/h = ${u['low']:,.2f} | expected {h['expected']:.2f} h x "
+            f"${p['expected']:,.3f}/h = ${u['expected']:,.2f} | high {h['high']:.2f} h x ${p['high']:,.3f}/h = "
+            f"${u['high']:,.2f}  [hours: the speed interval + overhead; $/h per node: cheapest spot / chosen / "
+            f"on-demand; x {est.nodes} node(s) + API]")
+
+
+PLACEMENTS_SHOWN = 5
+
+
+def placement_lines(est: Estimate) -> list[str]:
+    """The cheapest few placements the task's resources allow, with time to finish."""
+    lines = [f"clouds:    {est.clouds}"]
+    for i, (usd, hourly, hours, o) in enumerate(est.placements[:PLACEMENTS_SHOWN]):
+        chosen = " <- priced above" if (o[1], o[3], o[5]) == (est.instance, est.accelerator, est.spot) else ""
+        lines.append(f"{'placement' if i == 0 else '':10} {o[3]} {'spot' if o[5] else 'on-demand':9} "
+                     f"{hours:6.2f} h x ${hourly:,.3f}/h x {est.nodes} = ${usd:,.2f}  [{o[2]}]{chosen}")
+    if len(est.placements) > PLACEMENTS_SHOWN:
+        lines.append(f"{'':10} ... {len(est.placements) - PLACEMENTS_SHOWN} more placement(s), dearer")
+    return lines
+
+
 def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
     pb = budgets.phase(est.phase)
     kind = "spot" if est.spot else "on-demand"
@@ -214,6 +350,8 @@ def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
         f"[{est.price_source}]",
         f"hours:     {est.hours:.2f} h  [{est.basis}]",
         f"estimate:  ${est.usd:,.2f} (compute ${est.compute_usd:,.2f} + API ${est.api_usd:,.2f})",
+        _interval_line(est),
+        *placement_lines(est),
         f"budget:    {est.phase}: target ${pb.target:,.2f}, cap ${pb.cap:,.2f}, spent ${spent:,.2f}, "
         f"remaining ${remaining:,.2f} -> after this run ${remaining - est.usd:,.2f}",
     ]
@@ -222,11 +360,40 @@ def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
     return "\n".join(lines)
 
 
+def fits_budget(usd: float, budgets, env: dict, *, data: Path | None = None, tokenizer: str | None = None,
+                spot: bool | None = None) -> list[str]:
+    """The reverse question: every placement of every training task in sky/ whose expected cost fits in
+    `usd`, cheapest first, with hours and the interval's high end (each task's TRAIN_TOKENS, or --data)."""
+    if not usd > 0:
+        raise UserError(f"--budget {usd:g} must be > 0: pass the dollars you can spend, e.g. --budget 50")
+    rows, skipped = [], []
+    for path in sorted((REPO / "sky").glob("*.yaml")):
+        task = load_task(path, env)
+        runs = task_profile(task.run if isinstance(task.run, str) else None, dict(task.envs))
+        if runs is None or not runs.trains:
+            continue
+        try:
+            est = estimate(task, budgets, spot=spot, data=data, tokenizer=tokenizer)
+        except UserError as e:
+            skipped.append(f"  {path.name}: not priced ({e})")
+            continue
+        slow = est.hours_interval["high"] / est.hours  # the speed interval's slow end, as a factor on hours
+        for cost, hourly, hours, o in est.placements:
+            if cost <= usd:
+                rows.append((cost, f"  ${cost:8,.2f} (slow: ${cost * slow:,.2f})  {hours:6.2f} h  {path.name:24} "
+                                   f"{est.plan.recipe:18} {o[3]} {'spot' if o[5] else 'on-demand'} [{o[2]}]"))
+    lines = [f"fits in ${usd:,.2f} (expected cost; slow: at the low end of the speed interval, same price):"]
+    lines += [text for _, text in sorted(rows)] or ["  nothing: raise --budget, or plan a smaller task"]
+    return lines + skipped
+
+
 @cli
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lib.launch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("task_yaml")
+    ap.add_argument("task_yaml", nargs="?", help="the task to price (leave out with --budget: every training task)")
+    ap.add_argument("--budget", type=float, default=None, metavar="USD",
+                    help="which training tasks and placements fit in USD, and how long each takes")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--spot", dest="spot", action="store_true", default=None, help="price and launch on spot")
     g.add_argument("--on-demand", dest="spot", action="store_false", help="price and launch on demand")
@@ -238,12 +405,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default=None, help="clean.jsonl to plan from (default: <run-dir>/data/clean.jsonl)")
     ap.add_argument("--tokenizer", default=None,
                     help="count tokens with this tokenizer (a local directory) instead of the recipe's base model's")
+    ap.add_argument("--calibrate", nargs="+", metavar="RUN_DIR", default=None,
+                    help="add the measured speed of finished runs (train/metrics.json) as measured rows")
     ap.add_argument("--budgets", default=str(BUDGETS_YAML))
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="override a task env")
     args = ap.parse_args(argv)
 
+    if args.calibrate:
+        for row in calibrate(args.calibrate):
+            print(f"measured:  {row['recipe']} on {row['accelerator']} ({row['method']}): "
+                  f"{row['tokens_per_s_per_gpu']:,.1f} tokens/s/GPU, MFU {row['mfu']} [run {row['run']}, "
+                  f"{row['date']}] -> {MEASURED_JSONL}")
+        return
     env = env_flags(args.env)
     budgets = load_budgets(args.budgets)
+    if args.budget is not None:
+        print("\n".join(fits_budget(args.budget, budgets, env, data=find_data(args.data, args.run_dir),
+                                     tokenizer=args.tokenizer, spot=args.spot)))
+        return
+    if not args.task_yaml:
+        raise UserError("no task to price: pass sky/<task>.yaml, or --budget USD to list what fits")
     task = load_task(args.task_yaml, env)
     est = estimate(task, budgets, spot=args.spot, data=find_data(args.data, args.run_dir), tokenizer=args.tokenizer)
     spent, remaining = remaining_budget(budgets, est.phase, args.run_dir)
@@ -252,6 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     if est.plan is not None:
         p = est.plan
         p.hours, p.hourly_usd, p.usd, p.price_source = est.hours, est.hourly_usd, est.usd, est.price_source
+        p.usd_interval = est.usd_interval
         p.spent_usd, p.remaining_usd = spent, remaining
         p.lines = describe(est, budgets, spent, remaining).splitlines()
         if args.run_dir:  # saved before the budget check: a refused plan is worth keeping too

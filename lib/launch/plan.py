@@ -8,41 +8,44 @@ budget report puts it beside what was measured (lib/budget/report.py).
               cut at the recipe's max_length as training cuts it; tokenized with the recipe's
               tokenizer when it is on this machine, else the printed estimate rule
     steps     ceil(train examples / (per-device batch x grad accum x GPUs x nodes)) x epochs
-    tokens    train tokens x epochs
-    hours     tokens / (tokens/s/GPU x GPUs x nodes) / 3600 + overhead
-              tokens/s/GPU from lib/data/throughput.yaml (its row's source is printed)
+    tokens    trained (real) = train tokens x epochs; processed = what the GPUs compute: the
+              same when packed, else the collator's padded total for this batch size and the
+              trainer's sample order (accelerate's seedable sampler: randperm seeded seed + epoch)
+    speed     tokens/s/GPU = utilization x peak / FLOPs per token (lib/budget/throughput.py: the
+              base model's shape, the method, the real attention span; a cited prior or a
+              measured row of lib/data/throughput.yaml, printed), low / expected / high
+    hours     processed tokens / (tokens/s/GPU x GPUs x nodes) / 3600 + overhead
     dollars   hours x node price (SkyPilot catalog) x nodes   (lib/launch/estimate.py)
 
 The recipe is the one the task's profile names (lib/launch/task_profile.py), and the task's
 GPUs must be the ones the recipe's batch layout is written for. Without a clean.jsonl (no
---data, no synced --run-dir) the task's TRAIN_TOKENS env stands in for the data, labelled as
-an assumption; steps then cannot be counted and say so.
+--data, no synced --run-dir) the task's TRAIN_TOKENS env stands in for the data (less the
+held-out slice), labelled as an assumption; steps then cannot be counted and say so.
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from lib.budget.plans import plan_path
+from lib.budget.throughput import model_shape, recipe_method, speed
 from lib.core.errors import UserError
 from lib.core.files import atomic_write_json
 from lib.core.formats import alpaca_prompt
 from lib.core.masking import encode_records, ensure_pad_token
 from lib.core.model import resolve_model
-from lib.core.paths import LIB
 from lib.train.data import read_training_records, split_heldout
 from lib.train.recipes import Recipe, load_recipe
 from lib.train.text import document_ids
 
-THROUGHPUT_YAML = LIB / "data" / "throughput.yaml"
 HELDOUT_FRACTION = 0.1  # 03_train's default heldout_fraction (the slice never trained on)
+SEED = 42  # 03_train's default seed: the held-out cut and the sample order
 BYTES_PER_TOKEN = 4  # the estimate rule when no tokenizer is at hand (English-like text)
 OVERHEAD_HOURS = 0.3  # provisioning + setup + final save, assumed; a task's OVERHEAD_HOURS env replaces it
+LEVELS = ("low", "expected", "high")
 
 
 @dataclass
@@ -54,12 +57,7 @@ class DataCount:
     tokens: int  # tokens of those examples, one epoch
     method: str  # "tokenizer <name>" or the estimate rule
     exact: bool
-
-
-@dataclass
-class Throughput:
-    tokens_per_s_per_gpu: float
-    source: str
+    lengths: list = field(default_factory=list, repr=False)  # tokens of each example (not saved)
 
 
 @dataclass
@@ -79,16 +77,28 @@ class Plan:
     tokens_source: str
     steps_per_epoch: int | None
     optimizer_steps: int | None
-    trained_tokens: float
-    tokens_per_s_per_gpu: float
-    throughput_source: str
-    compute_hours: float
+    trained_tokens: float  # real tokens through forward + backward (the trainer's non-padding count)
+    processed_tokens: float  # positions the GPUs compute, padding included
+    processed_source: str
+    method: str  # full | lora | embeddings
+    attn_span: float  # positions a processed token attends to, on average
+    flops_per_token: dict  # model / hardware FLOPs per processed token, formula
+    tokens_per_s_per_gpu: float  # real tokens, expected
+    tokens_per_s_interval: dict  # real tokens/s/GPU low / expected / high
+    utilization: dict  # HFU low / expected / high
+    mfu: float  # expected
+    peak_flops: float
+    peak_source: str
+    throughput_source: str  # the prior or measured row used
+    compute_hours: float  # expected
+    compute_hours_interval: dict  # low (fast) / expected / high (slow)
     overhead_hours: float
     created: float = 0.0
     # filled in by the launcher once the task is priced
     hours: float = 0.0
     hourly_usd: float = 0.0
     usd: float = 0.0
+    usd_interval: dict = field(default_factory=dict)
     price_source: str = ""
     spent_usd: float = 0.0
     remaining_usd: float = 0.0
@@ -101,24 +111,6 @@ class Plan:
     @property
     def effective_batch(self) -> int:
         return self.per_device_batch * self.grad_accum * self.gpus
-
-
-# ---------------------------------------------------------------------------- throughput
-
-
-def throughput(recipe: str, accelerator: str, override: float | None = None,
-               table: str | os.PathLike = THROUGHPUT_YAML) -> Throughput:
-    """tokens/s/GPU for `recipe` on `accelerator`: an explicit override, else the table's row."""
-    if override is not None:
-        if override <= 0:
-            raise UserError(f"TOKENS_PER_S_PER_GPU={override:g} must be > 0: pass e.g. --env TOKENS_PER_S_PER_GPU=1500")
-        return Throughput(override, f"env TOKENS_PER_S_PER_GPU={override:g} (overrides {Path(table).name})")
-    rows = (yaml.safe_load(Path(table).read_text()) or {}).get("rows") or []
-    for row in rows:
-        if row.get("recipe") == recipe and row.get("accelerator") == accelerator:
-            return Throughput(float(row["tokens_per_s_per_gpu"]), f"{Path(table).name}: {row['source']}")
-    raise UserError(f"no throughput row for recipe {recipe} on {accelerator} in {table}: add one (measure it with "
-                    "bench/bench_train_gpu.py) or pass --env TOKENS_PER_S_PER_GPU=N")
 
 
 # ---------------------------------------------------------------------------- data
@@ -159,18 +151,21 @@ def count_data(path: str | os.PathLike, recipe, tokenizer: str | None = None, *,
         return _count_text(path, records, train, held, recipe, tok, name)
     if tok is not None:
         examples, report = encode_records(train, tok, fmt=recipe.format, max_length=recipe.max_length)
+        dropped = f", {len(train) - len(examples):,} dropped as training drops them" if len(examples) < len(train) else ""
         return DataCount(str(path), len(records), len(held), len(examples), report.tokens,
-                         f"tokenizer {name} ({recipe.format} format, cut at {recipe.max_length})", True)
+                         f"tokenizer {name} ({recipe.format} format, cut at {recipe.max_length}{dropped})", True,
+                         [len(e["input_ids"]) for e in examples])
     if recipe.format == "alpaca":  # the prompt template is part of what trains: count its text too
         def text(r):
             return alpaca_prompt(str(r.get("instruction", "")), str(r.get("input", "") or "")) + str(r.get("output", ""))
         what = "Alpaca prompt + output"
     else:
         text, what = (lambda r: r), "every text field"
-    tokens = sum(min(math.ceil(_text_bytes(text(r)) / BYTES_PER_TOKEN), recipe.max_length) for r in train)
-    return DataCount(str(path), len(records), len(held), len(train), tokens,
+    lengths = [min(math.ceil(_text_bytes(text(r)) / BYTES_PER_TOKEN), recipe.max_length) for r in train]
+    return DataCount(str(path), len(records), len(held), len(train), sum(lengths),
                      f"ESTIMATE: no tokenizer of {name} on this machine; UTF-8 bytes of each record's {what} / "
-                     f"{BYTES_PER_TOKEN}, cut at {recipe.max_length} (pass --tokenizer DIR for an exact count)", False)
+                     f"{BYTES_PER_TOKEN}, cut at {recipe.max_length} (pass --tokenizer DIR for an exact count)", False,
+                     lengths)
 
 
 def _count_text(path, records, train, held, recipe, tok, name) -> DataCount:
@@ -184,7 +179,23 @@ def _count_text(path, records, train, held, recipe, tok, name) -> DataCount:
         how, exact = (f"ESTIMATE: no tokenizer of {name} on this machine; UTF-8 bytes of each document / "
                       f"{BYTES_PER_TOKEN}, in blocks of {block} (pass --tokenizer DIR for an exact count)"), False
     blocks = tokens // block
-    return DataCount(str(path), len(records), len(held), blocks, blocks * block, how, exact)
+    return DataCount(str(path), len(records), len(held), blocks, blocks * block, how, exact, [block] * blocks)
+
+
+def check_text_file(path: Path, what: str) -> None:
+    """One line for data that cannot be a JSONL of records: empty, or binary (NUL bytes, not UTF-8)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if not head.strip():
+        raise UserError(f"{what} is empty: pass a clean.jsonl with one record per line (02_clean writes one)")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        binary = e.start < len(head) - 4  # a multi-byte character cut by the 64 KiB read is not binary
+    else:
+        binary = False
+    if binary or b"\0" in head:
+        raise UserError(f"{what} is binary, not JSON lines: pass a clean.jsonl (UTF-8 text, one record per line)")
 
 
 def find_data(data: str | None, run_dir: str | None) -> Path | None:
@@ -195,6 +206,7 @@ def find_data(data: str | None, run_dir: str | None) -> Path | None:
             p = p / "data" / "clean.jsonl" if (p / "data").is_dir() else p / "clean.jsonl"
         if not p.is_file():
             raise UserError(f"--data {data}: no such file: pass a clean.jsonl or a run directory holding data/clean.jsonl")
+        check_text_file(p, f"--data {data}")
         return p
     if run_dir and (Path(run_dir) / "data" / "clean.jsonl").is_file():
         return Path(run_dir) / "data" / "clean.jsonl"
@@ -217,47 +229,130 @@ def check_layout(task_name: str, recipe: Recipe, gpus_per_node: int, nodes: int)
                         "these GPUs")
 
 
+def padded_tokens(lengths: list[int], per_device: int, epochs: float, seed: int = SEED) -> tuple[float, float]:
+    """(positions, sum of batch x width^2) the padding collator builds over `epochs`: micro-batches of
+    `per_device` examples in the trainer's order (accelerate's seedable sampler: torch.randperm
+    seeded `seed + epoch`), each padded to its longest example (DataCollatorForSeq2Seq, "longest")."""
+    import torch
+
+    positions = squares = 0.0
+    n = len(lengths)
+    for epoch in range(math.ceil(epochs)):
+        g = torch.Generator()
+        g.manual_seed(seed + epoch)
+        order = torch.randperm(n, generator=g).tolist()
+        share = min(1.0, epochs - epoch)  # a fractional last epoch: its share of the micro-batches
+        for i in range(0, n, per_device):
+            width = max(lengths[j] for j in order[i:i + per_device])
+            rows = len(order[i:i + per_device])
+            positions += share * rows * width
+            squares += share * rows * width * width
+    return positions, squares
+
+
+def _tokens(recipe: Recipe, data: Path | None, tokenizer: str | None, tokens_override: float | None, task_name: str):
+    """(DataCount or None, tokens per epoch, their source, lengths): counted from clean.jsonl, else the task's env."""
+    if data is not None:
+        count = count_data(data, recipe, tokenizer)
+        return count, float(count.tokens), f"{count.method}; {count.path}", count.lengths
+    if tokens_override:
+        if recipe.format == "text":  # a stated corpus size is a number of blocks
+            blocks = int(tokens_override * (1 - HELDOUT_FRACTION)) // recipe.max_length
+            return None, float(blocks * recipe.max_length), (
+                f"ASSUMED: the task's TRAIN_TOKENS env {tokens_override:,.0f} less the {HELDOUT_FRACTION:g} held out "
+                "(no corpus given: pass --data PATH to count it)"), [recipe.max_length] * blocks
+        tokens = float(tokens_override) * (1 - HELDOUT_FRACTION)
+        return None, tokens, (f"ASSUMED: the task's TRAIN_TOKENS env {tokens_override:,.0f} less the "
+                              f"{HELDOUT_FRACTION:g} 03_train holds out (no clean.jsonl given: pass --data PATH or a "
+                              "--run-dir holding data/clean.jsonl to count the real data)"), None
+    raise UserError(f"{task_name}: no data to plan from: pass --data path/to/clean.jsonl or --run-dir RUN "
+                    "(with data/clean.jsonl), or set env TRAIN_TOKENS")
+
+
+def _processed(recipe: Recipe, lengths: list[int] | None, per_device: int, epochs: float, trained: float):
+    """(processed tokens, attention span, how): what the GPUs compute, padding included."""
+    if lengths is None:  # a stated token count: no lengths to lay out
+        how = "ASSUMED: every token attends to max_length positions (no lengths without data; an upper bound)"
+        if not recipe.packing:
+            return trained * 2, float(recipe.max_length), (
+                "ASSUMED: padding doubles the positions (no lengths without data; Alpaca-length data pads 1.6-2.4x)")
+        return trained, float(recipe.max_length), how
+    if not lengths:
+        return 0.0, 0.0, "no examples"
+    if recipe.packing:
+        span = sum(n * n for n in lengths) / sum(lengths)
+        return trained, span, ("packed, padding-free: processed = trained; attention span = sum of squared "
+                               f"example lengths / tokens = {span:,.1f}")
+    positions, squares = padded_tokens(lengths, per_device, epochs)
+    return positions, squares / positions, (
+        f"padded per micro-batch of {per_device} to its longest example (DataCollatorForSeq2Seq), in the trainer's "
+        f"sample order (randperm seeded {SEED} + epoch): {positions / max(trained, 1):.2f}x the real tokens")
+
+
+def _shape(base_model: str, recipe: Recipe):
+    """The shape of what 03_train will load; an override not on this machine (a resized checkpoint on the
+    bucket) is priced with the recipe's base model's shape, and the plan says so."""
+    try:
+        return model_shape(base_model), ""
+    except UserError:
+        if base_model == recipe.base_model:
+            raise
+        return model_shape(recipe.base_model), (f" | shape: {recipe.base_model}'s ({base_model} is not on this "
+                                                "machine; an extended vocabulary adds little)")
+
+
 def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", accelerator: str, gpus_per_node: int,
               nodes: int, data: Path | None, tokenizer: str | None = None, tokens_override: float | None = None,
-              tps_override: float | None = None, overhead_hours: float = OVERHEAD_HOURS) -> Plan:
-    """`base_model`: what 03_train will load when not the recipe's (an override such as $BASE_MODEL)."""
+              tps_override: float | None = None, overhead_hours: float = OVERHEAD_HOURS,
+              packing: bool | None = None) -> Plan:
+    """`base_model`: what 03_train will load when not the recipe's (an override such as $BASE_MODEL);
+    `packing`: the profile's 03_train.packing when it sets one (False = Alpaca's per-batch padding)."""
     recipe = load_recipe(recipe_name)
+    if packing is not None and packing != recipe.packing:
+        recipe = replace(recipe, packing=bool(packing))
     base_model = base_model or recipe.base_model
     check_layout(task_name, recipe, gpus_per_node, nodes)
     per_device, accum = recipe.hardware.micro_batch(recipe.packing)
     epochs = float(recipe.num_train_epochs)
-    count = None
-    if data is not None:
-        count = count_data(data, recipe, tokenizer or base_model)
-        tokens, source = float(count.tokens), f"{count.method}; {count.path}"
-    elif tokens_override:
-        tokens = float(tokens_override)
-        source = ("ASSUMED: the task's TRAIN_TOKENS env (no clean.jsonl given: pass --data PATH or a --run-dir "
-                  "holding data/clean.jsonl to count the real data)")
-    else:
-        raise UserError(f"{task_name}: no data to plan from: pass --data path/to/clean.jsonl or --run-dir RUN "
-                        "(with data/clean.jsonl), or set env TRAIN_TOKENS")
-    tp = throughput(recipe.name, accelerator, tps_override)
     gpus = gpus_per_node * nodes
+    count, tokens, source, lengths = _tokens(recipe, data, tokenizer or base_model, tokens_override, task_name)
     steps_per_epoch = optimizer_steps = None
-    examples = count.examples if count is not None else None
-    if examples is None and recipe.format == "text":  # a stated corpus size is a number of blocks too
-        examples = int(tokens) // recipe.max_length
-        tokens = float(examples * recipe.max_length)
+    examples = count.examples if count is not None else (len(lengths) if lengths is not None else None)
     if examples is not None:
         steps_per_epoch = math.ceil(examples / (per_device * accum * gpus))  # as lib.train.sft counts them
         optimizer_steps = math.ceil(steps_per_epoch * epochs)
     trained = tokens * epochs
-    compute_h = trained / (tp.tokens_per_s_per_gpu * gpus) / 3600.0
+    processed, span, processed_how = _processed(recipe, lengths, per_device, epochs, trained)
+    method = recipe_method(recipe)
+    lm_head = bool(recipe.lora and "lm_head" in (recipe.lora.modules_to_save or []))
+    shape, shape_note = _shape(base_model, recipe)
+    sp = speed(shape, recipe=recipe.name, method=method, accelerator=accelerator, seq_len=span,
+               max_length=recipe.max_length, checkpointing=recipe.gradient_checkpointing, lm_head_trains=lm_head)
+    ratio = trained / processed if processed else 1.0  # real tokens per processed position
+    tps = {k: v * ratio for k, v in sp.tokens_per_s_per_gpu.items()}
+    row = sp.row + shape_note
+    if tps_override is not None:
+        if tps_override <= 0:
+            raise UserError(f"TOKENS_PER_S_PER_GPU={tps_override:g} must be > 0: pass e.g. --env TOKENS_PER_S_PER_GPU=4000")
+        tps = {k: float(tps_override) for k in LEVELS}
+        row = f"env TOKENS_PER_S_PER_GPU={tps_override:g} (overrides lib/data/throughput.yaml)"
+    hours = {k: trained / (tps[k] * gpus) / 3600.0 if trained else 0.0 for k in LEVELS}
+    hours = {"low": hours["high"], "expected": hours["expected"], "high": hours["low"]}  # fast speed = few hours
     hyper = {k: getattr(recipe, k) for k in ("format", "max_length", "packing", "effective_batch", "num_train_epochs",
                                              "learning_rate", "lr_scheduler_type", "warmup_ratio", "weight_decay",
                                              "bf16", "fsdp", "gradient_checkpointing", "attn_implementation")}
     hyper["lora"] = asdict(recipe.lora) if recipe.lora is not None else None
-    return Plan(task=task_name, recipe=recipe.name, base_model=base_model, hyperparameters=hyper, accelerator=accelerator, nodes=nodes,
-                gpus_per_node=gpus_per_node, epochs=epochs, per_device_batch=per_device, grad_accum=accum, data=count,
-                tokens_per_epoch=tokens, tokens_source=source, steps_per_epoch=steps_per_epoch,
-                optimizer_steps=optimizer_steps, trained_tokens=trained, tokens_per_s_per_gpu=tp.tokens_per_s_per_gpu,
-                throughput_source=tp.source, compute_hours=compute_h, overhead_hours=overhead_hours,
+    return Plan(task=task_name, recipe=recipe.name, base_model=base_model, hyperparameters=hyper,
+                accelerator=accelerator, nodes=nodes, gpus_per_node=gpus_per_node, epochs=epochs,
+                per_device_batch=per_device, grad_accum=accum, data=count, tokens_per_epoch=tokens,
+                tokens_source=source, steps_per_epoch=steps_per_epoch, optimizer_steps=optimizer_steps,
+                trained_tokens=trained, processed_tokens=processed, processed_source=processed_how, method=method,
+                attn_span=span, flops_per_token={"model": sp.flops.model, "hardware": sp.flops.hardware,
+                                                 "formula": sp.flops.formula},
+                tokens_per_s_per_gpu=tps["expected"], tokens_per_s_interval=tps, utilization=sp.utilization,
+                mfu=tps["expected"] * sp.flops.model / sp.peak_flops,  # real tokens only: padding lowers it
+                peak_flops=sp.peak_flops, peak_source=sp.peak_source, throughput_source=row,
+                compute_hours=hours["expected"], compute_hours_interval=hours, overhead_hours=overhead_hours,
                 created=time.time())
 
 
@@ -269,30 +364,46 @@ def describe_plan(p: Plan) -> list[str]:
              f"weight decay {h['weight_decay']:g}, packing {h['packing']}, fsdp {h['fsdp']}, "
              f"lora {'r=' + str(h['lora']['r']) if h['lora'] else 'no'})",
              f"compute:   {p.nodes} node(s) x {p.gpus_per_node} {p.accelerator} = {p.gpus} GPUs"]
+    lines += _data_lines(p)
+    lines.append(f"tokens:    {p.tokens_per_epoch:,.0f} x {p.epochs:g} epochs = {p.trained_tokens:,.0f} trained tokens; "
+                 f"{p.processed_tokens:,.0f} processed [{p.processed_source}]")
+    f = p.flops_per_token
+    lines.append(f"flops:     {p.method}: {f['formula']} = {f['model']:.4g} model / {f['hardware']:.4g} hardware FLOPs "
+                 f"per processed token (attention span {p.attn_span:,.1f})")
+    lines.append(f"peak:      {p.peak_flops / 1e12:g} TFLOP/s dense bf16 [{p.peak_source}]")
+    t, u = p.tokens_per_s_interval, p.utilization
+    lines.append(f"speed:     {t['low']:,.0f} / {t['expected']:,.0f} / {t['high']:,.0f} tokens/s/GPU (low / expected / "
+                 f"high) = HFU {u['low']:.2f} / {u['expected']:.2f} / {u['high']:.2f} x peak / hardware FLOPs per token"
+                 f" x real/processed; expected MFU {p.mfu:.2f}")
+    lines.append(f"sources:   {p.throughput_source}")
+    return lines
+
+
+def _data_lines(p: Plan) -> list[str]:
+    h = p.hyperparameters
     if p.data is not None:
         d = p.data
-        lines.append(f"data:      {d.records:,} records - {d.heldout:,} held out ({HELDOUT_FRACTION:g}, as 03_train) = "
-                     f"{d.examples:,} examples, {d.tokens:,} tokens per epoch [{p.tokens_source}]")
-        lines.append(f"steps:     ceil({d.examples:,} examples / ({p.per_device_batch} per device x {p.grad_accum} accum "
-                     f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch x {p.epochs:g} epochs "
-                     f"= {p.optimizer_steps:,} optimizer steps")
-    elif p.steps_per_epoch is not None:  # text format: blocks follow from the stated token count
+        return [f"data:      {d.records:,} records - {d.heldout:,} held out ({HELDOUT_FRACTION:g}, as 03_train) = "
+                f"{d.examples:,} examples, {d.tokens:,} tokens per epoch [{p.tokens_source}]",
+                f"steps:     ceil({d.examples:,} examples / ({p.per_device_batch} per device x {p.grad_accum} accum "
+                f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch x {p.epochs:g} epochs "
+                f"= {p.optimizer_steps:,} optimizer steps"]
+    if p.steps_per_epoch is not None:  # text format: blocks follow from the stated token count
         blocks = int(p.tokens_per_epoch) // h["max_length"]
-        lines.append(f"data:      {p.tokens_per_epoch:,.0f} tokens per epoch = {blocks:,} blocks of {h['max_length']} "
-                     f"[{p.tokens_source}]")
-        lines.append(f"steps:     ceil({blocks:,} blocks / ({p.per_device_batch} per device x {p.grad_accum} accum "
-                     f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch x {p.epochs:g} epochs "
-                     f"= {p.optimizer_steps:,} optimizer steps")
-    else:
-        lines.append(f"data:      {p.tokens_per_epoch:,.0f} tokens per epoch [{p.tokens_source}]")
-        lines.append(f"steps:     unknown until clean.jsonl is counted (batch {p.per_device_batch} per device x "
-                     f"{p.grad_accum} accum x {p.gpus} GPUs = {p.effective_batch} examples per step)")
-    lines.append(f"tokens:    {p.tokens_per_epoch:,.0f} x {p.epochs:g} epochs = {p.trained_tokens:,.0f} trained tokens")
-    lines.append(f"speed:     {p.tokens_per_s_per_gpu:g} tokens/s/GPU [{p.throughput_source}]")
-    return lines
+        return [f"data:      {p.tokens_per_epoch:,.0f} tokens per epoch = {blocks:,} blocks of {h['max_length']} "
+                f"[{p.tokens_source}]",
+                f"steps:     ceil({blocks:,} blocks / ({p.per_device_batch} per device x {p.grad_accum} accum "
+                f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch x {p.epochs:g} epochs "
+                f"= {p.optimizer_steps:,} optimizer steps"]
+    return [f"data:      {p.tokens_per_epoch:,.0f} tokens per epoch [{p.tokens_source}]",
+            f"steps:     unknown until clean.jsonl is counted (batch {p.per_device_batch} per device x "
+            f"{p.grad_accum} accum x {p.gpus} GPUs = {p.effective_batch} examples per step)"]
 
 
 def save_plan(run_dir: str | os.PathLike, plan: Plan) -> Path:
     path = plan_path(run_dir, plan.task)
-    atomic_write_json(path, asdict(plan))
+    out = asdict(plan)
+    if out.get("data"):
+        out["data"].pop("lengths", None)  # one number per example: the counts above say what they sum to
+    atomic_write_json(path, out)
     return path

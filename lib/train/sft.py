@@ -342,12 +342,29 @@ def run_metrics(cfg: TrainConfig, recipe, trainer, *, model_src: str, world: int
                        for r in state.log_history if "loss" in r],
         "throughput": throughput.rows, "peak_flops": throughput.peak, "peak_source": throughput.peak_source,
         "non_embedding_params": throughput.n_params,
+        **measured_speed(throughput.rows, world, recipe, lora=lora),
         "stopped_for_budget": bool(budget_cb and budget_cb.stopped_for_budget),
         "budget_projection": budget_cb.projection if budget_cb else None,
         "seconds": seconds, "output_dir": str(out_dir),
         # what the run paid for training so far, once its final interval is recorded
         **({"training_usd_spent": budget.ledger.spent("training")} if budget_cb is not None else {}),
     }
+
+
+def measured_speed(rows: list[dict], world: int, recipe, *, lora: bool) -> dict:
+    """What `python -m lib.launch --calibrate` reads back: real tokens/s per process and MFU, time-weighted
+    over the logged intervals, and the accelerator and method they were measured on."""
+    import torch
+
+    secs = sum(r.get("seconds") or 0.0 for r in rows)
+    tps = sum((r.get("useful_tokens_per_s") or 0.0) * (r.get("seconds") or 0.0) for r in rows) / secs / world \
+        if secs and world else None
+    mfus = [(r["mfu"], r["seconds"]) for r in rows if r.get("mfu") is not None and r.get("seconds")]
+    mfu = sum(m * t for m, t in mfus) / sum(t for _, t in mfus) if mfus else None
+    accelerator = recipe.hardware.accelerator if torch.cuda.is_available() else "cpu"
+    method = "embeddings" if recipe.trainable == "new_embeddings" else ("lora" if lora else "full")
+    return {"tokens_per_s_per_gpu": tps, "mfu": mfu, "accelerator": accelerator, "method": method,
+            "measured_at": time.strftime("%Y-%m-%d", time.gmtime())}
 
 
 # ---------------------------------------------------------------------------- CLI
