@@ -35,6 +35,7 @@ from lib.core.formats import alpaca_prompt
 from lib.core.masking import encode_records, ensure_pad_token
 from lib.core.model import resolve_model
 from lib.core.paths import LIB
+from lib.launch.dpo_flops import dpo_flops_multiplier
 from lib.train.data import read_training_records, split_heldout
 from lib.train.recipes import Recipe, load_recipe
 from lib.train.text import document_ids
@@ -247,12 +248,16 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
     if examples is not None:
         steps_per_epoch = math.ceil(examples / (per_device * accum * gpus))  # as lib.train.sft counts them
         optimizer_steps = math.ceil(steps_per_epoch * epochs)
-    trained = tokens * epochs
+    # DPO: pair tokens (prompt twice + chosen + rejected) in SFT-token equivalents (lib/launch/dpo_flops.py)
+    flops_x = dpo_flops_multiplier(reference_stored=recipe.dpo.precompute_ref_log_probs,
+                                   epochs=epochs) if recipe.dpo else 1.0
+    trained = tokens * epochs * flops_x
     compute_h = trained / (tp.tokens_per_s_per_gpu * gpus) / 3600.0
     hyper = {k: getattr(recipe, k) for k in ("format", "max_length", "packing", "effective_batch", "num_train_epochs",
                                              "learning_rate", "lr_scheduler_type", "warmup_ratio", "weight_decay",
                                              "bf16", "fsdp", "gradient_checkpointing", "attn_implementation")}
     hyper["lora"] = asdict(recipe.lora) if recipe.lora is not None else None
+    hyper["dpo"] = {**asdict(recipe.dpo), "flops_multiplier": flops_x} if recipe.dpo is not None else None
     return Plan(task=task_name, recipe=recipe.name, base_model=base_model, hyperparameters=hyper, accelerator=accelerator, nodes=nodes,
                 gpus_per_node=gpus_per_node, epochs=epochs, per_device_batch=per_device, grad_accum=accum, data=count,
                 tokens_per_epoch=tokens, tokens_source=source, steps_per_epoch=steps_per_epoch,
@@ -287,7 +292,15 @@ def describe_plan(p: Plan) -> list[str]:
         lines.append(f"data:      {p.tokens_per_epoch:,.0f} tokens per epoch [{p.tokens_source}]")
         lines.append(f"steps:     unknown until clean.jsonl is counted (batch {p.per_device_batch} per device x "
                      f"{p.grad_accum} accum x {p.gpus} GPUs = {p.effective_batch} examples per step)")
-    lines.append(f"tokens:    {p.tokens_per_epoch:,.0f} x {p.epochs:g} epochs = {p.trained_tokens:,.0f} trained tokens")
+    if h.get("dpo"):
+        d = h["dpo"]
+        lines.append(f"dpo:       beta {d['beta']:g}; policy fwd+bwd on chosen and rejected (6N/token) + reference fwd "
+                     f"(2N/token, {'stored: once' if d['precompute_ref_log_probs'] else 'every epoch'}) = "
+                     f"x{d['flops_multiplier']:.4f} SFT FLOPs per pair token (lib/launch/dpo_flops.py)")
+        lines.append(f"tokens:    {p.tokens_per_epoch:,.0f} pair tokens x {p.epochs:g} epochs x "
+                     f"{d['flops_multiplier']:.4f} = {p.trained_tokens:,.0f} SFT-equivalent tokens")
+    else:
+        lines.append(f"tokens:    {p.tokens_per_epoch:,.0f} x {p.epochs:g} epochs = {p.trained_tokens:,.0f} trained tokens")
     lines.append(f"speed:     {p.tokens_per_s_per_gpu:g} tokens/s/GPU [{p.throughput_source}]")
     return lines
 
