@@ -23,15 +23,13 @@ import contextlib
 import os
 from pathlib import Path
 
-from lib.budget import Ledger, load_budgets
+from lib.budget import PHASES, Ledger, load_budgets
 from lib.budget.guard import refuse_unpriced
 from lib.core.client import Endpoint, check_endpoint
 from lib.core.errors import UserError
 from lib.core.model import is_embedded
 from lib.core.paths import BUDGETS_YAML, REPO
 from lib.core.server import LocalServer, embedded_server
-
-PHASES = ("data", "training", "evaluation", "serving")
 
 
 class RunContext:

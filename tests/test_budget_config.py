@@ -61,7 +61,7 @@ def test_repo_budgets_file_loads_with_seed_recipe_targets():
     b = load_budgets(BUDGETS_YAML)
     assert b.phase("data").target <= 500  # Alpaca: < $500 of API for the data
     assert 100 <= b.phase("training").target <= 300  # Vicuna 7B ~$140 .. 13B ~$300 on spot
-    assert set(b.phases) == {"data", "training", "evaluation", "serving"}
+    assert set(b.phases) == {"data", "training", "evaluation", "serving", "preference"}
     for p in b.phases.values():
         assert p.target <= p.cap and 0 < p.warn_usd <= p.cap
     assert b.reference["gpu"] == "A100-80GB:8" and b.reference["spot"] is True

@@ -42,7 +42,8 @@ def run_notebook(run, **params):
 
 @pytest.mark.parametrize("recipe", [pytest.param(r, marks=[] if r in DEFAULT else [pytest.mark.full])
                                     for r in list_recipes() if r != "embedded"
-                                    and load_recipe(r).format != "text"])  # text recipes: test_train_pretrain.py
+                                    and load_recipe(r).format != "text"  # text recipes: test_train_pretrain.py
+                                    and load_recipe(r).dpo is None])  # DPO recipes: test_prefer_dpo.py
 def test_every_recipe_runs_tiny_through_papermill(tmp_path, recipe):
     run = make_run(tmp_path)
     m, out = run_notebook(run, recipe=recipe, model="tiny", max_steps=2, per_device_batch=2, grad_accum=1,

@@ -20,7 +20,10 @@ import yaml
 from lib.core.errors import UserError
 from lib.core.paths import BUDGETS_YAML
 
-PHASES = ("data", "training", "evaluation", "serving")
+PHASES = ("data", "training", "evaluation", "serving", "preference")
+# Phases a budgets.yaml written before them may leave out: absent, such a phase is budgeted at
+# $0 (target and cap), so nothing billed can be spent on it until it is planned.
+OPTIONAL_PHASES = ("preference",)
 TOP_KEYS = ("currency", "phases", "prices", "reference", "human_review_usd_per_hour")
 PHASE_KEYS = ("target", "cap", "warn")
 PRICE_KEYS = ("input", "output", "cached_input", "batch_discount")
@@ -159,6 +162,8 @@ def _phases(phases_raw, path: Path) -> dict[str, PhaseBudget]:
     phases: dict[str, PhaseBudget] = {}
     for name in PHASES:
         spec = phases_raw.get(name)
+        if spec is None and name in OPTIONAL_PHASES:
+            spec = {"target": 0, "cap": 0, "warn": 1.0}
         if spec is None:
             raise UserError(f"{path}: missing key phases.{name}: add {name}: {{target: ..., cap: ..., warn: 0.8}}")
         if not isinstance(spec, dict):

@@ -136,9 +136,11 @@ def recipe_method(recipe) -> str:
 
 
 def flops_per_token(shape: ModelShape, method: str, seq_len: float, *, checkpointing: bool = False,
-                    lm_head_trains: bool = False) -> Flops:
+                    lm_head_trains: bool = False, reference_forwards: float = 0.0) -> Flops:
     """Training FLOPs per token (module doc). `seq_len`: the positions a token attends to, on average
-    (sum of squared example lengths / sum of lengths for padding-free packing; the batch width when padded)."""
+    (sum of squared example lengths / sum of lengths for padding-free packing; the batch width when padded).
+    `reference_forwards`: forwards of a frozen reference model per trained token (DPO: 1 while the
+    reference runs beside the policy every epoch; 1 / epochs when its log-probs are stored once)."""
     if method not in METHODS:
         raise UserError(f"unknown training method {method!r}: use one of {', '.join(METHODS)}")
     n = float(shape.matmul_params)
@@ -150,6 +152,9 @@ def flops_per_token(shape: ModelShape, method: str, seq_len: float, *, checkpoin
         trains_head = lm_head_trains or method == "embeddings"
         model = 4 * n + 3 * attn + (head if trains_head else 0.0)
         formula = "4N + 12 L d s" + (" + 2 d V (LM head trains)" if trains_head else "") + f" ({method}: frozen weights get no weight gradients)"
+    if reference_forwards:  # useful work (the loss needs it), so MFU counts it
+        model += reference_forwards * (2 * n + attn)
+        formula += f" + {reference_forwards:g} x (2N + 4 L d s) reference forward"
     hardware = model + (2 * n + attn if checkpointing else 0.0)
     if checkpointing:
         formula += " + (2N + 4 L d s) recomputed forward"
@@ -174,12 +179,14 @@ def measured_row(table: dict, recipe: str, accelerator: str) -> dict | None:
 
 
 def speed(shape: ModelShape, *, recipe: str, method: str, accelerator: str, seq_len: float, max_length: int,
-          checkpointing: bool = False, lm_head_trains: bool = False, table: dict | None = None) -> Speed:
+          checkpointing: bool = False, lm_head_trains: bool = False, reference_forwards: float = 0.0,
+          table: dict | None = None) -> Speed:
     """tokens/s/GPU (low / expected / high) of one recipe on one accelerator: a measured row of this
     project when there is one, else the cited utilization prior through `flops_per_token`."""
     table = table or load_table()
     pk, pk_source = peak(accelerator, table)
-    fl = flops_per_token(shape, method, seq_len, checkpointing=checkpointing, lm_head_trains=lm_head_trains)
+    fl = flops_per_token(shape, method, seq_len, checkpointing=checkpointing, lm_head_trains=lm_head_trains,
+                         reference_forwards=reference_forwards)
     m = measured_row(table, recipe, accelerator)
     if m is not None:
         tps = float(m["tokens_per_s_per_gpu"])

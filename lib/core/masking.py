@@ -245,3 +245,27 @@ def encode_records(records, tok, *, fmt: str, max_length: int) -> tuple[list[dic
         report.label_tokens += sum(lab != IGNORE_INDEX for lab in ex["labels"])
         out.append(ex)
     return out, report
+
+
+def encode_preference(fmt: str, prompt: list[dict], chosen: str, rejected: str, tok,
+                      max_length: int) -> tuple[dict, bool]:
+    """A preference pair as DPO trains on it: {"prompt_ids", "chosen_ids", "rejected_ids"}.
+
+    Each side is the whole example (prompt + answer + EOS) tokenized once, as SFT does, and
+    cut at the verified prompt boundary (`encode_example`): `prompt_ids` are exactly the ids
+    inference sends for `prompt` (`prompt_ids`), the same for both sides, and each answer ends
+    in EOS. Too long: the answer is cut and still ends in EOS (`fit`); returns (pair, truncated)."""
+    check_format(fmt, tok)
+    if not prompt or prompt[-1].get("role") != "user":
+        raise MaskingError("the prompt must end on a user turn: nothing to answer")
+    eos = eos_id(tok)
+    head = prompt_ids(fmt, prompt, tok)
+    sides, truncated = {}, False
+    for name, answer in (("chosen", chosen), ("rejected", rejected)):
+        ids, spans = encode_example(fmt, [*prompt, {"role": "assistant", "content": answer}], tok)
+        start, end = spans[-1]
+        ids, _, cut = fit(ids[:end], [(start, end)], max_length, eos)
+        if ids[:start] != head:
+            raise MaskingError(f"boundary merge: the {name} example's prompt ids differ from the inference prompt's")
+        sides[name], truncated = ids[start:], truncated or cut
+    return {"prompt_ids": head, "chosen_ids": sides["chosen"], "rejected_ids": sides["rejected"]}, truncated

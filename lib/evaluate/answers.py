@@ -113,6 +113,9 @@ class GenerationSettings:
     # Greedy decoding: answers are reproducible and comparable between models; the mild
     # repetition penalty keeps tiny models from looping until max_new_tokens.
     repetition_penalty: float = 1.1
+    # > 0: sampled instead (preference pairs need k different answers to one prompt,
+    # lib/evaluate/pairs.py); the caller seeds torch for reproducibility.
+    temperature: float = 0.0
 
 
 def generate_batch(tok, model, conversations: list[list[dict]], settings: GenerationSettings,
@@ -128,8 +131,9 @@ def generate_batch(tok, model, conversations: list[list[dict]], settings: Genera
     eos = eos_ids(tok, model)
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=settings.max_new_tokens,
-                             do_sample=False, repetition_penalty=settings.repetition_penalty, eos_token_id=eos,
-                             pad_token_id=pad)
+                             repetition_penalty=settings.repetition_penalty, eos_token_id=eos, pad_token_id=pad,
+                             **({"do_sample": True, "temperature": settings.temperature, "top_k": 0}
+                                if settings.temperature > 0 else {"do_sample": False}))
     results = []
     for row in out[:, width:].tolist():
         n = next((i for i, t in enumerate(row) if t in eos or t == tok.pad_token_id), len(row))

@@ -81,8 +81,10 @@ def pair_texts(q: Question, ans_1: list[str], ans_2: list[str]) -> tuple[str, st
 
 
 class Judge:
-    def __init__(self, ep, settings: JudgeSettings | None = None, *, ledger=None, guard=None, name: str | None = None):
+    def __init__(self, ep, settings: JudgeSettings | None = None, *, ledger=None, guard=None, name: str | None = None,
+                 phase: str = "evaluation"):
         self.ep = ep
+        self.phase = phase  # the budget phase its calls are charged to (preference pairs: "preference")
         self.settings = settings or JudgeSettings()
         self.ledger = ledger
         self.guard = guard
@@ -100,7 +102,7 @@ class Judge:
 
     def _call(self, messages: list[dict], temperature: float, purpose: str):
         with hold(self.guard, self.ep.billed_as, [messages], self.settings.max_tokens):
-            return chat(self.client, self.ep, messages, ledger=self.ledger, phase="evaluation",
+            return chat(self.client, self.ep, messages, ledger=self.ledger, phase=self.phase,
                         purpose=purpose, max_tokens=self.settings.max_tokens, temperature=temperature)
 
     def _ask(self, messages: list[dict], parse, purpose: str, repair: str, first: tuple | None = None) -> dict:

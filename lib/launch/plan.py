@@ -326,8 +326,12 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
     method = recipe_method(recipe)
     lm_head = bool(recipe.lora and "lm_head" in (recipe.lora.modules_to_save or []))
     shape, shape_note = _shape(base_model, recipe)
+    # DPO: a trained token is a pair token (the prompt counted in both sequences); the frozen reference
+    # model adds one forward per token every epoch, or once in all when its log-probs are stored
+    ref = 0.0 if recipe.dpo is None else (1.0 / epochs if recipe.dpo.precompute_ref_log_probs else 1.0)
     sp = speed(shape, recipe=recipe.name, method=method, accelerator=accelerator, seq_len=span,
-               max_length=recipe.max_length, checkpointing=recipe.gradient_checkpointing, lm_head_trains=lm_head)
+               max_length=recipe.max_length, checkpointing=recipe.gradient_checkpointing, lm_head_trains=lm_head,
+               reference_forwards=ref)
     ratio = trained / processed if processed else 1.0  # real tokens per processed position
     tps = {k: v * ratio for k, v in sp.tokens_per_s_per_gpu.items()}
     row = sp.row + shape_note
@@ -342,6 +346,7 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
                                              "learning_rate", "lr_scheduler_type", "warmup_ratio", "weight_decay",
                                              "bf16", "fsdp", "gradient_checkpointing", "attn_implementation")}
     hyper["lora"] = asdict(recipe.lora) if recipe.lora is not None else None
+    hyper["dpo"] = asdict(recipe.dpo) if recipe.dpo is not None else None
     return Plan(task=task_name, recipe=recipe.name, base_model=base_model, hyperparameters=hyper,
                 accelerator=accelerator, nodes=nodes, gpus_per_node=gpus_per_node, epochs=epochs,
                 per_device_batch=per_device, grad_accum=accum, data=count, tokens_per_epoch=tokens,
@@ -365,6 +370,11 @@ def describe_plan(p: Plan) -> list[str]:
              f"lora {'r=' + str(h['lora']['r']) if h['lora'] else 'no'})",
              f"compute:   {p.nodes} node(s) x {p.gpus_per_node} {p.accelerator} = {p.gpus} GPUs"]
     lines += _data_lines(p)
+    if h.get("dpo"):
+        d = h["dpo"]
+        lines.append(f"dpo:       beta {d['beta']:g}; a token is a pair token (prompt + chosen, prompt + rejected); the "
+                     f"frozen reference's forward is in the FLOPs below, "
+                     f"{'once (log-probs stored)' if d['precompute_ref_log_probs'] else 'every epoch'}")
     lines.append(f"tokens:    {p.tokens_per_epoch:,.0f} x {p.epochs:g} epochs = {p.trained_tokens:,.0f} trained tokens; "
                  f"{p.processed_tokens:,.0f} processed [{p.processed_source}]")
     f = p.flops_per_token

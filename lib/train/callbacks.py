@@ -80,8 +80,9 @@ class BudgetCallback(TrainerCallback):
 
     def __init__(self, ledger, guard, *, hourly_usd: float, accelerator: str, count: int, nodes: int = 1,
                  margin_steps: int = 1, record_every_s: float = 120.0, spot: bool = False, cloud: str = "local",
-                 max_steps: int | None = None):
+                 max_steps: int | None = None, purpose: str = "sft"):
         self.ledger, self.guard, self.hourly, self.nodes = ledger, guard, float(hourly_usd), nodes
+        self.phase, self.purpose = guard.phase, purpose  # the guard's phase: "training", or "preference" for DPO
         self.compute = dict(accelerator=accelerator, count=count, nodes=nodes, spot=spot, cloud=cloud)
         self.margin_steps, self.record_every_s = margin_steps, record_every_s
         self.interval_start: float | None = None
@@ -104,8 +105,8 @@ class BudgetCallback(TrainerCallback):
         if not state.is_local_process_zero or self.interval_start is None:
             return
         now = time.time()
-        self.ledger.record_compute("training", self.interval_start, now, hourly_usd=self.hourly,
-                                   purpose="sft", **{**self.compute, "nodes": 1})
+        self.ledger.record_compute(self.phase, self.interval_start, now, hourly_usd=self.hourly,
+                                   purpose=self.purpose, **{**self.compute, "nodes": 1})
         self.interval_start = now if open_ else None
 
     def pending_usd(self) -> float:

@@ -26,14 +26,15 @@ class TrainingBudget:
     guard: BudgetGuard  # the training phase's cap
 
 
-def open_budget(run_dir: str, budgets_path: str = "", *, rank: int = 0, world: int = 1) -> TrainingBudget | None:
-    """The run's budgets, ledger and training guard; None without a run directory (nothing metered).
-    With several processes each writes its own ledger file (train-<rank>)."""
+def open_budget(run_dir: str, budgets_path: str = "", *, rank: int = 0, world: int = 1,
+                phase: str = "training") -> TrainingBudget | None:
+    """The run's budgets, ledger and guard of `phase` (DPO: "preference"); None without a run
+    directory (nothing metered). With several processes each writes its own ledger file (train-<rank>)."""
     if not run_dir:
         return None
     budgets = load_budgets(budgets_path or None)
     ledger = Ledger(Path(run_dir) / "ledger", writer=f"train-{rank}" if world > 1 else "train", budgets=budgets)
-    return TrainingBudget(budgets, ledger, BudgetGuard(budgets, ledger, phase="training"))
+    return TrainingBudget(budgets, ledger, BudgetGuard(budgets, ledger, phase=phase))
 
 
 def billed_instance(hardware, *, on_gpu: bool, env: Mapping[str, str] | None = None) -> tuple[str, int] | None:
@@ -65,7 +66,7 @@ def node_hourly_usd(budget: TrainingBudget, hardware, hourly_usd: float, *, bill
 
 
 def budget_callback(budget: TrainingBudget, hardware, *, hourly_usd: float, on_gpu: bool, max_steps: int,
-                    main: bool = True, env: Mapping[str, str] | None = None) -> BudgetCallback:
+                    main: bool = True, env: Mapping[str, str] | None = None, purpose: str = "sft") -> BudgetCallback:
     """The callback that records this node's compute into the ledger and stops training (after
     a checkpoint) before the next step would cross the training cap."""
     env = os.environ if env is None else env
@@ -76,8 +77,10 @@ def budget_callback(budget: TrainingBudget, hardware, *, hourly_usd: float, on_g
     callback = BudgetCallback(budget.ledger, budget.guard, hourly_usd=hourly,
                               accelerator=billed[0] if billed else "cpu", count=billed[1] if billed else local,
                               nodes=max(nodes, 1), spot=hardware.spot and bool(billed),
-                              cloud="skypilot" if env.get("SKYPILOT_TASK_ID") else "local", max_steps=max_steps)
+                              cloud="skypilot" if env.get("SKYPILOT_TASK_ID") else "local", max_steps=max_steps,
+                              purpose=purpose)
+    phase = budget.guard.phase
     if main:
-        print(f"budget: training at ${hourly:.2f}/h per node ({price_src}); cap "
-              f"${budget.guard.cap:,.2f}, spent ${budget.ledger.spent('training'):,.4f}")
+        print(f"budget: {phase} at ${hourly:.2f}/h per node ({price_src}); cap "
+              f"${budget.guard.cap:,.2f}, spent ${budget.ledger.spent(phase):,.4f}")
     return callback

@@ -65,6 +65,17 @@ class Lora:
 
 
 @dataclass
+class Dpo:
+    """Preference tuning after SFT (lib/train/dpo.py, TRL's DPOTrainer): the recipe's base is the
+    SFT model, which is also the frozen reference."""
+    beta: float = 0.1  # strength of the pull toward the reference (DPO's KL coefficient)
+    loss_type: str = "sigmoid"  # TRL's name for the DPO paper's loss
+    # Reference log-probs computed once before training and stored with the data: one reference
+    # forward per pair instead of one per epoch, and no reference model in memory while training.
+    precompute_ref_log_probs: bool = True
+
+
+@dataclass
 class Recipe:
     name: str
     description: str
@@ -87,6 +98,7 @@ class Recipe:
     fsdp: bool = True
     hardware: Hardware = field(default_factory=Hardware)
     lora: Lora | None = None
+    dpo: Dpo | None = None  # a preference-tuning recipe (lib/train/dpo.py); None = supervised
     # "all", or "new_embeddings": Chinese-LLaMA's stage 1, where only the rows a vocabulary
     # extension appended (ids >= new_embeddings_from) learn and everything else stays frozen.
     trainable: str = "all"
@@ -118,6 +130,8 @@ def _build(cls, data: dict, where: str):
             kw["hardware"] = _build(Hardware, kw["hardware"], f"{where}.hardware")
         if kw.get("lora") is not None:
             kw["lora"] = _build(Lora, kw["lora"], f"{where}.lora")
+        if kw.get("dpo") is not None:
+            kw["dpo"] = _build(Dpo, kw["dpo"], f"{where}.dpo")
     try:
         return cls(**kw)
     except TypeError as e:
@@ -138,6 +152,8 @@ def _validate(r: Recipe, where: str) -> Recipe:
     for key in ("max_length", "effective_batch"):
         if int(getattr(r, key)) < 1:
             raise UserError(f"{where}: {key} must be a positive integer")
+    if r.dpo is not None and not float(r.dpo.beta) > 0:
+        raise UserError(f"{where}: dpo.beta={r.dpo.beta} must be positive: use e.g. 0.1")
     if not 0 < float(r.learning_rate) < 1:
         raise UserError(f"{where}: learning_rate={r.learning_rate} is out of range: use e.g. 2e-5")
     r.learning_rate = float(r.learning_rate)

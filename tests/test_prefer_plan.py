@@ -1,0 +1,52 @@
+"""The launch plan counts DPO's FLOPs with the project's one FLOP count (lib/budget/throughput.py
+`flops_per_token(reference_forwards=)`): policy forward + backward on chosen and rejected, plus the
+frozen reference's forward every epoch unless its log-probs are stored; and the preference budget
+phase exists, optional in older budget files."""
+from __future__ import annotations
+
+import pytest
+
+from lib.budget import PHASES, load_budgets
+from lib.budget.throughput import flops_per_token, model_shape
+from lib.launch.plan import describe_plan, make_plan
+
+
+def test_reference_forward_by_hand():
+    shape = model_shape("huggyllama/llama-7b")
+    n, attn = float(shape.matmul_params), 4.0 * shape.layers * shape.hidden * 1024
+    sft = flops_per_token(shape, "full", 1024)
+    live = flops_per_token(shape, "full", 1024, reference_forwards=1.0)
+    stored = flops_per_token(shape, "full", 1024, reference_forwards=1 / 3)
+    assert live.model - sft.model == pytest.approx(2 * n + attn)  # one forward: 2N + 4 L d s
+    assert stored.model - sft.model == pytest.approx((2 * n + attn) / 3)
+    assert live.model / sft.model == pytest.approx(8 / 6, rel=0.02)  # ~ (6N + 2N) / 6N when N dominates
+    assert "reference forward" in live.formula and "reference" not in sft.formula
+
+
+def test_dpo_7b_plan_is_hand_checkable():
+    p = make_plan("dpo_7b", "dpo_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1, data=None,
+                  tokens_override=16_000_000, overhead_hours=0.3)
+    sft = make_plan("dpo_7b", "alpaca_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1, data=None,
+                    tokens_override=16_000_000, overhead_hours=0.3)
+    assert p.hyperparameters["dpo"]["precompute_ref_log_probs"] is not None and sft.hyperparameters["dpo"] is None
+    ref = 1.0 / p.epochs if p.hyperparameters["dpo"]["precompute_ref_log_probs"] else 1.0
+    shape = model_shape(p.base_model)
+    fl = flops_per_token(shape, p.method, p.attn_span, checkpointing=p.hyperparameters["gradient_checkpointing"],
+                         reference_forwards=ref)
+    assert p.flops_per_token["model"] == pytest.approx(fl.model) and p.flops_per_token["hardware"] == pytest.approx(fl.hardware)
+    assert p.trained_tokens == pytest.approx(p.tokens_per_epoch * p.epochs) and p.tokens_per_epoch < 16e6  # pair tokens, less held out
+    t = p.tokens_per_s_interval["expected"] * p.processed_tokens / p.trained_tokens  # per processed position
+    assert t == pytest.approx(p.utilization["expected"] * p.peak_flops / fl.hardware)
+    assert p.compute_hours == pytest.approx(p.trained_tokens / (p.tokens_per_s_per_gpu * 8) / 3600)
+    text = "\n".join(describe_plan(p))
+    assert "dpo:       beta" in text and "reference forward" in text
+
+
+def test_preference_phase_is_budgeted_and_optional(tmp_path):
+    assert "preference" in PHASES
+    pb = load_budgets().phase("preference")
+    assert 0 < pb.target <= pb.cap
+    old = tmp_path / "budgets.yaml"
+    old.write_text("currency: USD\nphases:\n" + "".join(f"  {p}: {{target: 1, cap: 2}}\n"
+                                                       for p in ("data", "training", "evaluation", "serving")))
+    assert load_budgets(old).phase("preference").cap == 0  # not planned: nothing billed may be spent on it
