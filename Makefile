@@ -67,11 +67,16 @@ $(CHROMIUM):
 demo: setup
 	$(PY) -m lib.pipeline run --profile local
 
+# Two workers on CI's 2 cores (pytest-xdist); `loadgroup` keeps the tests that share the one
+# tiny end-to-end loop on one worker, so it runs once (tests/conftest.py). The slowest cases are
+# printed so that a test that grows is seen in the CI log.
+XDIST := -n 2 --dist loadgroup --durations=20
+
 test: setup $(CHROMIUM)
-	$(PY) -m pytest -m "not full" -q
+	$(PY) -m pytest -m "not full" -q $(XDIST)
 
 test-full: setup $(CHROMIUM)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 bench: setup
 	$(PY) bench/bench_novelty.py
