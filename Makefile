@@ -24,12 +24,13 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
 	-DLLAVA_BUILD=OFF
 
-.PHONY: setup demo test test-full bench lab clean-runs help
+.PHONY: setup demo test test-full coverage bench lab clean-runs help
 
 help:
 	@echo "make demo       whole loop locally on the embedded SmolLM2-135M (runs/<id>/)"
 	@echo "make test       test suite (CI's fast subset; every feature has a real case)"
 	@echo "make test-full  all tests, long kill/resume and fault cases included"
+	@echo "make coverage   the default suite with line coverage of lib/ (subprocesses included)"
 	@echo "make bench      CPU benchmarks -> docs/benchmarks.md"
 	@echo "make lab        Jupyter on the notebooks"
 
@@ -77,6 +78,10 @@ test: setup $(CHROMIUM)
 
 test-full: setup $(CHROMIUM)
 	$(PY) -m pytest -q $(XDIST)
+
+# Line coverage of lib/ over the default suite (.coveragerc: subprocesses too); slower than `make test`.
+coverage: setup $(CHROMIUM)
+	$(PY) -m pytest -m "not full" -q $(XDIST) --cov=lib --cov-report=term:skip-covered
 
 bench: setup
 	$(PY) bench/bench_novelty.py
