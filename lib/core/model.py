@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import struct
 import shutil
 import tempfile
 from pathlib import Path
@@ -145,6 +147,37 @@ def eos_ids(tok, model) -> list[int]:
     if tok.eos_token_id is not None and tok.eos_token_id not in ids:
         ids.append(tok.eos_token_id)
     return ids
+
+
+def check_checkpoint(model_dir: str | os.PathLike, fix: str = "re-run training (03_train) to rewrite it") -> None:
+    """A Hugging Face checkpoint that will load, checked in milliseconds before a server, a
+    conversion or an export starts: config.json is a JSON object naming its `model_type`, and
+    every safetensors file holds all the bytes its header promises (a copy cut short by a full
+    disk or a killed transfer otherwise fails minutes later, deep inside a library)."""
+    d = Path(model_dir)
+    try:
+        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{d} has no config.json: {fix}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{d / 'config.json'} is not valid JSON ({type(e).__name__}): {fix}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise UserError(f"{d / 'config.json'} is not a model config (no `model_type`): {fix}")
+    for f in sorted(d.glob("*.safetensors")):
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            try:
+                header = json.loads(fh.read(n)) if 0 < n <= size - 8 else None
+            except ValueError:
+                header = None
+        if not isinstance(header, dict):
+            raise UserError(f"{f} is truncated or not a safetensors file (its header does not read): {fix}")
+        end = max((t["data_offsets"][1] for k, t in header.items()
+                   if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t), default=0)
+        if 8 + n + end > size:
+            raise UserError(f"{f} is truncated ({size:,} of {8 + n + end:,} bytes): {fix}")
 
 
 def model_fingerprint(path: str | os.PathLike) -> str:

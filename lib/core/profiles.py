@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from lib.core.errors import UserError
-from lib.core.params import declared_params
+from lib.core.params import declared_params, declared_types, typed_value
 from lib.core.paths import LIB, NOTEBOOKS
 
 PROFILES = LIB / "profiles"
@@ -107,6 +107,10 @@ def notebook_params(profile: dict, sets: dict[str, dict], phases: list[str] | No
         for key in merged:
             if "key" in key.lower() and not key.endswith("_env"):
                 raise UserError(f"{name}.{key} looks like a secret: pass keys through the environment (api_key_env names the variable)")
+        # typed like the parameters cell, before the first phase runs (`max_steps=abc` is refused here,
+        # not in the notebook after the earlier phases ran and the run's files were rewritten)
+        types = declared_types(path)
+        merged = {k: typed_value(f"{name}.{k}", types.get(k), v) for k, v in merged.items()}
         plan.append((name, path, merged))
     return plan
 
@@ -134,6 +138,7 @@ def apply_env_overrides(profile: dict, plan: list[tuple[str, Path, dict]], env=N
             replaced, old[key] = old.get(key), value
             params[param] = old
         else:
+            value = typed_value(f"${var} -> {nb}.{param}", declared_types(NOTEBOOKS / f"{nb}.ipynb").get(param), value)
             replaced, params[param] = params.get(param), value
         done[f"{nb}.{rest}"] = {"value": value, "from": var, "replaced": replaced}
         print(f"override: {nb}.{rest} = {value!r} from ${var} (replaces {_what(replaced)})", flush=True)

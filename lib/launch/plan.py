@@ -188,17 +188,21 @@ def _count_text(path, records, train, held, recipe, tok, name) -> DataCount:
 
 
 def find_data(data: str | None, run_dir: str | None) -> Path | None:
-    """clean.jsonl from --data, else <run_dir>/data/clean.jsonl when the run directory has one."""
+    """clean.jsonl from --data, else <run_dir>/data/clean.jsonl when the run directory has one;
+    read now, before any price is looked up: binary or empty data is one line, not a traceback
+    or a priced run of zero steps."""
+    p = None
     if data:
         p = Path(data)
         if p.is_dir():
             p = p / "data" / "clean.jsonl" if (p / "data").is_dir() else p / "clean.jsonl"
         if not p.is_file():
             raise UserError(f"--data {data}: no such file: pass a clean.jsonl or a run directory holding data/clean.jsonl")
-        return p
-    if run_dir and (Path(run_dir) / "data" / "clean.jsonl").is_file():
-        return Path(run_dir) / "data" / "clean.jsonl"
-    return None
+    elif run_dir and (Path(run_dir) / "data" / "clean.jsonl").is_file():
+        p = Path(run_dir) / "data" / "clean.jsonl"
+    if p is not None and not read_training_records(p):
+        raise UserError(f"{p} holds no records: pass the clean.jsonl that 02_clean wrote (one JSON record a line)")
+    return p
 
 
 # ---------------------------------------------------------------------------- plan

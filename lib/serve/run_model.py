@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.core.errors import UserError
-from lib.core.model import load_for_inference, resolve_model
+from lib.core.model import check_checkpoint, load_for_inference, resolve_model
 from lib.core.paths import REPO
 from lib.train.merge import merge_lora
 from lib.train.recipes import load_recipe
@@ -92,6 +92,7 @@ def load_run_model(run: str | os.PathLike) -> RunModel:
         if not (model_dir / "adapter_config.json").is_file():
             raise UserError(f"{model_dir} holds neither a checkpoint (config.json) nor LoRA adapters: re-run training")
         model_dir = _merge_adapter(model_dir, meta)
+    check_checkpoint(model_dir)  # a garbage config or cut weights: one line now, not a traceback minutes later
     return RunModel(run_dir=run_dir.resolve(), model_dir=model_dir.resolve(), format=meta["format"],
                     recipe=meta["recipe"], base=meta["model"])
 
