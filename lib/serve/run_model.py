@@ -50,6 +50,9 @@ def training_metadata(run_dir: Path) -> dict:
     metrics = run_dir / "train" / "metrics.json"
     if metrics.is_file():
         meta = _read_json(metrics)
+        if not isinstance(meta, dict):
+            raise UserError(f"{metrics} holds no training record (a {type(meta).__name__}): re-run training (03_train) "
+                            "to rewrite it")
         if meta.get("format") and meta.get("recipe"):
             return {"format": meta["format"], "recipe": meta["recipe"], "model": meta.get("model", "")}
     note = run_dir / "model" / ".complete"
@@ -58,7 +61,7 @@ def training_metadata(run_dir: Path) -> dict:
             info = json.loads(note.read_text(encoding="utf-8").strip() or "{}")
         except ValueError:
             info = {}
-        if info.get("recipe"):
+        if isinstance(info, dict) and info.get("recipe"):
             return {"format": load_recipe(info["recipe"]).format, "recipe": info["recipe"],
                     "model": info.get("base", "")}
     raise UserError(f"{run_dir} has no training metadata (train/metrics.json): train the model first (03_train); "
