@@ -86,9 +86,10 @@ _TYPE_CHECKS = {
 }
 
 
-def typed_value(where: str, annotation: str | None, value):
+def typed_value(where: str, annotation: str | None, value, declared_by: str = "the notebook"):
     """`value` checked against a parameter's annotation (and widened: 3 -> 3.0 for a float, a
-    YAML number back to text for a str); a mismatch is one UserError naming `where` and the type.
+    YAML number back to text for a str); a mismatch is one UserError naming `where` and the type
+    (as `declared_by` declares it: a notebook's parameters cell, a recipe's dataclass).
     An unknown or missing annotation passes the value through."""
     check = _TYPE_CHECKS.get(annotation or "")
     if check is None:
@@ -100,7 +101,7 @@ def typed_value(where: str, annotation: str | None, value):
         example = {"int": "10", "float": "0.5", "bool": "true or false", "str": "some-text",
                    "dict": "{a: 1}", "list": "[a, b]"}[annotation]
         raise UserError(f"{where}={value!r} is not {'an' if annotation == 'int' else 'a'} {annotation}: "
-                        f"the notebook declares `{where.rsplit('.', 1)[-1]}: {annotation}`; give e.g. {example}")
+                        f"{declared_by} declares `{where.rsplit('.', 1)[-1]}: {annotation}`; give e.g. {example}")
     return convert(value)
 
 
