@@ -163,6 +163,7 @@ def check_checkpoint(model_dir: str | os.PathLike, fix: str = "re-run training (
         raise UserError(f"{d / 'config.json'} is not valid JSON ({type(e).__name__}): {fix}") from None
     if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
         raise UserError(f"{d / 'config.json'} is not a model config (no `model_type`): {fix}")
+    check_tokenizer_files(d, fix)
     for f in sorted(d.glob("*.safetensors")):
         size = f.stat().st_size
         with open(f, "rb") as fh:
@@ -178,6 +179,57 @@ def check_checkpoint(model_dir: str | os.PathLike, fix: str = "re-run training (
                    if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t), default=0)
         if 8 + n + end > size:
             raise UserError(f"{f} is truncated ({size:,} of {8 + n + end:,} bytes): {fix}")
+
+
+TOKENIZER_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def check_tokenizer_files(model_dir: str | os.PathLike, fix: str) -> None:
+    """A directory's tokenizer files that exist read as JSON objects (tokenizer.json with a
+    `model`), checked before the library sees them: it answers a `null` or a cut-off file with
+    a TypeError or a bare Rust `Exception` from deep inside."""
+    d = Path(model_dir)
+    for name in TOKENIZER_JSON_FILES:
+        f = d / name
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{f} is not valid JSON ({type(e).__name__}; cut short or not a tokenizer file): "
+                            f"{fix}") from None
+        if not isinstance(data, dict) or (name == "tokenizer.json" and not isinstance(data.get("model"), dict)):
+            what = "an object without a `model`" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+            raise UserError(f"{f} is not a tokenizer file ({what}): {fix}")
+
+
+def checked_tokenizer(src: str | os.PathLike, fix: str, **kwargs):
+    """`AutoTokenizer.from_pretrained(src)`, its local files checked first (`check_tokenizer_files`).
+    OSError (no tokenizer files, an unreachable hub id) and a hub id's ValueError reach the caller,
+    which names its own cause; anything else the library raises on a directory's files that parse
+    but do not fit (`bos_token: 5`), or on the first text it encodes, is one UserError naming
+    `src` and `fix`."""
+    from transformers import AutoTokenizer
+
+    local = Path(src).is_dir()
+    if local:
+        check_tokenizer_files(src, fix)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(src), **kwargs)
+    except Exception as e:  # noqa: BLE001 - the library's own error on a user's files, as one line
+        if isinstance(e, OSError) or (isinstance(e, ValueError) and not local):
+            raise
+        raise _tokenizer_error(src, e, fix) from None
+    try:  # a config value of the wrong type (`model_max_length: {}`) loads, then fails on first use
+        tok("Hello world")
+    except Exception as e:  # noqa: BLE001
+        raise _tokenizer_error(src, e, fix) from None
+    return tok
+
+
+def _tokenizer_error(src, e: Exception, fix: str) -> UserError:
+    first = (str(e).strip().splitlines() or [""])[0][:120]
+    return UserError(f"{src}: its tokenizer files do not load ({type(e).__name__}: {first}): {fix}")
 
 
 def model_fingerprint(path: str | os.PathLike) -> str:

@@ -33,7 +33,7 @@ from lib.core.errors import UserError
 from lib.core.files import atomic_write_json
 from lib.core.formats import alpaca_prompt
 from lib.core.masking import encode_records, ensure_pad_token
-from lib.core.model import resolve_model
+from lib.core.model import checked_tokenizer, resolve_model
 from lib.core.paths import LIB
 from lib.train.data import read_training_records, split_heldout
 from lib.train.recipes import Recipe, load_recipe
@@ -126,13 +126,15 @@ def throughput(recipe: str, accelerator: str, override: float | None = None,
 
 def local_tokenizer(name: str):
     """The tokenizer `name` if it is on this machine (cache or directory), else None: a plan
-    never downloads weights or tokenizers."""
-    from transformers import AutoTokenizer
-
+    never downloads weights or tokenizers. A directory whose tokenizer files are broken is one
+    line (`checked_tokenizer`), not an estimate."""
     try:
         src = resolve_model(name)
-        tok = AutoTokenizer.from_pretrained(src, local_files_only=True)
-    except (OSError, ValueError, UserError):
+    except UserError:  # the embedded model's package is not installed
+        return None
+    try:
+        tok = checked_tokenizer(src, "pass --tokenizer DIR with a checkpoint's tokenizer files", local_files_only=True)
+    except (OSError, ValueError):
         return None
     ensure_pad_token(tok)
     return tok
