@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import struct
 from functools import lru_cache
 from pathlib import Path
 
@@ -130,9 +131,27 @@ def test_jsonl_records(tmp_path_factory, body):
     _only_user_errors(lambda: read_jsonl(root / "d.jsonl"), root)
 
 
+def _half(a, b):
+    """`a` for half the examples, `b` for the rest (st.one_of would flatten b's own branches)."""
+    return st.booleans().flatmap(lambda first: a if first else b)
+
+
+def _safetensors(header) -> bytes:
+    """A safetensors file whose JSON header is `header` (any value), with no tensor bytes."""
+    body = json.dumps(header, default=str).encode()
+    return struct.pack("<Q", len(body)) + body
+
+
+_tensor_entry = st.one_of(values, st.fixed_dictionaries({"dtype": st.just("F32"), "shape": values,
+                                                         "data_offsets": st.one_of(values, st.lists(scalars, max_size=3))}))
+
+
 @SETTINGS
-@given(config=st.one_of(raw, st.builds(lambda v: json.dumps(v, default=str).encode(), values)),
-       weights=st.one_of(raw, st.binary(min_size=8, max_size=8)))
+@given(config=_half(st.just(b'{"model_type": "llama"}'),  # half the time a config that passes, so the weights are read
+                    st.one_of(raw, st.builds(lambda v: json.dumps(v, default=str).encode(), values))),
+       weights=_half(st.builds(_safetensors, st.one_of(values, st.dictionaries(st.text(max_size=4), _tensor_entry,
+                                                                                max_size=2))),
+                     st.one_of(raw, st.binary(min_size=8, max_size=8))))
 def test_config_json_and_weights(tmp_path_factory, config, weights):
     root = tmp_path_factory.mktemp("c")
     (root / "config.json").write_bytes(config)

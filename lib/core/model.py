@@ -173,10 +173,11 @@ def check_checkpoint(model_dir: str | os.PathLike, fix: str = "re-run training (
                 header = json.loads(fh.read(n)) if 0 < n <= size - 8 else None
             except ValueError:
                 header = None
-        if not isinstance(header, dict):
+        offsets = [t.get("data_offsets") for k, t in header.items()
+                   if k != "__metadata__" and isinstance(t, dict)] if isinstance(header, dict) else [None]
+        if not all(isinstance(o, list) and len(o) == 2 and all(type(x) is int for x in o) for o in offsets):
             raise UserError(f"{f} is truncated or not a safetensors file (its header does not read): {fix}")
-        end = max((t["data_offsets"][1] for k, t in header.items()
-                   if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t), default=0)
+        end = max((o[1] for o in offsets), default=0)
         if 8 + n + end > size:
             raise UserError(f"{f} is truncated ({size:,} of {8 + n + end:,} bytes): {fix}")
 
