@@ -11,6 +11,7 @@ not with the converter's own logic.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,25 @@ def test_human_turns_keep_what_the_user_typed():
 ])
 def test_page_noise(text, want):
     assert strip_page_noise(text) == want
+
+
+# The counters as real page markup holds them: their own elements before the answer (issue 23:
+# they stayed in answers after conversion). Each class is counted; fractions in prose survive.
+MARKUP_NOISE = {
+    "counter element": ('<div class="flex">1 / 2</div><div class="markdown prose"><p>Paris.</p></div>', "Paris."),
+    "nested counter element": ("<div><div>2 / 2</div></div><p>Hello there</p>", "Hello there"),
+    "word counter element": ("<div>Copy12 chars / 3 words</div><div><p>Yes.</p></div>", "Yes."),
+    "word counter paragraph": ("<p>Copy1 chars / 1 words</p><p>Hi</p>", "Hi"),
+    "fraction in prose (kept)": ("<p>1 / 2 cup of flour</p>", "1 / 2 cup of flour"),
+    "not a counter: 3 / 2 (kept)": ("<p>3 / 2</p><p>x</p>", "3 / 2\n\nx"),
+}
+
+
+def test_page_noise_in_markup_is_removed_and_counted():
+    got = {name: page_to_markdown({"from": "gpt", "value": html}) for name, (html, _) in MARKUP_NOISE.items()}
+    assert got == {name: want for name, (_, want) in MARKUP_NOISE.items()}
+    removed = [n for n in MARKUP_NOISE if "(kept)" not in n]
+    assert len(removed) == 4 and all(not re.match(r"\d+ / \d+|Copy\d", got[n]) for n in removed)
 
 
 # ------------------------------------------------------------------ FastChat's clean_sharegpt.py

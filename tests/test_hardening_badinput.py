@@ -21,6 +21,9 @@ import json
 import os
 import re
 import resource
+import shutil
+import socket
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -73,6 +76,25 @@ class Case:
     may_create: tuple[str, ...] = ()     # globs under {tmp} the command may create (e.g. a run's state)
     fsize: int | None = None             # RLIMIT_FSIZE in bytes: a simulated full disk
     proxy_key: str | None = None         # start a FaultProxy that accepts only this key
+    readonly: str | None = None          # a directory under {tmp} made read-only for the run (see `_readonly`)
+    hold_port: bool = False              # {port} -> a port another socket is listening on
+    tiny_run: str | None = None          # a directory under {tmp} filled with a trained tiny run (real weights)
+
+
+def _safetensors(n_floats: int, keep: int | None = None) -> bytes:
+    """A real safetensors file of one float32 tensor, cut to `keep` bytes of data when given."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [n_floats], "data_offsets": [0, 4 * n_floats]}}).encode()
+    data = bytes(4 * n_floats)
+    return struct.pack("<Q", len(header)) + header + data[: len(data) if keep is None else keep]
+
+
+def _fake_run(config: str = '{"model_type": "llama"}', weights: bytes = b"") -> dict[str, str | bytes]:
+    """A run as training leaves it (metadata, finished model/), enough for every check that comes
+    before a model loads; its weights are `weights` (default: a whole small file)."""
+    return {"run/train/metrics.json": json.dumps({"format": "alpaca", "recipe": "tiny", "model": "tiny:llama"}),
+            "run/model/.complete": json.dumps({"recipe": "tiny"}) + "\n",
+            "run/model/config.json": config,
+            "run/model/model.safetensors": weights or _safetensors(256)}
 
 
 NB = ("notebooks/01_generate.ipynb",)
@@ -205,6 +227,59 @@ CASES: list[Case] = [
          files={"t.yaml": "@sky/train_7b.yaml:s/num_nodes: 1/num_nodes: two/"}),
     Case("sky-task-phase-typo", "lib.launch", ["{tmp}/t.yaml", "--dry-run"], r"unknown budget phase 'trainig'",
          files={"t.yaml": "@sky/train_7b.yaml:s/BUDGET_PHASE: training/BUDGET_PHASE: trainig/"}),
+    # ------------------------------------------------------------------ issue 23: each bad input it lists
+    # --set typed against the notebook's parameters cell before the first phase, even with --redo
+    # on a run whose 03_train.ipynb and pipeline.json must survive untouched
+    Case("pipeline-set-wrong-type-redo", "lib.pipeline",
+         ["run", "--profile", "{tmp}/p.yaml", "--run-dir", "{tmp}/run", "--redo", "--set", "03_train.max_steps=abc"],
+         r"03_train\.max_steps='abc' is not an int: the notebook declares `max_steps: int`",
+         files={"p.yaml": _profile(notebooks={"01_generate": {}, "03_train": {}}),
+                "run/03_train.ipynb": '{"cells": [], "note": "the earlier run"}',
+                "run/pipeline.json": json.dumps({"phases": {"03_train": {"status": "done"}}})}, needs=ALL_NB),
+    Case("pipeline-set-bool-for-float", "lib.pipeline",
+         ["run", "--profile", "{tmp}/p.yaml", "--set", "03_train.learning_rate=yes"],
+         r"03_train\.learning_rate=True is not a float", files={"p.yaml": _profile(notebooks={"03_train": {}})},
+         needs=ALL_NB),
+    Case("pipeline-profile-wrong-type", "lib.pipeline", ["run", "--profile", "{tmp}/p.yaml"],
+         r"01_generate\.num_instructions_to_generate='many' is not an int",
+         files={"p.yaml": _profile(notebooks={"01_generate": {"num_instructions_to_generate": "many"}})}, needs=NB),
+    # ports: out of range (uvicorn serves 70000 as 70000 % 65536) and busy, before the model is touched
+    Case("serve-port-70000", "lib.serve", ["{tmp}/run", "--port", "70000"],
+         r"port 70000 is not a TCP port: give a number from 1 to 65535", files=_fake_run()),
+    Case("serve-busy-port", "lib.serve", ["{tmp}/run", "--port", "{port}"],
+         r"port \d+ on 127\.0\.0\.1 is in use by another program", files=_fake_run(), hold_port=True),
+    # the model's own files: garbage config.json, weights cut short (they said "run make setup")
+    Case("serve-garbage-config", "lib.serve", ["{tmp}/run"], r"config\.json is not valid JSON .*re-run training",
+         files=_fake_run(config='{"model_type": "llama", "hidden_size": ')),
+    Case("export-garbage-config", "lib.serve.export", ["{tmp}/run"], r"config\.json is not valid JSON",
+         files=_fake_run(config="\x00\x01 not json")),
+    Case("export-config-not-a-model", "lib.serve.export", ["{tmp}/run"], r"config\.json is not a model config",
+         files=_fake_run(config="[1, 2, 3]")),
+    Case("serve-truncated-weights", "lib.serve", ["{tmp}/run"],
+         r"model\.safetensors is truncated \(1,\d+ of 4,\d+ bytes\)", files=_fake_run(weights=_safetensors(1024, 1000))),
+    Case("export-truncated-weights", "lib.serve.export", ["{tmp}/run"], r"model\.safetensors is truncated",
+         files=_fake_run(weights=_safetensors(1024, 10))),
+    Case("export-weights-not-safetensors", "lib.serve.export", ["{tmp}/run"],
+         r"model\.safetensors is truncated or not a safetensors file", files=_fake_run(weights=b"GGUF" + bytes(64))),
+    # where export writes: a read-only directory, a disk that fills up (it said "architecture unsupported")
+    Case("export-readonly-dir", "lib.serve.export", ["{tmp}/run"],
+         r"the export directory .*export is not writable \(Read-only file system|Permission denied",
+         files={**_fake_run(), "run/export/.keep": ""}, readonly="run/export"),
+    Case("export-full-disk", "lib.serve.export", ["{tmp}/run", "--quant", "F16"],
+         r"disk full while converting .* free space, then export again", tiny_run="run", fsize=5_000_000,
+         may_create=("run/serve/checkpoint/*", "run/logs/export-convert.log")),
+    # lib.launch --data: binary (a traceback) and empty (priced at $2.60 for zero steps)
+    Case("launch-data-binary", "lib.launch", ["sky/train_7b.yaml", "--dry-run", "--data", "{tmp}/clean.jsonl"],
+         r"clean\.jsonl is not UTF-8 text", files={"clean.jsonl": bytes(range(128, 256)) * 16}),
+    Case("launch-data-empty", "lib.launch", ["sky/train_7b.yaml", "--dry-run", "--data", "{tmp}/clean.jsonl"],
+         r"clean\.jsonl holds no records", files={"clean.jsonl": ""}),
+    # a ledger line with negative dollars would hide spend from every cap
+    Case("ledger-negative-usd", "lib.budget", ["spent", "{tmp}/run"], r"record 'api:1' has usd '-5\.0', not an amount >= 0",
+         files={"run/ledger/generate.jsonl": json.dumps({"id": "api:1", "kind": "api", "phase": "data", "usd": -5.0,
+                                                         "ts": 1.0}) + "\n"}),
+    Case("ledger-nan-usd", "lib.budget", ["check", "{tmp}/b.yaml", "--run", "{tmp}/run"], r"has usd 'nan'",
+         files={"b.yaml": GOOD_BUDGETS, "run/ledger/generate.jsonl": '{"id": "api:2", "kind": "api", "phase": "data", '
+                                                                     '"usd": NaN, "ts": 1.0}\n'}),
 ]
 
 
@@ -255,8 +330,21 @@ def prepare(case: Case, tmp: Path, proxy_url: str = "") -> None:
         p.write_bytes(content)
 
 
-def run_case(case: Case, tmp: Path, proxy_url: str = "") -> subprocess.CompletedProcess:
-    args = [a.replace("{tmp}", str(tmp)).replace("{proxy}", proxy_url) for a in case.args]
+def _readonly(case: Case, tmp: Path, argv: list[str]) -> list[str]:
+    """Run `argv` with `case.readonly` read-only. As root, permissions do not stop writes, so the
+    directory becomes a read-only tmpfs in a private mount namespace (util-linux `unshare -m`:
+    the mount is gone when the command ends); otherwise its mode is 0555 (restored by the test)."""
+    if not case.readonly:
+        return argv
+    d = tmp / case.readonly
+    if os.geteuid() != 0:
+        d.chmod(0o555)
+        return argv
+    return ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o ro,size=64k tmpfs "$0" && exec "$@"', str(d), *argv]
+
+
+def run_case(case: Case, tmp: Path, proxy_url: str = "", port: int = 0) -> subprocess.CompletedProcess:
+    args = [a.replace("{tmp}", str(tmp)).replace("{proxy}", proxy_url).replace("{port}", str(port)) for a in case.args]
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     env.update(SHEAR_RUNS=str(tmp / "runs"), HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1", **case.env)
 
@@ -264,13 +352,45 @@ def run_case(case: Case, tmp: Path, proxy_url: str = "") -> subprocess.Completed
         if case.fsize is not None:  # the kernel refuses to grow any file past this: EFBIG, like a full disk
             resource.setrlimit(resource.RLIMIT_FSIZE, (case.fsize, case.fsize))
 
-    return subprocess.run([PY, "-m", case.module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+    return subprocess.run(_readonly(case, tmp, [PY, "-m", case.module, *args]), cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=180, preexec_fn=limits, errors="replace")
 
 
 @contextlib.contextmanager
 def _no_proxy():
     yield None
+
+
+@contextlib.contextmanager
+def _held_port(hold: bool):
+    """A port that another program listens on (the busy-port case), or 0."""
+    if not hold:
+        yield 0
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory) -> Path:
+    """A run directory as training leaves it, with a real tiny LLaMA (12 MB, random weights) that
+    llama.cpp's converter can convert: the full-disk case needs the conversion to start."""
+    from transformers import AutoTokenizer
+
+    from lib.core.model import embedded_model_dir
+    from lib.train.tiny import tiny_model
+
+    run = tmp_path_factory.mktemp("tiny-run") / "run"
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
+    tiny_model("llama", tok, seed=0).save_pretrained(run / "model")
+    tok.save_pretrained(run / "model")
+    for rel, content in _fake_run().items():
+        if rel.endswith(".json") and "config" not in rel or rel.endswith(".complete"):
+            (run / rel.removeprefix("run/")).parent.mkdir(parents=True, exist_ok=True)
+            (run / rel.removeprefix("run/")).write_text(content)
+    return run
 
 
 def check_one_clear_line(p: subprocess.CompletedProcess, expect: str) -> str:
@@ -288,17 +408,24 @@ def check_one_clear_line(p: subprocess.CompletedProcess, expect: str) -> str:
 @pytest.mark.parametrize("case", [
     pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[c.id])] if c.id in KNOWN_BUGS else [])
     for c in CASES])
-def test_bad_input_gets_one_clear_line_and_changes_nothing(case: Case, tmp_path: Path):
+def test_bad_input_gets_one_clear_line_and_changes_nothing(case: Case, tmp_path: Path, request):
     missing = _missing(case)
     # a renamed module fails here instead of silently skipping the case (and its guarantee)
     assert not missing, f"{case.id}: {missing}: update the case to the module's new name"
     tmp = tmp_path / "work"
     tmp.mkdir()
-    with FaultProxy(None, require_key=case.proxy_key) if case.proxy_key else _no_proxy() as proxy:
+    if case.tiny_run:
+        shutil.copytree(request.getfixturevalue("tiny_trained_run"), tmp / case.tiny_run)
+    with (FaultProxy(None, require_key=case.proxy_key) if case.proxy_key else _no_proxy() as proxy,
+          _held_port(case.hold_port) as port):
         url = proxy.base_url if proxy else ""
         prepare(case, tmp, url)
         before = _snapshot(tmp)
-        p = run_case(case, tmp, url)
+        try:
+            p = run_case(case, tmp, url, port)
+        finally:
+            if case.readonly:
+                (tmp / case.readonly).chmod(0o755)
     check_one_clear_line(p, case.expect)
     after = _snapshot(tmp)
     changed = [rel for rel, h in before.items() if after.get(rel) != h]
@@ -312,3 +439,22 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(case: Case, tmp_path:
 
 def test_the_corpus_is_big_enough():
     assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
+
+
+def test_06_serve_with_a_missing_run_refuses_and_creates_nothing(tmp_path: Path):
+    """Issue 23: 06_serve on `runs/does-not-exist` created that directory (the run context came first).
+    Executed as papermill runs it: the first cell after the parameters stops with the one line,
+    and neither the run directory nor anything under runs/ appears."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    name = f"does-not-exist-{os.getpid()}"
+    runs = REPO / "runs"
+    before = sorted(runs.iterdir()) if runs.exists() else None
+    with pytest.raises(PapermillExecutionError) as e:
+        papermill.execute_notebook(str(REPO / "notebooks" / "06_serve.ipynb"), str(tmp_path / "06.ipynb"),
+                                   parameters={"run_dir": f"runs/{name}"}, cwd=str(REPO), kernel_name="python3",
+                                   progress_bar=False)
+    assert e.value.ename == "UserError" and f"no run directory at {REPO}/runs/{name}:" in e.value.evalue, e.value.evalue
+    assert not (runs / name).exists()
+    assert (sorted(runs.iterdir()) if runs.exists() else None) == before

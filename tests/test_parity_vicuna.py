@@ -170,3 +170,44 @@ def test_our_string_is_fastchats_string():
         # The open prompt for the last answer is FastChat's generation prompt too.
         fc.messages[-1][1] = None
         assert VICUNA_V1_1.render(msgs[:-1], "</s>") == fc.get_prompt()
+
+
+# ------------------------------------------------------------ conversations FastChat's cleaner drops
+# fschat 0.2.36's data/clean_sharegpt.py `clean_html_one_sample` drops some conversations that the
+# project keeps, each on purpose (docs/fidelity.md):
+# - starts with the assistant: FastChat cuts the first turn only (and drops what is then too short);
+#   ours cuts every leading assistant turn and keeps the exchanges that remain;
+# - too short: FastChat drops a conversation under 16 characters in all; ours keeps a short valid
+#   exchange ("Hi" -> "Hello!"), as Alpaca keeps one-word answers (drop_short drops empty ones);
+# - blocked words: FastChat drops any conversation that mentions "openai" or "chatgpt", a user's
+#   question about them included; ours drops a reply that claims to be the teacher (drop_identity).
+FASTCHAT_DROPS = {
+    "starts with the assistant": ([("gpt", "Hello! How can I help?"), ("gpt", "Anything else?"),
+                                   ("human", "Name a primary colour, please."), ("gpt", "Red is a primary colour.")],
+                                  "kept"),
+    "too short": ([("human", "Hi"), ("gpt", "Hello!")], "kept"),
+    "blocked word in the question": ([("human", "What is ChatGPT, in one sentence?"),
+                                      ("gpt", "It is a chat assistant built on a large language model.")], "kept"),
+    "blocked word as identity": ([("human", "Who are you?"),
+                                  ("gpt", "I am ChatGPT, a large language model trained by OpenAI.")], "dropped"),
+}
+
+
+def test_conversations_fastchat_drops_are_kept_or_dropped_on_purpose():
+    from fastchat.data.clean_sharegpt import clean_html_one_sample
+
+    from lib.clean.filters import CleanConfig
+    from lib.clean.pipeline import clean_records
+
+    counts = Counter()
+    for name, (turns, ours_want) in FASTCHAT_DROPS.items():
+        conv = {"id": name, "conversations": [{"from": f, "value": v} for f, v in turns]}
+        _, code = clean_html_one_sample(copy.deepcopy(conv))
+        assert code != 0, (name, "FastChat keeps it: the class is no longer a difference")
+        cfg = CleanConfig(format="sharegpt", drop_wrong_language=False, drop_near_duplicates=False,
+                          drop_low_diversity_sources=False)
+        kept = clean_records([conv], cfg, fmt="sharegpt", progress=False).records
+        assert ("kept" if kept else "dropped") == ours_want, (name, kept)
+        counts[ours_want] += 1
+    print(f"FastChat drops {len(FASTCHAT_DROPS)} classes; ours: {dict(counts)}")
+    assert counts == {"kept": 3, "dropped": 1}

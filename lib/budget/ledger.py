@@ -20,6 +20,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -38,6 +39,17 @@ from .config import PHASES, Budgets
 from .prices import api_cost, usage_tokens
 
 _WRITER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_usd(rec: dict, where: str) -> None:
+    """Money spent is a finite amount >= 0 (or None: tokens kept, price unknown). A negative one
+    would hide spend from every cap, so a ledger holding one is refused, naming the record."""
+    usd = rec.get("usd")
+    if usd is None:
+        return
+    if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd) or usd < 0:
+        raise UserError(f"{where}: record {str(rec.get('id'))[:80]!r} has usd {str(usd)[:40]!r}, not an amount "
+                        ">= 0: a ledger holds money spent; fix or remove that line")
 
 
 def _epoch(t: float | datetime | None) -> float:
@@ -76,6 +88,7 @@ class Ledger:
         """Write one record (must carry `id`, `kind`, `phase`, `usd`); returns it."""
         if record.get("phase") not in PHASES:
             raise UserError(f"unknown budget phase {record.get('phase')!r}: use one of {', '.join(PHASES)}")
+        check_usd(record, "a new ledger record")
         record = {"ts": time.time(), "writer": self.writer, "pid": os.getpid(), "rev": 0, **record}
         line = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str) + "\n"
         with self._lock:
@@ -181,6 +194,7 @@ class Ledger:
                         self.bad_lines += 1  # a torn line from a killed writer: its call is re-done on resume
                         continue
                     if isinstance(rec, dict):
+                        check_usd(rec, str(path))
                         self._take(rec)
                     else:
                         self.bad_lines += 1

@@ -28,6 +28,7 @@ from typing import Iterator
 
 from lib.core.errors import UserError
 from lib.core.files import atomic_write_jsonl, publish_dir
+from lib.core.text import lone_surrogate
 
 FORMATS = ("alpaca", "sharegpt")
 ALPACA_FIELDS = ("instruction", "input", "output")
@@ -73,6 +74,7 @@ def validate_alpaca(obj, index: int = 0) -> dict:
             value = ""
         if not isinstance(value, str):
             raise ValueError(f"field {key!r} must be a string, got {type(value).__name__}")
+        _check_text(value, f"field {key!r}")
         rec[key] = value
     rec["id"] = str(rec.get("id") if rec.get("id") not in (None, "") else f"rec-{index}")
     rec["source"] = str(rec.get("source") or "")
@@ -103,6 +105,7 @@ def validate_sharegpt(obj, index: int = 0) -> dict:
             value = ""
         if not isinstance(value, str):
             raise ValueError(f"turn {k} value must be a string, got {type(value).__name__}")
+        _check_text(value, f"turn {k} value")
         turns.append({"from": role, "value": value})
     rec = {k: v for k, v in obj.items() if k != "conversations"}
     rec["id"] = str(obj.get("id") if obj.get("id") not in (None, "") else f"conv-{index}")
@@ -110,6 +113,12 @@ def validate_sharegpt(obj, index: int = 0) -> dict:
     rec["source"] = str(obj.get("source") or "")
     rec["lang"] = str(obj.get("lang") or "")
     return rec
+
+
+def _check_text(value: str, what: str) -> None:
+    bad = lone_surrogate(value)
+    if bad:
+        raise ValueError(f"{what} holds a lone surrogate ({bad}, half of a UTF-16 pair): fix the text's encoding")
 
 
 VALIDATORS = {"alpaca": validate_alpaca, "sharegpt": validate_sharegpt}

@@ -33,7 +33,7 @@ from lib.clean.sharegpt import (SplitStats, TrainerTokens, fix_roles, html_to_ma
                                 page_to_markdown, split_conversation)
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write_jsonl
-from lib.core.model import resolve_model
+from lib.core.model import checked_tokenizer, resolve_model
 
 STAGES = [  # (name, label, config switch)
     ("malformed", "malformed record", None),
@@ -66,10 +66,8 @@ class CleanResult:
 
 def load_tokenizer(name: str):
     """The training tokenizer: "embedded" (SmolLM2), a checkpoint directory or a hub id."""
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(resolve_model(name))
+        return checked_tokenizer(resolve_model(name), "pass the path of the checkpoint you will train")
     except OSError as e:
         raise UserError(f"cannot load the tokenizer {name!r} ({e.__class__.__name__}): pass tokenizer='embedded' "
                         "or the path of the checkpoint you will train") from None

@@ -39,6 +39,9 @@ _HTML_TAG = re.compile(
 _COUNTER = re.compile(r"\A\s*(\d{1,3}) / (\d{1,3})(?=[^\W\d_]|<|[\"'\u201c\u2018(\[])")
 # A browser extension's counter above replies: "Copy1 chars / 1 words" (FastChat's pattern).
 _COPY_CHARS = re.compile(r"[ \t]*Copy\d+ chars / \d+ words[ \t]*\n?")
+# The same counter in an answer's page markup is its own element (`<div>1 / 2</div><div
+# class="markdown">...`): after conversion it is the answer's whole first line.
+_COUNTER_LINE = re.compile(r"\A\s*(\d{1,3}) / (\d{1,3})[ \t]*\n+")
 _BACKTICK_LINE = re.compile(r"^[ \t]*(`{3,})", re.MULTILINE)
 
 
@@ -121,7 +124,13 @@ def page_to_markdown(turn: dict) -> str:
     pasted ("why does <div class='row'> not wrap?") is the question, not page markup.
     """
     text = strip_page_noise(turn["value"])
-    return html_to_markdown(text) if turn["from"] != "human" else text
+    if turn["from"] == "human" or not looks_like_html(text):
+        return text
+    md = html_to_markdown(text)
+    m = _COUNTER_LINE.match(md)
+    if m and 1 <= int(m.group(1)) <= int(m.group(2)):
+        md = md[m.end():]
+    return md
 
 
 def fix_roles(conv: dict) -> tuple[dict | None, str]:

@@ -33,11 +33,15 @@ def cli(main):
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
         except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise
             where = f" writing {e.filename}" if e.filename else ""
-            print(f"error: disk full{where} ({e.strerror}): free space, then re-run the same command to resume",
-                  file=sys.stderr)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                print(f"error: disk full{where} ({e.strerror}): free space, then re-run the same command to resume",
+                      file=sys.stderr)
+            elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # a place the user chose, read-only
+                print(f"error: cannot write{where or ' a file'} ({e.strerror}): make it writable or choose another "
+                      "place, then re-run the same command", file=sys.stderr)
+            else:
+                raise
             raise SystemExit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
             print("interrupted: finished work is on disk; re-run the same command to resume", file=sys.stderr)

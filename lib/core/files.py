@@ -25,6 +25,7 @@ keeps a repair from cutting a record another process is appending at the same ti
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
@@ -73,6 +74,28 @@ def atomic_write_via(path: str | os.PathLike, write: Callable[[str], object]) ->
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def check_writable(directory: str | os.PathLike, *, need_bytes: int = 0, what: str = "the output directory") -> None:
+    """Before work starts: a file can be created in `directory` (or, when it does not exist yet,
+    in its nearest existing parent, where it will be made) and, with `need_bytes`, that much is
+    free there. Tried for real with a scratch file, so a read-only mount refuses root too."""
+    d = Path(directory)
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=d)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR):
+            raise
+        raise UserError(f"{what} {directory} is not writable ({e.strerror} at {d}): make it writable or "
+                        "write elsewhere") from None
+    free = shutil.disk_usage(d).free
+    if need_bytes and free < need_bytes:
+        raise UserError(f"{what} {directory} needs about {need_bytes / 2**20:,.0f} MiB but its disk has "
+                        f"{free / 2**20:,.0f} MiB free: free space, or write elsewhere")
 
 
 def _chmod_ordinary(path: str | os.PathLike, mode: int) -> None:

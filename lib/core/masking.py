@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 from lib.core.errors import UserError
 from lib.core.formats import RenderError, check_format, render_example, render_prompt, sharegpt_to_messages
+from lib.core.text import lone_surrogate
 
 IGNORE_INDEX = -100
 
@@ -122,8 +123,15 @@ def prompt_ids(fmt: str, messages: list[dict], tok) -> list[int]:
     return encode_text(fmt, render_prompt(fmt, messages, tok), tok)
 
 
+def _check_alpaca_fields(record: dict) -> None:
+    for key in ("instruction", "input", "output"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise MaskingError(f"malformed record: field {key!r} is {type(record[key]).__name__}, not text")
+
+
 def alpaca_messages(record: dict) -> list[dict]:
     """An Alpaca record as one exchange; the instruction keeps its bytes (Alpaca does not strip)."""
+    _check_alpaca_fields(record)
     instruction = record.get("instruction") or ""
     output = record.get("output") or ""
     if not instruction.strip():
@@ -142,14 +150,38 @@ def record_messages(record: dict) -> list[dict]:
         except (KeyError, TypeError) as e:
             raise MaskingError(f"malformed conversation: unknown speaker or field {e}") from None
     if "messages" in record:
+        if not isinstance(record["messages"], list):
+            raise MaskingError("malformed conversation: 'messages' is not a list of {role, content}")
         return list(record["messages"])
+    _check_alpaca_fields(record)
     user = (record.get("instruction") or "").strip()
     if (record.get("input") or "").strip():
         user += "\n\n" + record["input"].strip()
     return [{"role": "user", "content": user}, {"role": "assistant", "content": record.get("output") or ""}]
 
 
+ROLES = ("system", "user", "assistant")
+
+
+def _check_shape(messages: list) -> None:
+    """Every turn a {role, content} of a known role with text content (an Alpaca turn's "input" too)."""
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise MaskingError(f"malformed conversation: turn {k} is not a {{role, content}} with role "
+                               f"{', '.join(ROLES)}")
+        for key in ("content", "input"):
+            value = m.get(key)
+            if key == "content" and value is None:
+                raise MaskingError(f"malformed conversation: turn {k} has no content")
+            if value is not None and not isinstance(value, str):
+                raise MaskingError(f"malformed conversation: turn {k}'s {key} is {type(value).__name__}, not text")
+            if value and lone_surrogate(value):
+                raise MaskingError(f"malformed text: turn {k}'s {key} holds a lone surrogate "
+                                   f"({lone_surrogate(value)}), which no tokenizer encodes")
+
+
 def _check_turns(messages: list[dict]) -> None:
+    _check_shape(messages)
     body = [m for m in messages if m["role"] != "system"]
     if not any(m["role"] == "assistant" for m in body):
         raise MaskingError("no assistant turn: nothing to learn")
@@ -220,6 +252,8 @@ def fit(ids: list[int], spans: list[tuple[int, int]], max_length: int, eos: int)
 
 def encode_record(record: dict, tok, fmt: str, max_length: int) -> tuple[dict, bool]:
     check_format(fmt, tok)
+    if not isinstance(record, dict):
+        raise MaskingError(f"malformed record: a {type(record).__name__}, not a JSON object")
     messages = alpaca_messages(record) if fmt == "alpaca" else record_messages(record)
     ids, spans = encode_example(fmt, messages, tok)
     ids, labels, truncated = fit(ids, spans, max_length, eos_id(tok))
@@ -237,7 +271,7 @@ def encode_records(records, tok, *, fmt: str, max_length: int) -> tuple[list[dic
         try:
             ex, truncated = encode_record(rec, tok, fmt, max_length)
         except MaskingError as e:
-            report.drop(rec.get("id", i), str(e))
+            report.drop(rec.get("id", i) if isinstance(rec, dict) else i, str(e))
             continue
         report.kept += 1
         report.truncated += truncated

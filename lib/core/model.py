@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import struct
 import shutil
 import tempfile
 from pathlib import Path
@@ -145,6 +147,90 @@ def eos_ids(tok, model) -> list[int]:
     if tok.eos_token_id is not None and tok.eos_token_id not in ids:
         ids.append(tok.eos_token_id)
     return ids
+
+
+def check_checkpoint(model_dir: str | os.PathLike, fix: str = "re-run training (03_train) to rewrite it") -> None:
+    """A Hugging Face checkpoint that will load, checked in milliseconds before a server, a
+    conversion or an export starts: config.json is a JSON object naming its `model_type`, and
+    every safetensors file holds all the bytes its header promises (a copy cut short by a full
+    disk or a killed transfer otherwise fails minutes later, deep inside a library)."""
+    d = Path(model_dir)
+    try:
+        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{d} has no config.json: {fix}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{d / 'config.json'} is not valid JSON ({type(e).__name__}): {fix}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise UserError(f"{d / 'config.json'} is not a model config (no `model_type`): {fix}")
+    check_tokenizer_files(d, fix)
+    for f in sorted(d.glob("*.safetensors")):
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            try:
+                header = json.loads(fh.read(n)) if 0 < n <= size - 8 else None
+            except ValueError:
+                header = None
+        offsets = [t.get("data_offsets") for k, t in header.items()
+                   if k != "__metadata__" and isinstance(t, dict)] if isinstance(header, dict) else [None]
+        if not all(isinstance(o, list) and len(o) == 2 and all(type(x) is int for x in o) for o in offsets):
+            raise UserError(f"{f} is truncated or not a safetensors file (its header does not read): {fix}")
+        end = max((o[1] for o in offsets), default=0)
+        if 8 + n + end > size:
+            raise UserError(f"{f} is truncated ({size:,} of {8 + n + end:,} bytes): {fix}")
+
+
+TOKENIZER_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def check_tokenizer_files(model_dir: str | os.PathLike, fix: str) -> None:
+    """A directory's tokenizer files that exist read as JSON objects (tokenizer.json with a
+    `model`), checked before the library sees them: it answers a `null` or a cut-off file with
+    a TypeError or a bare Rust `Exception` from deep inside."""
+    d = Path(model_dir)
+    for name in TOKENIZER_JSON_FILES:
+        f = d / name
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{f} is not valid JSON ({type(e).__name__}; cut short or not a tokenizer file): "
+                            f"{fix}") from None
+        if not isinstance(data, dict) or (name == "tokenizer.json" and not isinstance(data.get("model"), dict)):
+            what = "an object without a `model`" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+            raise UserError(f"{f} is not a tokenizer file ({what}): {fix}")
+
+
+def checked_tokenizer(src: str | os.PathLike, fix: str, **kwargs):
+    """`AutoTokenizer.from_pretrained(src)`, its local files checked first (`check_tokenizer_files`).
+    OSError (no tokenizer files, an unreachable hub id) and a hub id's ValueError reach the caller,
+    which names its own cause; anything else the library raises on a directory's files that parse
+    but do not fit (`bos_token: 5`), or on the first text it encodes, is one UserError naming
+    `src` and `fix`."""
+    from transformers import AutoTokenizer
+
+    local = Path(src).is_dir()
+    if local:
+        check_tokenizer_files(src, fix)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(src), **kwargs)
+    except Exception as e:  # noqa: BLE001 - the library's own error on a user's files, as one line
+        if isinstance(e, OSError) or (isinstance(e, ValueError) and not local):
+            raise
+        raise _tokenizer_error(src, e, fix) from None
+    try:  # a config value of the wrong type (`model_max_length: {}`) loads, then fails on first use
+        tok("Hello world")
+    except Exception as e:  # noqa: BLE001
+        raise _tokenizer_error(src, e, fix) from None
+    return tok
+
+
+def _tokenizer_error(src, e: Exception, fix: str) -> UserError:
+    first = (str(e).strip().splitlines() or [""])[0][:120]
+    return UserError(f"{src}: its tokenizer files do not load ({type(e).__name__}: {first}): {fix}")
 
 
 def model_fingerprint(path: str | os.PathLike) -> str:

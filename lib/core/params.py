@@ -63,6 +63,48 @@ def declared_params(notebook: str | Path) -> list[str]:
     raise UserError(f"{notebook} has no cell tagged `parameters`: tag the first code cell so papermill can set it")
 
 
+def declared_types(notebook: str | Path) -> dict[str, str]:
+    """{name: annotation} of the parameters cell's annotated names (`max_steps: int = 6` -> "int");
+    a name assigned without an annotation is left out (its value is not checked)."""
+    for c in _cells(notebook):
+        if "parameters" in c.get("metadata", {}).get("tags", []):
+            lines = ["" if ln.lstrip().startswith(("%", "!")) else ln for ln in "".join(c["source"]).splitlines()]
+            return {n.target.id: ast.unparse(n.annotation) for n in ast.parse("\n".join(lines)).body
+                    if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    return {}
+
+
+# A parameter's value as papermill would inject it, for each annotation a parameters cell uses.
+# A bool is no int here (True is not a step count), and an int is a fine float.
+_TYPE_CHECKS = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), lambda v: v),
+    "float": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), float),
+    "bool": (lambda v: isinstance(v, bool), lambda v: v),
+    "str": (lambda v: isinstance(v, str | int | float) and not isinstance(v, bool), str),
+    "dict": (lambda v: isinstance(v, dict), lambda v: v),
+    "list": (lambda v: isinstance(v, list | tuple), list),
+}
+
+
+def typed_value(where: str, annotation: str | None, value, declared_by: str = "the notebook"):
+    """`value` checked against a parameter's annotation (and widened: 3 -> 3.0 for a float, a
+    YAML number back to text for a str); a mismatch is one UserError naming `where` and the type
+    (as `declared_by` declares it: a notebook's parameters cell, a recipe's dataclass).
+    An unknown or missing annotation passes the value through."""
+    check = _TYPE_CHECKS.get(annotation or "")
+    if check is None:
+        return value
+    ok, convert = check
+    if value is None and annotation == "str":
+        return ""  # `--set 03_train.model=` : an empty value, as the parameters cell writes ""
+    if not ok(value):
+        example = {"int": "10", "float": "0.5", "bool": "true or false", "str": "some-text",
+                   "dict": "{a: 1}", "list": "[a, b]"}[annotation]
+        raise UserError(f"{where}={value!r} is not {'an' if annotation == 'int' else 'a'} {annotation}: "
+                        f"{declared_by} declares `{where.rsplit('.', 1)[-1]}: {annotation}`; give e.g. {example}")
+    return convert(value)
+
+
 def notebook_params(ns: dict, notebook: str | Path) -> dict:
     """The parameters cell's names with their current values in `ns` (the kernel's globals).
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from lib.core.errors import UserError
-from lib.core.params import declared_params
+from lib.core.params import declared_params, declared_types, typed_value
 from lib.core.paths import LIB, NOTEBOOKS
 
 PROFILES = LIB / "profiles"
@@ -40,14 +40,24 @@ def load_profile(name_or_path: str) -> dict:
         names = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
         raise UserError(f"no profile {name_or_path!r}: use one of {names} or a path to a profile YAML")
     try:
-        prof = yaml.safe_load(path.read_text()) or {}
+        prof = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text: save the profile as UTF-8 YAML") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]}): fix the file") from None
+    if not isinstance(prof, dict):
+        raise UserError(f"{path} holds a {type(prof).__name__}, not a mapping: write `notebooks:` and its parameters")
     unknown = set(prof) - set(PROFILE_KEYS)
     if unknown:
         raise UserError(f"{path}: unknown key(s) {sorted(unknown)}: use {', '.join(PROFILE_KEYS)}")
     if not isinstance(prof.get("notebooks"), dict) or not prof["notebooks"]:
         raise UserError(f"{path}: `notebooks` must map notebook names to parameter dicts")
+    for nb, params in prof["notebooks"].items():
+        if params is not None and not isinstance(params, dict):
+            raise UserError(f"{path}: notebooks.{nb} is {params!r}, not a mapping of parameters: write `{nb}: {{}}` "
+                            "for the notebook's defaults")
+    if prof.get("params") is not None and not isinstance(prof["params"], dict):
+        raise UserError(f"{path}: `params` must map parameter names to values")
     if prof.setdefault("target", "laptop") not in ("laptop", "cloud"):
         raise UserError(f"{path}: target {prof['target']!r} is not laptop or cloud")
     prof["env"] = prof.get("env") or {}
@@ -68,7 +78,11 @@ def parse_sets(sets: list[str]) -> dict[str, dict]:
         nb, dot, param = key.partition(".")
         if not sep or not dot or not nb or not param:
             raise UserError(f"--set {item!r} is malformed: write --set NOTEBOOK.PARAM=VALUE, e.g. --set 03_train.max_steps=10")
-        out.setdefault(nb, {})[param] = yaml.safe_load(value)
+        try:
+            out.setdefault(nb, {})[param] = yaml.safe_load(value)
+        except yaml.YAMLError as e:  # `--set a.b=[1`, a control character: YAML's own error
+            raise UserError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]}): quote it or "
+                            "fix it, e.g. --set 03_train.max_steps=10") from None
     return out
 
 
@@ -107,6 +121,10 @@ def notebook_params(profile: dict, sets: dict[str, dict], phases: list[str] | No
         for key in merged:
             if "key" in key.lower() and not key.endswith("_env"):
                 raise UserError(f"{name}.{key} looks like a secret: pass keys through the environment (api_key_env names the variable)")
+        # typed like the parameters cell, before the first phase runs (`max_steps=abc` is refused here,
+        # not in the notebook after the earlier phases ran and the run's files were rewritten)
+        types = declared_types(path)
+        merged = {k: typed_value(f"{name}.{k}", types.get(k), v) for k, v in merged.items()}
         plan.append((name, path, merged))
     return plan
 
@@ -134,6 +152,7 @@ def apply_env_overrides(profile: dict, plan: list[tuple[str, Path, dict]], env=N
             replaced, old[key] = old.get(key), value
             params[param] = old
         else:
+            value = typed_value(f"${var} -> {nb}.{param}", declared_types(NOTEBOOKS / f"{nb}.ipynb").get(param), value)
             replaced, params[param] = params.get(param), value
         done[f"{nb}.{rest}"] = {"value": value, "from": var, "replaced": replaced}
         print(f"override: {nb}.{rest} = {value!r} from ${var} (replaces {_what(replaced)})", flush=True)

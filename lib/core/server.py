@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import errno
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -39,6 +41,46 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> int:
+    """A port the server can listen on, checked before anything starts: a TCP port number
+    (uvicorn takes 70000 as 70000 % 65536 and serves somewhere else) that nothing holds."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UserError(f"port {port!r} is not a TCP port: give a number from 1 to 65535, or no port for a free one")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(f"port {port} on {host} is in use by another program: stop it or pick another "
+                                "port (leave the port out for a free one)") from None
+            if e.errno == errno.EACCES:
+                raise UserError(f"port {port} on {host} needs root (ports below 1024): pick a port from 1024 "
+                                "to 65535") from None
+            raise
+    return port
+
+
+# What a server's log says when it stops while starting, and what that means for the user (the
+# last matching line wins over the generic "see the log"). Only a missing module means setup.
+STARTUP_CAUSES = (
+    ("address already in use", "its port {port} is in use by another program: pick another port"),
+    ("incomplete metadata", "its weights are truncated or corrupt: re-run training (03_train) or export again"),
+    ("mmap length is greater than file size", "its weights are truncated: re-run training (03_train) or export again"),
+    ("failed to load model", "llama.cpp could not load the model file (truncated or not a GGUF?): export it again"),
+    ("No space left on device", "the disk is full: free space, then start it again"),
+    ("No module named", "a package is missing: run `make setup`"),
+)
+
+
+def startup_cause(log_text: str, port: int) -> str:
+    """The user's fix for a server that exited while starting, read from its log."""
+    for needle, cause in STARTUP_CAUSES:
+        if needle in log_text:
+            return cause.format(port=port)
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    return f"its last log line: {lines[-1][:200]!r}" if lines else "it wrote nothing"
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -102,7 +144,7 @@ class LocalServer:
     ):
         self.model = str(model_dir)
         self.host = host
-        self.port = port or free_port(host)
+        self.port = free_port(host) if port is None else check_port(port, host)
         self.backend = backend
         if command is None:
             _check_backend(backend, self.model)
@@ -136,8 +178,11 @@ class LocalServer:
             env["OMP_NUM_THREADS"] = str(self.threads)
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.log_path, "ab")
-        out = self._log or subprocess.DEVNULL
+            self._log = open(self.log_path, "a+b")  # read back on a failed start
+        else:  # the log is where the cause of a failed start is read from
+            self._log = tempfile.TemporaryFile()
+        self._log_start = self._log.tell()
+        out = self._log
         self.proc = subprocess.Popen(
             self.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, preexec_fn=_die_with_parent,
@@ -154,11 +199,9 @@ class LocalServer:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                where = f"; see {self.log_path}" if self.log_path else ""
-                raise UserError(
-                    f"local model server exited with code {self.proc.returncode} while starting{where}: "
-                    f"check that `{self.command[0]}` is installed (`make setup`)"
-                )
+                where = f" (log: {self.log_path})" if self.log_path else ""
+                raise UserError(f"local model server for {self.model} exited with code {self.proc.returncode} while "
+                                f"starting{where}: {startup_cause(self._read_log(), self.port)}")
             if self.healthy():
                 return
             time.sleep(0.5)
@@ -166,6 +209,12 @@ class LocalServer:
             f"local model server did not become healthy within {self.startup_timeout:.0f}s on port {self.port}: "
             "raise startup_timeout or free some CPU"
         )
+
+    def _read_log(self) -> str:
+        """What the server wrote since this start (the log file may hold earlier starts too)."""
+        self._log.flush()
+        self._log.seek(self._log_start)
+        return self._log.read()[-20000:].decode("utf-8", "replace")
 
     def healthy(self) -> bool:
         try:

@@ -55,6 +55,17 @@ MESSAGE_OVERHEAD_TOKENS = 4
 CHAT_OVERHEAD_TOKENS = 16
 
 
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in `text` as its JSON escape ("\\ud83d"), or None. JSON may
+    escape half of an emoji's UTF-16 pair ("\\ud83d" alone): Python reads it, but no tokenizer,
+    language detector or UTF-8 writer accepts it, so a record holding one is refused up front."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"\\u{ord(text[e.start]):04x}"
+    return None
+
+
 def is_cjk_char(ch: str) -> bool:
     return bool(CJK.match(ch))
 

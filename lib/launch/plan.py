@@ -36,7 +36,7 @@ from lib.core.errors import UserError
 from lib.core.files import atomic_write_json
 from lib.core.formats import alpaca_prompt
 from lib.core.masking import encode_records, ensure_pad_token
-from lib.core.model import resolve_model
+from lib.core.model import checked_tokenizer, resolve_model
 from lib.train.data import read_training_records, split_heldout
 from lib.train.recipes import Recipe, load_recipe
 from lib.train.text import document_ids
@@ -118,13 +118,15 @@ class Plan:
 
 def local_tokenizer(name: str):
     """The tokenizer `name` if it is on this machine (cache or directory), else None: a plan
-    never downloads weights or tokenizers."""
-    from transformers import AutoTokenizer
-
+    never downloads weights or tokenizers. A directory whose tokenizer files are broken is one
+    line (`checked_tokenizer`), not an estimate."""
     try:
         src = resolve_model(name)
-        tok = AutoTokenizer.from_pretrained(src, local_files_only=True)
-    except (OSError, ValueError, UserError):
+    except UserError:  # the embedded model's package is not installed
+        return None
+    try:
+        tok = checked_tokenizer(src, "pass --tokenizer DIR with a checkpoint's tokenizer files", local_files_only=True)
+    except (OSError, ValueError):
         return None
     ensure_pad_token(tok)
     return tok
@@ -199,7 +201,10 @@ def check_text_file(path: Path, what: str) -> None:
 
 
 def find_data(data: str | None, run_dir: str | None) -> Path | None:
-    """clean.jsonl from --data, else <run_dir>/data/clean.jsonl when the run directory has one."""
+    """clean.jsonl from --data, else <run_dir>/data/clean.jsonl when the run directory has one;
+    read now, before any price is looked up: binary or empty data is one line, not a traceback
+    or a priced run of zero steps."""
+    p = None
     if data:
         p = Path(data)
         if p.is_dir():
@@ -207,10 +212,11 @@ def find_data(data: str | None, run_dir: str | None) -> Path | None:
         if not p.is_file():
             raise UserError(f"--data {data}: no such file: pass a clean.jsonl or a run directory holding data/clean.jsonl")
         check_text_file(p, f"--data {data}")
-        return p
-    if run_dir and (Path(run_dir) / "data" / "clean.jsonl").is_file():
-        return Path(run_dir) / "data" / "clean.jsonl"
-    return None
+    elif run_dir and (Path(run_dir) / "data" / "clean.jsonl").is_file():
+        p = Path(run_dir) / "data" / "clean.jsonl"
+    if p is not None and not read_training_records(p):
+        raise UserError(f"{p} holds no records: pass the clean.jsonl that 02_clean wrote (one JSON record a line)")
+    return p
 
 
 # ---------------------------------------------------------------------------- plan

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from lib.core.errors import UserError, cli
-from lib.core.files import atomic_write, atomic_write_json, atomic_write_via, publish_dir, read_json
+from lib.core.files import (atomic_write, atomic_write_json, atomic_write_via, check_writable, publish_dir,
+                            read_json)
 from lib.core.formats import ALPACA_PROMPT_NO_INPUT, VICUNA_V1_1, check_format
 from lib.core.model import model_fingerprint
 from lib.core.paths import cache_dir
@@ -100,6 +102,12 @@ def check_sentencepiece_scores(checkpoint: str | os.PathLike) -> None:
                         "tokenizer.model into it")
 
 
+# How a full disk (or a file-size limit) shows in the converter's output: an errno, or numpy's
+# short write ("OSError: 3145728 requested and 1614096 written"), which carries none.
+DISK_FULL = re.compile(r"No space left on device|File too large|Disk quota exceeded|\[Errno (28|27|122)\]"
+                       r"|OSError: \d+ requested and \d+ written")
+
+
 def convert_f16(checkpoint: str | os.PathLike, out: str | os.PathLike, *, log=None) -> Path:
     """Hugging Face checkpoint -> 16-bit GGUF with llama.cpp's converter (a subprocess: it is a script)."""
     check_sentencepiece_scores(checkpoint)
@@ -113,6 +121,8 @@ def convert_f16(checkpoint: str | os.PathLike, out: str | os.PathLike, *, log=No
             atomic_write(log, res.stdout)
         if res.returncode != 0 or not os.path.getsize(tmp):
             last = (res.stdout.strip().splitlines() or ["no output"])[-1][:200]
+            if DISK_FULL.search(res.stdout):  # the converter's own OSError, not an architecture
+                raise UserError(f"disk full while converting {checkpoint} to {out}: free space, then export again")
             raise UserError(f"llama.cpp's converter failed on {checkpoint} ({last}): this architecture may be "
                             "unsupported by llama.cpp; see the log" + (f" {log}" if log else ""))
 
@@ -191,11 +201,26 @@ class Export:
 def export_run(run, *, quants=QUANTS, out_dir: str | os.PathLike | None = None, threads: int | None = None,
                echo=print) -> Export:
     """Export a run's model (a RunModel or runs/<id>); current files are kept, stale ones redone."""
-    from transformers import AutoTokenizer
-
     rm = run if isinstance(run, RunModel) else load_run_model(run)
     quants = tuple(q.upper() for q in quants)
     out = Path(out_dir or rm.run_dir / "export")
+    # before minutes of conversion: both places are writable and the 16-bit file (at most the
+    # checkpoint's size: fp32 halves, bf16 stays) plus its quantizations fit
+    weights = sum(p.stat().st_size for p in Path(rm.model_dir).glob("*.safetensors"))
+    check_writable(rm.run_dir / "serve", what="the serving view")
+    check_writable(out, need_bytes=weights, what="the export directory")
+    made = not out.exists()
+    try:
+        return _export(rm, quants, out, threads, echo)
+    except BaseException:
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing half-written: not even an empty directory
+        raise
+
+
+def _export(rm: RunModel, quants: tuple[str, ...], out: Path, threads: int | None, echo) -> Export:
+    from transformers import AutoTokenizer
+
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     fingerprint = model_fingerprint(rm.model_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from lib.core.server import LocalServer
+from lib.core.server import LocalServer, check_port
 from lib.serve.export import export_run
 from lib.serve.run_model import load_run_model
 from lib.serve.template import serving_checkpoint
@@ -14,6 +14,8 @@ from lib.serve.template import serving_checkpoint
 def open_server(run: str | os.PathLike, *, backend: str = "transformers", port: int | None = None,
                 quant: str = "Q4_K_M", threads: int | None = None) -> LocalServer:
     """A started LocalServer for the run's model (the caller stops it, or uses `with`)."""
+    if port is not None:
+        check_port(port)  # a busy or impossible port is refused before the model is touched
     rm = load_run_model(run)
     log = rm.run_dir / "logs" / f"serve-{os.getpid()}.log"
     if backend == "llama.cpp":

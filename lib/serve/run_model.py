@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.core.errors import UserError
-from lib.core.model import load_for_inference, resolve_model
+from lib.core.model import check_checkpoint, load_for_inference, resolve_model
 from lib.core.paths import REPO
 from lib.train.merge import merge_lora
 from lib.train.recipes import load_recipe
@@ -50,6 +50,9 @@ def training_metadata(run_dir: Path) -> dict:
     metrics = run_dir / "train" / "metrics.json"
     if metrics.is_file():
         meta = _read_json(metrics)
+        if not isinstance(meta, dict):
+            raise UserError(f"{metrics} holds no training record (a {type(meta).__name__}): re-run training (03_train) "
+                            "to rewrite it")
         if meta.get("format") and meta.get("recipe"):
             return {"format": meta["format"], "recipe": meta["recipe"], "model": meta.get("model", "")}
     note = run_dir / "model" / ".complete"
@@ -58,7 +61,7 @@ def training_metadata(run_dir: Path) -> dict:
             info = json.loads(note.read_text(encoding="utf-8").strip() or "{}")
         except ValueError:
             info = {}
-        if info.get("recipe"):
+        if isinstance(info, dict) and info.get("recipe"):
             return {"format": load_recipe(info["recipe"]).format, "recipe": info["recipe"],
                     "model": info.get("base", "")}
     raise UserError(f"{run_dir} has no training metadata (train/metrics.json): train the model first (03_train); "
@@ -92,6 +95,7 @@ def load_run_model(run: str | os.PathLike) -> RunModel:
         if not (model_dir / "adapter_config.json").is_file():
             raise UserError(f"{model_dir} holds neither a checkpoint (config.json) nor LoRA adapters: re-run training")
         model_dir = _merge_adapter(model_dir, meta)
+    check_checkpoint(model_dir)  # a garbage config or cut weights: one line now, not a traceback minutes later
     return RunModel(run_dir=run_dir.resolve(), model_dir=model_dir.resolve(), format=meta["format"],
                     recipe=meta["recipe"], base=meta["model"])
 

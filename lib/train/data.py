@@ -15,8 +15,14 @@ from lib.core.files import read_jsonl
 
 
 def read_training_records(path: str | os.PathLike) -> list[dict]:
-    """Records of clean.jsonl (or a train/held-out split of it); strict: every line must parse."""
-    return read_jsonl(path, what="training data", fix="run the clean phase first (it writes data/clean.jsonl)")
+    """Records of clean.jsonl (or a train/held-out split of it); strict: every line must parse
+    and be a JSON object (a record; what each record holds is the encoder's to count)."""
+    fix = "run the clean phase first (it writes data/clean.jsonl)"
+    records = read_jsonl(path, what="training data", fix=fix)
+    for n, rec in enumerate(records, 1):
+        if not isinstance(rec, dict):
+            raise UserError(f"training data {path}: record {n} is a {type(rec).__name__}, not a JSON object: {fix}")
+    return records
 
 
 def _key(rec: dict, i: int, seed: int) -> str:

@@ -5,7 +5,7 @@ the recipe has them, only the new embedding rows in stage 1 of a vocabulary exte
 from __future__ import annotations
 
 from lib.core.errors import UserError
-from lib.core.model import resolve_model
+from lib.core.model import checked_tokenizer, resolve_model
 from lib.core.masking import ensure_pad_token
 from lib.train.recipes import load_recipe
 from lib.train.tiny import tiny_model
@@ -31,10 +31,8 @@ def _cannot_load(name: str, e: Exception) -> UserError:
 
 
 def load_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(resolve_model(name))
+        return checked_tokenizer(resolve_model(name), "give a checkpoint directory with its own tokenizer files")
     except (OSError, ValueError) as e:  # offline hub misses are OSError/ValueError subclasses
         raise _cannot_load(name, e) from None
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from lib.core.errors import UserError
+from lib.core.params import typed_value
 from lib.core.paths import REPO
 from lib.core.formats import FORMATS
 
@@ -124,7 +125,7 @@ def _build(cls, data: dict, where: str):
             hint = difflib.get_close_matches(k, names, n=1)
             raise UserError(f"{where}: unknown key {k!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                             + ": remove or rename it")
-    kw = dict(data)
+    kw = {k: _typed(f"{where}.{k}", names[k].type, v) for k, v in data.items()}
     if cls is Recipe:
         if "hardware" in kw:
             kw["hardware"] = _build(Hardware, kw["hardware"], f"{where}.hardware")
@@ -136,6 +137,18 @@ def _build(cls, data: dict, where: str):
         return cls(**kw)
     except TypeError as e:
         raise UserError(f"{where}: {e}: add the missing keys") from None
+
+
+def _typed(where: str, annotation: str, value):
+    """A recipe value checked against its field's declared type (`learning_rate: null` or
+    `gpus_per_node: eight` would otherwise fail deep inside the batch arithmetic)."""
+    if annotation == "list[str]":
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise UserError(f"{where}={value!r} is not a list of names: give e.g. [q_proj, v_proj]")
+        return value
+    if annotation == "str | None":
+        return None if value is None else typed_value(where, "str", value, "the recipe")
+    return typed_value(where, annotation, value, "the recipe")  # Hardware / Lora: checked by _build
 
 
 TRAIN_FORMATS = (*FORMATS, "text")  # text: continued pretraining on raw documents (lib/train/text.py)
@@ -194,7 +207,9 @@ def list_recipes() -> list[str]:
 def load_recipe(name_or_path: str) -> Recipe:
     path = recipe_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text: save the recipe as UTF-8 YAML") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]}): fix the file") from None
     return _validate(_build(Recipe, data, path.name), path.name)

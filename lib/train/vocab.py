@@ -60,6 +60,7 @@ from tokenizers.models import BPE
 
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write, atomic_write_json, is_complete, publish_dir
+from lib.core.model import checked_tokenizer
 from lib.core.text import CJK
 from lib.train.text import document_ids, read_documents
 
@@ -375,10 +376,8 @@ def freeze_old_rows(model, n_old: int) -> list:
 
 
 def _load_tokenizer(path: Path, flag: str):
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return checked_tokenizer(path, f"{flag}: give a checkpoint directory with its tokenizer files")
     except (OSError, ValueError) as e:
         raise UserError(f"{flag} {path}: no tokenizer loads from it ({str(e).splitlines()[0][:120]}): give a "
                         "checkpoint directory with its tokenizer files") from None
