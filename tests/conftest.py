@@ -23,6 +23,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two xdist workers on CI's two cores: one OpenMP thread per process (torch in
+    # the worker, the notebooks' kernels, training subprocesses, transformers serve), as the shared
+    # llama.cpp server has. Two threads per process spin-wait on cores the other worker holds;
+    # measured 2026-12-06 on this 2-core machine: the generation kill test took 1,016 s so and 58 s
+    # on a quiet machine.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_configure(config):
@@ -58,7 +65,11 @@ def stateless_server(embedded_model, tmp_path_factory):
     thank-you note" came back as "Write a thank-you note" after the resume)."""
     from lib.core.server import LocalServer
 
-    with LocalServer(embedded_model, log_path=tmp_path_factory.mktemp("server") / "stateless.log") as srv:
+    # One torch thread, for local_server's reason: with two, torch's threads spin-wait on cores
+    # the other xdist worker holds (measured 2026-12-06 on this 2-core machine: a 33-token greedy
+    # reply takes 1.2 s when the machine is quiet; the generation kill test took 1,016 s with
+    # two threads under `make test`'s load).
+    with LocalServer(embedded_model, log_path=tmp_path_factory.mktemp("server") / "stateless.log", threads=1) as srv:
         yield srv
 
 
@@ -82,6 +93,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("tiny_loop"))
             if item.get_closest_marker("timeout") is None:
                 item.add_marker(pytest.mark.timeout(2400))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        name_groups(items)
+
+
+def name_groups(items) -> None:
+    """Put each test's xdist group into its node id, as pytest-xdist 3.8 means to: it writes the
+    suffix to `item._nodeid`, which pytest 9.2 no longer reads (a node's id is `item._id`), so every
+    group was scattered over the workers and the tiny loop ran once per worker (seen 2026-12-06:
+    two ~390 s setups in one `make test`). The scheduler groups by the `@group` suffix of the ids."""
+    from _pytest.nodeid import NodeId  # pytest's own id type (9.x)
+
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 @pytest.fixture(scope="session")

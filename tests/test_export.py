@@ -103,7 +103,7 @@ def test_files_carry_the_trained_template_and_a_modelfile(exported, hf):
 def test_f16_gguf_agrees_with_the_hugging_face_model(exported, hf):
     _, res, _ = exported
     tok, model = hf
-    llm = load_gguf(res.gguf("F16"))
+    llm = load_gguf(res.gguf("F16"), threads=1)
     eos = [tok.eos_token_id]
     same = 0
     sequences = []
@@ -118,7 +118,7 @@ def test_f16_gguf_agrees_with_the_hugging_face_model(exported, hf):
     assert agree / total >= 0.99, f"top-1 agreement {agree}/{total}"
     assert same >= N_PROMPTS - 1, f"greedy continuations equal on {same}/{N_PROMPTS} prompts"
     # The comparison can fail: a different model's logits disagree.
-    other = load_gguf(res.gguf("Q4_K_M"))
+    other = load_gguf(res.gguf("Q4_K_M"), threads=1)
     assert abs(hf_logits(model, sequences[0]) - gguf_logits(other, sequences[0])).max() > 1e-2
 
 
@@ -128,8 +128,8 @@ def test_q4_perplexity_is_within_the_stated_margin_of_f16(exported, hf):
     rows = [json.loads(line) for line in (REPO / "lib" / "data" / "seed_tasks.jsonl").read_text().splitlines()[-16:]]
     held = [encode(tok, "chat", [{"role": "user", "content": _ask(r)}]) +
             tok(r["instances"][0]["output"] + tok.eos_token, add_special_tokens=False)["input_ids"] for r in rows]
-    f16 = perplexity(lambda ids, m=load_gguf(res.gguf("F16")): gguf_logits(m, ids), held)
-    q4 = perplexity(lambda ids, m=load_gguf(res.gguf("Q4_K_M")): gguf_logits(m, ids), held)
+    f16 = perplexity(lambda ids, m=load_gguf(res.gguf("F16"), threads=1): gguf_logits(m, ids), held)
+    q4 = perplexity(lambda ids, m=load_gguf(res.gguf("Q4_K_M"), threads=1): gguf_logits(m, ids), held)
     assert f16 > 1.0 and q4 != f16 and q4 <= 1.25 * f16, (f16, q4)
 
 

@@ -82,8 +82,10 @@ def reference(local_endpoint, tmp_path_factory):
 # "log:2" dies half-way through writing the 2nd reply to the response log;
 # "records:1" half-way through writing the first batch of kept records;
 # "after_log:1" / "after_ledger:2" between the three writes of one reply.
-DEFAULT_POINTS = ["log:2", "records:1"]
-FULL_POINTS = ["after_log:1", "after_ledger:2", "records:2", "log:3"]
+# The default suite kills generation once (issue 22: kill/resume once per phase), mid-write of a
+# paid-for reply; the other points run in `make test-full`.
+DEFAULT_POINTS = ["log:2"]
+FULL_POINTS = ["records:1", "after_log:1", "after_ledger:2", "records:2", "log:3"]
 
 
 @pytest.mark.parametrize("point", DEFAULT_POINTS + [pytest.param(p, marks=pytest.mark.full) for p in FULL_POINTS])
