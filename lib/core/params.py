@@ -3,8 +3,7 @@
     params = notebook_params(globals(), "01_generate")      # in the notebook's setup cell
     cfg = settings_from_params(GenerateConfig, params, also=RUN_PARAMS)
 
-    parser = add_settings_arguments(OneLineParser(), TrainConfig)   # --max-steps 3 --no-packing ...
-    cfg = settings_from_args(TrainConfig, parser.parse_args(argv))
+    cfg = parse_settings(TrainConfig, argv)                         # --max-steps 3 --no-packing ...
     worker_argv = settings_argv(cfg)                                # and back, for torchrun workers
 
 A parameter is a name papermill (or a person editing the parameters cell) sets. A
@@ -209,6 +208,12 @@ def settings_from_args(cls, args: argparse.Namespace):
     """`cls` from parsed arguments: its fields that the parser set, the rest at their defaults."""
     ns = vars(args)
     return cls(**{f.name: ns[f.name] for f in dataclasses.fields(cls) if f.name in ns})
+
+
+def parse_settings(cls, argv: list[str] | None, description: str = ""):
+    """`cls` from a command line: one flag per field (a mistake is one error line), the rest at defaults."""
+    parser = add_settings_arguments(OneLineParser(description=description), cls)
+    return settings_from_args(cls, parser.parse_args(argv))
 
 
 def settings_argv(cfg, *, skip=()) -> list[str]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write_json, read_jsonl
 from lib.core.masking import MaskingError, MaskingReport, encode_preference
-from lib.core.params import OneLineParser, add_settings_arguments, settings_from_args
+from lib.core.params import parse_settings
 from lib.train.data import split_heldout
 from lib.train.metering import budget_callback, open_budget
 from lib.train.model import load_tokenizer_and_model, make_trainable
@@ -243,8 +243,7 @@ def trained_tokens(examples: list[dict], epochs: float, steps: int, pairs_per_st
 
 
 def parse_args(argv: list[str] | None = None) -> DpoSettings:
-    parser = add_settings_arguments(OneLineParser(description=__doc__.split("\n")[0]), DpoSettings)
-    return settings_from_args(DpoSettings, parser.parse_args(argv))
+    return parse_settings(DpoSettings, argv, __doc__.split("\n")[0])
 
 
 @cli

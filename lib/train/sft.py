@@ -29,7 +29,7 @@ from pathlib import Path
 
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write_json
-from lib.core.params import OneLineParser, add_settings_arguments, settings_from_args
+from lib.core.params import parse_settings
 from lib.train.callbacks import CompleteMarkerCallback, KillAtStepCallback, ThroughputCallback
 from lib.train.checkpoints import resume_point
 from lib.train.data import read_training_records
@@ -372,8 +372,7 @@ def measured_speed(rows: list[dict], world: int, recipe, *, lora: bool) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """A TrainConfig from the command line (one flag per field; a mistake is one error line)."""
-    parser = add_settings_arguments(OneLineParser(description=__doc__.split("\n")[0]), TrainConfig)
-    return settings_from_args(TrainConfig, parser.parse_args(argv))
+    return parse_settings(TrainConfig, argv, __doc__.split("\n")[0])
 
 
 @cli
