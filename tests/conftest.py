@@ -88,13 +88,23 @@ def pytest_collection_modifyitems(config, items):
     # Under pytest-xdist a session fixture is set up once per worker: `--dist loadgroup` sends
     # every test of one group to one worker, so the loop runs once however many workers there are.
     # The first of them sets the loop up, inside its own time limit: the loop's is the whole loop's.
+    # Likewise a module-scoped fixture (a trained tiny model, a rehearsed task) is built once per
+    # worker that runs a test of its module: the tests of such a module go to one worker together.
     for item in items:
         if "tiny_loop" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("tiny_loop"))
             if item.get_closest_marker("timeout") is None:
                 item.add_marker(pytest.mark.timeout(2400))
+        elif uses_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
         name_groups(items)
+
+
+def uses_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs if info is not None else {}
+    return any(d and d[-1].scope == "module" for d in (defs.get(n) for n in getattr(item, "fixturenames", ())))
 
 
 def name_groups(items) -> None:

@@ -270,9 +270,9 @@ CASES: list[Case] = [
          may_create=("run/serve/checkpoint/*", "run/logs/export-convert.log")),
     # lib.launch --data: binary (a traceback) and empty (priced at $2.60 for zero steps)
     Case("launch-data-binary", "lib.launch", ["sky/train_7b.yaml", "--dry-run", "--data", "{tmp}/clean.jsonl"],
-         r"clean\.jsonl is not UTF-8 text", files={"clean.jsonl": bytes(range(128, 256)) * 16}),
+         r"clean\.jsonl is binary, not JSON lines", files={"clean.jsonl": bytes(range(128, 256)) * 16}),
     Case("launch-data-empty", "lib.launch", ["sky/train_7b.yaml", "--dry-run", "--data", "{tmp}/clean.jsonl"],
-         r"clean\.jsonl holds no records", files={"clean.jsonl": ""}),
+         r"clean\.jsonl is empty", files={"clean.jsonl": ""}),
     # a ledger line with negative dollars would hide spend from every cap
     Case("ledger-negative-usd", "lib.budget", ["spent", "{tmp}/run"], r"record 'api:1' has usd '-5\.0', not an amount >= 0",
          files={"run/ledger/generate.jsonl": json.dumps({"id": "api:1", "kind": "api", "phase": "data", "usd": -5.0,

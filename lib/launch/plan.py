@@ -211,11 +211,10 @@ def find_data(data: str | None, run_dir: str | None) -> Path | None:
             p = p / "data" / "clean.jsonl" if (p / "data").is_dir() else p / "clean.jsonl"
         if not p.is_file():
             raise UserError(f"--data {data}: no such file: pass a clean.jsonl or a run directory holding data/clean.jsonl")
-        check_text_file(p, f"--data {data}")
     elif run_dir and (Path(run_dir) / "data" / "clean.jsonl").is_file():
         p = Path(run_dir) / "data" / "clean.jsonl"
-    if p is not None and not read_training_records(p):
-        raise UserError(f"{p} holds no records: pass the clean.jsonl that 02_clean wrote (one JSON record a line)")
+    if p is not None:
+        check_text_file(p, f"--data {data}" if data else str(p))
     return p
 
 
