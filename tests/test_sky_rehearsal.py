@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import socket
 import time
 from pathlib import Path
 
@@ -28,7 +30,6 @@ import yaml
 from sky_catalog import P4DE_SPOT_USD, seeded_home
 
 from lib.core.files import COMPLETE
-from lib.core.server import free_port
 from lib.launch.skyrun import kill_node, run_task, start_nodes
 from lib.launch.task_profile import TaskProfile, task_profile
 from lib.train.checkpoints import latest_complete
@@ -100,8 +101,26 @@ def write_data(run_dir: Path, records: list[dict]) -> None:
     (run_dir / "data" / "clean.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
+def rendezvous_port() -> int:
+    """A free port below the kernel's ephemeral range. Node 0's torchrun binds it only after its
+    notebook kernel has started, and every kernel (node 1's too) binds five random ephemeral ports
+    first: a port from that range was taken in between once (EADDRINUSE on node 0, node 1 waiting
+    for it until the time limit; seen 2026-12-06 in `make test`)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in 20000..{low}")
+
+
 def node_env(home: dict, **extra) -> dict:
-    return {"RUN_ID": "r1", "SHEAR_MASTER_PORT": str(free_port()), **home, **extra}
+    return {"RUN_ID": "r1", "SHEAR_MASTER_PORT": str(rendezvous_port()), **home, **extra}
 
 
 def wait_all(procs, timeout: float) -> list[int]:
