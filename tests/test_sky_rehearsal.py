@@ -299,11 +299,13 @@ def test_train_task_without_override_fails_fast_naming_its_base_model(task, tmp_
 
 # A 13B task is its 7B sibling with the 13B recipe (test_13b_task_is_its_7b_sibling_with_the_13b_values):
 # its 2-node training would repeat the sibling's step for step on the same tiny model, so it runs
-# with `make test-full`; the default suite trains one task per script and recipe family.
+# with `make test-full`. So does train_vicuna_7b (train_7b's script; the multi-turn recipe trains in
+# the default suite through tests/test_train_notebook.py), to keep `make test` within 15 minutes.
 SIBLING_7B = {"train_13b": "train_7b", "train_vicuna_13b": "train_vicuna_7b"}
+FULL_ONLY = {*SIBLING_7B, "train_vicuna_7b"}
 
 
-@pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.full) if t in SIBLING_7B else t
+@pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.full) if t in FULL_ONLY else t
                                   for t in OTHER_TRAIN if t != "pretrain_zh"])
 def test_train_task_rehearsal(task, tmp_path, home, tiny_llama):
     records = sharegpt_records(24) if load_recipe(runs(task).recipe()).format != "alpaca" else alpaca_records(24)
@@ -381,6 +383,7 @@ def tiny_llama_sp(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.full  # 74 s; pretraining's two stages run in the default suite (tests/test_train_pretrain.py)
 def test_pretrain_zh_rehearsal(tmp_path, home, tiny_llama_sp):
     """Raw Chinese documents in the production layout: 512-token blocks, 32 blocks per process
     and micro-batch, 4 accumulated, LoRA r 8 with embeddings and LM head trained, 2 nodes. The
@@ -452,6 +455,7 @@ def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, ti
     assert (run_dir / "report" / "budget.md").is_file()
 
 
+@pytest.mark.full  # 43 s; generation runs in the default suite's tiny loop and tests/test_generate_*.py
 def test_generate_runs_the_cloud_profile_with_a_visible_teacher_stand_in(tmp_path, home, tiny_llama, stand_in,
                                                                           monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
