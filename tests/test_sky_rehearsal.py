@@ -11,10 +11,10 @@ model on 127.0.0.1 standing in for the hosted one (--env JUDGE_BASE_URL/JUDGE_MO
 TEACHER_*), and the question set, request count and tasks per request (the 135M stand-in
 keeps no record from a 20-task request) are cut through their overrides. Compute
 intervals are priced from a seeded SkyPilot catalog (tests/sky_catalog.py) as the instance
-the task asks for (A100-80GB:8 spot, $8.65/h in us-east-1). The default suite trains one task
-per script and recipe family (train_7b with a kill and resume, train_vicuna_7b, train_lora,
-pretrain_zh); the 13B tasks, which differ from their 7B siblings only in recipe values, are
-checked through their resolved parameters and train with `make test-full`.
+the task asks for (A100-80GB:8 spot, $8.65/h in us-east-1). The default suite (15 minutes on 2
+cores) rehearses train_7b with a kill and resume, train_lora and evaluate; train_vicuna_7b,
+pretrain_zh and generate rehearse in `make test-full`, as do the 13B tasks, which differ from
+their 7B siblings only in recipe values and are checked here through their resolved parameters.
 """
 from __future__ import annotations
 
