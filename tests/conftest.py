@@ -27,8 +27,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs two xdist workers on CI's two cores: one OpenMP thread per process (torch in
     # the worker, the notebooks' kernels, training subprocesses, transformers serve), as the shared
     # llama.cpp server has. Two threads per process spin-wait on cores the other worker holds;
-    # measured 2026-12-06 on this 2-core machine: the generation kill test took 1,016 s so and 58 s
-    # on a quiet machine.
+    # measured 2026-12-06 on this 2-core machine: the generation kill test took 1,016 s that way
+    # and 58 s on a quiet machine.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -65,10 +65,7 @@ def stateless_server(embedded_model, tmp_path_factory):
     thank-you note" came back as "Write a thank-you note" after the resume)."""
     from lib.core.server import LocalServer
 
-    # One torch thread, for local_server's reason: with two, torch's threads spin-wait on cores
-    # the other xdist worker holds (measured 2026-12-06 on this 2-core machine: a 33-token greedy
-    # reply takes 1.2 s when the machine is quiet; the generation kill test took 1,016 s with
-    # two threads under `make test`'s load).
+    # One thread, as local_server and every process under xdist (the reason is at the top of this file).
     with LocalServer(embedded_model, log_path=tmp_path_factory.mktemp("server") / "stateless.log", threads=1) as srv:
         yield srv
 
