@@ -103,9 +103,7 @@ def train(cfg: TrainConfig) -> dict:
     records = read_records(cfg, recipe)  # before the model loads: a missing or bad file fails in seconds
 
     # ------------------------------------------------------------------------ model
-    t_load = time.perf_counter()
-    tok, model, model_src = load_tokenizer_and_model(recipe, cfg.model, cfg.seed, on_gpu=on_gpu)
-    load = model_load(model, time.perf_counter() - t_load)
+    tok, model, model_src, load = timed_load(recipe, cfg, on_gpu=on_gpu)
     check_extended_vocab(tok, model.config, recipe.new_embeddings_from)  # ids mean what the rows were resized for
     ex = encode_examples(cfg, recipe, records, tok, max_length, ckpt_dir=ckpt_dir, rank=rank)
     batch = choose_batching(model, recipe, cfg, main=main)
@@ -293,11 +291,16 @@ def training_arguments(cfg: TrainConfig, recipe, batch: Batching, model, *, outp
     )
 
 
-def model_load(model, seconds: float) -> dict:
-    """Bytes of the loaded weights (in the dtype they train in) and the seconds the load took (download
-    included on a fresh node): the plan's model-load line, calibrated by `python -m lib.launch --calibrate`."""
+def timed_load(recipe, cfg: TrainConfig, *, on_gpu: bool):
+    """(tokenizer, model, source, load): `load` = the loaded weights' parameters and bytes (in the dtype they
+    train in) and the seconds the load took (download included on a fresh node): the plan's model-load line,
+    calibrated by `python -m lib.launch --calibrate`."""
+    t0 = time.perf_counter()
+    tok, model, model_src = load_tokenizer_and_model(recipe, cfg.model, cfg.seed, on_gpu=on_gpu)
+    seconds = time.perf_counter() - t0
     size = sum(p.numel() * p.element_size() for p in model.parameters())
-    return {"bytes": size, "seconds": seconds, "bytes_per_s": size / seconds if seconds > 0 else None}
+    return tok, model, model_src, {"params": sum(p.numel() for p in model.parameters()), "bytes": size,
+                                   "seconds": seconds, "bytes_per_s": size / seconds if seconds > 0 else None}
 
 
 def throughput_callback(meter: TokenMeter, model, recipe, *, world: int, main: bool, lora: bool,
