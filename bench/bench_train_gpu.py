@@ -202,6 +202,19 @@ def train_run(args, command: str) -> dict:
             "seconds": round(time.time() - t0, 1), "command": command}
 
 
+# docs/benchmarks.md's two GPU tables, by the start of their header lines
+TABLES = ("| date | device | run | steps |", "| date | device | attention (packed kernel) |")
+
+
+def insert_row(text: str, header: str, row: str) -> str:
+    """`text` with `row` appended to the markdown table whose header line starts with `header`."""
+    lines = text.splitlines(keepends=True)
+    i = next(k for k, line in enumerate(lines) if line.startswith(header)) + 1
+    while i < len(lines) and lines[i].startswith("|"):
+        i += 1
+    return "".join(lines[:i] + [row] + lines[i:])
+
+
 def record(res: dict | None, trained: dict) -> None:
     """Append the results: rows of docs/benchmarks.md's GPU tables and `bench:` lines of
     lib/data/throughput.yaml (appended, never rewritten: earlier measurements stay)."""
@@ -223,8 +236,11 @@ def record(res: dict | None, trained: dict) -> None:
                         "attn": f"{res['attn']} ({res['packed_kernel']})",
                         "tokens_per_s_per_gpu": packed["useful_tokens_per_s_per_gpu"], "mfu": packed["mfu"],
                         "peak_memory_gib": packed["peak_memory_gib"], "command": res["command"]})
-    with open(REPO / "docs" / "benchmarks.md", "a", encoding="utf-8") as f:
-        f.writelines(rows)
+    doc = REPO / "docs" / "benchmarks.md"
+    text = doc.read_text(encoding="utf-8")
+    for header, row in zip(TABLES, rows):
+        text = insert_row(text, header, row)
+    doc.write_text(text, encoding="utf-8")
     with open(REPO / "lib" / "data" / "throughput.yaml", "a", encoding="utf-8") as f:
         f.writelines("  - " + json.dumps(e) + "\n" for e in entries)  # JSON is YAML: one flow mapping per line
     print("recorded in docs/benchmarks.md and lib/data/throughput.yaml (bench:)")

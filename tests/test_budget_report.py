@@ -164,7 +164,7 @@ def test_plan_and_actual_side_by_side(tmp_path):
     assert (plan.data.examples, plan.steps_per_epoch, plan.optimizer_steps) == (270, 3, 9)
     assert plan.trained_tokens == plan.tokens_per_epoch * 3
     assert plan.overheads[0] == {"name": "provisioning + setup", "hours": 0.3, "formula": "0.3 h",
-                                 "source": "the task's OVERHEAD_HOURS env"}
+                                 "source": "the task's OVERHEAD_HOURS env", "count": 0}
     plan.hours = plan.compute_hours + plan.overhead_hours
     plan.usd = plan.hours * 8.65
     path = save_plan(run, plan)

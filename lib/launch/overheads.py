@@ -34,6 +34,7 @@ class Overhead:
     hours: float
     formula: str
     source: str  # "measured: ..." | "cited: ..." | "assumed: ..." | "unverified: ..."
+    count: int = 0  # how many times it happens (checkpoint writes: the saves + the published model)
 
     def line(self) -> str:
         return f"overhead:  {self.name}: {self.hours * 3600:,.0f} s = {self.formula} [{self.source}]"
@@ -129,7 +130,7 @@ def _checkpoints(r: RunShape, table: dict, model_bytes: float) -> Overhead:
     total = saves * size + model_bytes  # + the published model, weights only
     return Overhead("checkpoint writes", total / write / 3600,
                     f"({saves} saves x {size / 1e9:,.2f} GB [{how}] + the published model {model_bytes / 1e9:,.2f} GB)"
-                    f" / {write / 1e6:,.0f} MB/s", src)
+                    f" / {write / 1e6:,.0f} MB/s", src, count=saves + 1)
 
 
 def _heldout(r: RunShape, model_bytes: float, load_rate: float) -> Overhead:

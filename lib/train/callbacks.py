@@ -233,16 +233,16 @@ class BudgetCallback(TrainerCallback):
         pace = sorted(steps)[len(steps) // 2]
         every = int(getattr(args, "save_steps", 0) or 0)
         saves_left = (self.max_steps // every - state.global_step // every) if every else 0
-        save_s = self.save_total / self.saves if self.saves else 0.0
+        save_s, save_from = (self.save_total / self.saves, "measured") if self.saves else planned_save(self.plan)
         elapsed = time.perf_counter() - self.loop_t0
         seconds = elapsed + left * pace + saves_left * save_s
         self.pace = {"step": state.global_step, "steps": self.max_steps, "elapsed_s": elapsed, "step_s": pace,
-                     "save_s": save_s, "saves_left": saves_left, "projected_s": seconds,
+                     "save_s": save_s, "save_s_from": save_from, "saves_left": saves_left, "projected_s": seconds,
                      "projected_usd": self._spent_before + seconds * self.usd_per_second,
                      **plan_interval(self.plan, seconds)}
         if _is_main(state):
             print(f"pace: after {done} of {self.max_steps} steps: training loop ~{seconds:,.0f} s = {elapsed:,.0f} s "
-                  f"so far + {left} steps x {pace:.2f} s + {saves_left} saves x {save_s:.2f} s, "
+                  f"so far + {left} steps x {pace:.2f} s + {saves_left} saves x {save_s:.2f} s ({save_from}), "
                   f"${self.pace['projected_usd']:,.2f} for {self.phase}; {self.pace['plan_verdict']}", flush=True)
         if state.is_local_process_zero:
             self.ledger.append({"id": f"projection:{self.ledger.writer}:{self.interval_start}", "kind": "projection",
@@ -261,6 +261,15 @@ class BudgetCallback(TrainerCallback):
 def pace_step(max_steps: int) -> int:
     """The step after which a run projects its own total: 5% of the steps, at least 3."""
     return max(3, math.ceil(0.05 * max_steps))
+
+
+def planned_save(plan: dict | None) -> tuple[float, str]:
+    """(seconds, "plan") of one write by the plan's checkpoint line (lib/launch/overheads.py: its saves and
+    the published model), before the run has measured a save of its own; (0, "none yet") without one."""
+    line = next((o for o in (plan or {}).get("overheads") or [] if o.get("name") == "checkpoint writes"), None)
+    if line is None or not line.get("count"):
+        return 0.0, "none yet"
+    return line["hours"] * 3600 / line["count"], "plan"
 
 
 def plan_interval(plan: dict | None, seconds: float) -> dict:
