@@ -67,6 +67,7 @@ def runs(tmp_path_factory, embedded_model):
     calls["no-resources"] = [str(no_res), "--dry-run"]
     calls["zero-speed"] = ["sky/train_7b.yaml", "--dry-run", "--env", "TOKENS_PER_S_PER_GPU=0"]
     calls["negative-speed"] = ["sky/train_7b.yaml", "--dry-run", "--env", "TOKENS_PER_S_PER_GPU=-5"]
+    calls["negative-overhead"] = ["sky/train_7b.yaml", "--dry-run", "--env", "OVERHEAD_HOURS=-1"]
     (root / "empty.jsonl").write_text("\n")
     (root / "binary.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 64)
     calls["empty-data"] = ["sky/train_7b.yaml", "--dry-run", "--data", str(root / "empty.jsonl"), "--run-dir", str(run)]
@@ -276,6 +277,7 @@ def test_gpus_other_than_the_recipes_are_refused_in_one_line(runs):
     ("no-resources", "must request GPUs"),
     ("zero-speed", "TOKENS_PER_S_PER_GPU=0 must be > 0"),
     ("negative-speed", "TOKENS_PER_S_PER_GPU=-5 must be > 0"),
+    ("negative-overhead", "OVERHEAD_HOURS=-1 must be >= 0"),
     ("empty-data", "is empty"),
     ("binary-data", "is binary"),
 ])

@@ -235,7 +235,7 @@ def plan_vs_actual(run_dir: Path, s: Summary) -> list[str]:
              f"Planned speed from {p.get('throughput_source')}; planned tokens from {p.get('tokens_source')}. "
              "Actual hours are the ledger's training node-hours / nodes (excluding provisioning); "
              "actual tokens/s/GPU is the trainer's useful tokens/s over its logged intervals / world size. "
-             "A measured speed on the planned hardware belongs in lib/data/throughput.yaml."]
+             f"`python -m lib.launch --calibrate {run_dir}` adds this run's measured speed and rates to the next plan."]
     return lines
 
 

@@ -256,7 +256,8 @@ def speed(shape: ModelShape, *, recipe: str, method: str, accelerator: str, seq_
         tps = float(m["tokens_per_s_per_gpu"])
         tokens = {"low": tps * (1 - MEASURED_SPREAD), "expected": tps, "high": tps * (1 + MEASURED_SPREAD)}
         util = {k: v * fl.hardware / pk for k, v in tokens.items()}
-        row = (f"measured: run {m.get('run')} on {m.get('date')}: {tps:,.0f} tokens/s/GPU, MFU {m.get('mfu')} "
+        mfu = f"{m['mfu']:.3f}" if isinstance(m.get("mfu"), (int, float)) else "n/a"
+        row = (f"measured: run {m.get('run')} on {m.get('date')}: {tps:,.1f} tokens/s/GPU, MFU {mfu} "
                f"({m.get('accelerator')}, {m.get('method')}; +-{MEASURED_SPREAD:.0%} assumed spread)")
     else:
         p = _prior(table, method, accelerator, max_length, checkpointing)
