@@ -333,12 +333,14 @@ def _shape(base_model: str, recipe: Recipe):
 def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", accelerator: str, gpus_per_node: int,
               nodes: int, data: Path | None, tokenizer: str | None = None, tokens_override: float | None = None,
               tps_override: float | None = None, provisioning_hours: float | None = None,
-              packing: bool | None = None, spot: bool = False, max_steps: int = 0) -> Plan:
+              packing: bool | None = None, spot: bool = False, max_steps: int = 0,
+              settings: dict | None = None) -> Plan:
     """`base_model`: what 03_train will load when not the recipe's (an override such as $BASE_MODEL);
     `packing`: the profile's 03_train.packing when it sets one (False = Alpaca's per-batch padding);
     `spot`: price preemptions; `provisioning_hours`: the task's OVERHEAD_HOURS env; `max_steps`:
-    03_train's max_steps (the first max_steps optimizer steps, in the trainer's sample order)."""
-    recipe = load_recipe(recipe_name)
+    03_train's max_steps (the first max_steps optimizer steps, in the trainer's sample order); `settings`:
+    03_train's overrides of the recipe (`with_settings`)."""
+    recipe = with_settings(load_recipe(recipe_name), settings or {})
     if packing is not None and packing != recipe.packing:
         recipe = replace(recipe, packing=bool(packing))
     base_model = base_model or recipe.base_model
@@ -394,6 +396,17 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
                 compute_hours=hours["expected"], compute_hours_interval=hours, max_steps=max_steps, spot=spot,
                 created=time.time())
     return with_overheads(plan, shape, recipe, provisioning_hours=provisioning_hours)
+
+
+def with_settings(recipe: Recipe, settings: dict) -> Recipe:
+    """The recipe as 03_train runs it with its notebook's max_length, num_train_epochs, per_device_batch and
+    grad_accum (0 or absent = the recipe's), as lib.train.sft applies them."""
+    top = {k: settings[k] for k in ("max_length", "num_train_epochs") if settings.get(k)}
+    pd, ga, h = settings.get("per_device_batch") or 0, settings.get("grad_accum") or 0, recipe.hardware
+    padded = h.micro_batch(False)  # an override replaces the value of both layouts, as lib.train.sft does
+    hw = replace(h, per_device_batch=pd or h.per_device_batch, grad_accum=ga or h.grad_accum,
+                 padded_per_device_batch=pd or padded[0], padded_grad_accum=ga or padded[1])
+    return replace(recipe, **top, hardware=hw)
 
 
 def with_overheads(plan: Plan, shape, recipe: Recipe, *, provisioning_hours: float | None) -> Plan:
@@ -461,8 +474,9 @@ def _data_lines(p: Plan) -> list[str]:
         return [f"data:      {d.records:,} records - {d.heldout:,} held out ({HELDOUT_FRACTION:g}, as 03_train) = "
                 f"{d.examples:,} examples, {d.tokens:,} tokens per epoch [{p.tokens_source}]",
                 f"steps:     ceil({d.examples:,} examples / ({p.per_device_batch} per device x {p.grad_accum} accum "
-                f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch x {p.epochs:g} epochs "
-                f"= {p.optimizer_steps:,} optimizer steps"]
+                f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch "
+                + (f"x {p.epochs:g} epochs = {p.optimizer_steps:,} optimizer steps" if not p.max_steps
+                   else f"; 03_train's max_steps: {p.optimizer_steps:,} optimizer steps")]
     if p.steps_per_epoch is not None:  # text format: blocks follow from the stated token count
         blocks = int(p.tokens_per_epoch) // h["max_length"]
         return [f"data:      {p.tokens_per_epoch:,.0f} tokens per epoch = {blocks:,} blocks of {h['max_length']} "
@@ -488,7 +502,7 @@ LOCAL_TASK = "local"  # the plan of a run trained here: <run_dir>/plan/local.jso
 
 
 def plan_local_run(run_dir: str | os.PathLike, recipe_name: str, *, model: str = "", max_steps: int = 0,
-                   packing: bool | None = None) -> Plan | None:
+                   packing: bool | None = None, settings: dict | None = None) -> Plan | None:
     """The plan of a laptop recipe's 03_train on this machine (one CPU process), from the run's own
     data/clean.jsonl, saved as <run_dir>/plan/local.json before training, so that the budget report
     sets it beside what the run measured. None (nothing saved) for a GPU recipe, whose plan is the
@@ -497,7 +511,7 @@ def plan_local_run(run_dir: str | os.PathLike, recipe_name: str, *, model: str =
     if recipe.is_full_size or model == "tiny":
         return None
     plan = make_plan(LOCAL_TASK, recipe_name, base_model=model, accelerator="cpu", gpus_per_node=1, nodes=1,
-                     data=find_data(None, str(run_dir)), max_steps=max_steps, packing=packing)
+                     data=find_data(None, str(run_dir)), max_steps=max_steps, packing=packing, settings=settings)
     plan.hours = plan.compute_hours + plan.overhead_hours
     plan.usd_interval = {k: 0.0 for k in LEVELS}
     plan.price_source = "local CPU costs $0"
