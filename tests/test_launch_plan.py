@@ -189,8 +189,9 @@ def test_every_training_task_prints_a_hand_checkable_plan(runs, path):
 def test_overheads_are_lines_of_their_own(runs):
     """Alpaca-7B on spot, by hand from lib/data/throughput.yaml: provisioning, model download + load
     (parameters x 4 B / the cited disk rate), checkpoint writes (03_train's saves x parameters x 12 B, fp32
-    weights + AdamW, + the published model, / the cited rate), held-out loss, and spot preemptions (the cited
-    rate x node-hours x (half a checkpoint interval + a restart)); each line names its source."""
+    weights + AdamW, + the published model, / the cited rate; the saves by Young/Daly tau = sqrt(2 C M), here
+    longer than the run: one save, at the end), held-out loss, and spot preemptions (the cited rate x
+    node-hours x (half the interval, here half the run, + a restart)); each line names its source."""
     from lib.train.recipes import load_recipe
 
     run, out = runs
@@ -206,15 +207,22 @@ def test_overheads_are_lines_of_their_own(runs):
     assert lines["model download + load"]["hours"] * 3600 == pytest.approx(load)
     recipe = load_recipe("alpaca_7b")
     steps = math.ceil(math.ceil(270 / recipe.effective_batch) * recipe.num_train_epochs)
-    saves = steps // max(1, steps // 4)  # 03_train's default: a checkpoint every total // 4 steps
-    writes = (saves * params * 12 + params * 4) / over["checkpoint_write"]["cloud"]["bytes_per_s"]
-    assert lines["checkpoint writes"]["hours"] * 3600 == pytest.approx(writes)
-    assert f"({saves} saves x {params * 12 / 1e9:,.2f} GB" in text
+    write = over["checkpoint_write"]["cloud"]["bytes_per_s"]
     rate = over["preemption"]["per_node_hour"]
+    tau = math.sqrt(2 * (params * 12 / write) * (3600 / (rate * 1)))  # Young/Daly: C = one save, M = 1 node's MTBF
+    run_s = saved["compute_hours"] * 3600
+    assert steps == 9 and tau > run_s  # a 9-step run is far shorter than tau: 03_train saves only at its end
+    writes = (1 * params * 12 + params * 4) / write
+    assert lines["checkpoint writes"]["hours"] * 3600 == pytest.approx(writes)
+    assert lines["checkpoint writes"]["count"] == 2
+    assert f"(1 save x {params * 12 / 1e9:,.2f} GB" in text
+    assert f"tau = sqrt(2 x C {params * 12 / write:,.0f} s x M {1 / rate:,.1f} h) = {tau / 3600:,.2f} h" in text
+    assert "saves only at the end" in text and "Young 1974" in text
     before = sum(o["hours"] for o in saved["overheads"][:4])
     expected = rate * 1 * (saved["compute_hours"] + before)
     restart = lines["provisioning + setup"]["hours"] + lines["model download + load"]["hours"]
-    assert lines["spot preemptions"]["hours"] == pytest.approx(expected * (saved["compute_hours"] / saves / 2 + restart))
+    assert lines["spot preemptions"]["hours"] == pytest.approx(expected * (saved["compute_hours"] / 2 + restart))
+    assert "a recovered run restarts from the beginning" in lines["spot preemptions"]["formula"]
     for name, source in (("model download + load", "cited: AWS EBS gp3"), ("checkpoint writes", "cited: AWS EBS gp3"),
                          ("spot preemptions", "cited: Google Cloud"), ("provisioning + setup", "assumed: ")):
         assert lines[name]["source"].startswith(source) and f"[{lines[name]['source']}]" in text
@@ -399,7 +407,7 @@ def test_a_calibrated_run_wins_over_the_prior(tmp_path):
     from lib.budget.throughput import load_table, model_shape, speed
     from lib.core.errors import UserError
     from lib.launch.calibrate import calibrate
-    from lib.launch.overheads import rate
+    from lib.budget.checkpoints import rate
 
     run = tmp_path / "cloud-7"
     (run / "train").mkdir(parents=True)
@@ -459,3 +467,25 @@ def test_planned_and_measured_mfu_are_one_rule(tmp_path, embedded_model):
     row = cb.rows[-1]
     assert row["attn_span"] == pytest.approx(plan.attn_span)
     assert row["mfu"] / row["useful_tokens_per_s"] == pytest.approx(plan.mfu / 123.0, rel=1e-12)
+
+
+def test_young_daly_interval_by_hand():
+    """tau = sqrt(2 C M): C = 600 s, M = 24 h / 8 nodes = 10,800 s -> tau = 3,600 s; a 10 h run of 1,000 steps
+    (36 s each) saves every 100 steps, 10 times, and a preemption loses 1,800 s on average. On-demand or a run
+    shorter than tau saves only at its end; an explicit save_steps wins."""
+    from lib.budget.checkpoints import interval, mtbf_seconds
+
+    m = mtbf_seconds(1 / 24, 8, spot=True)
+    assert m == pytest.approx(24 * 3600 / 8)
+    iv = interval(600.0, m, 10 * 3600.0, 1000)
+    assert iv.tau_s == pytest.approx(math.sqrt(2 * 600 * 10_800)) == pytest.approx(3600)
+    assert (iv.save_steps, iv.saves, iv.explicit) == (round(3600 / 36), math.ceil(1000 / 100), False)
+    assert iv.every_s / 2 == pytest.approx(1800)
+    assert "every 100 of 1000 steps, 10 saves" in iv.formula()
+    assert mtbf_seconds(1 / 24, 8, spot=False) is None
+    on_demand = interval(600.0, None, 10 * 3600.0, 1000)
+    assert (on_demand.tau_s, on_demand.save_steps, on_demand.saves) == (None, 1000, 1)
+    short = interval(600.0, m, 3000.0, 1000)  # 3,000 s < tau
+    assert (short.save_steps, short.saves, short.every_s) == (1000, 1, 3000.0)
+    explicit = interval(600.0, m, 10 * 3600.0, 1000, save_steps=300)
+    assert (explicit.save_steps, explicit.saves, explicit.explicit) == (300, math.ceil(1000 / 300), True)

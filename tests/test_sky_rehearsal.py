@@ -161,7 +161,8 @@ def train7b(tmp_path_factory, home, tiny_llama) -> dict:
     records = alpaca_records(72)
     write_data(run_dir, records)
     ckpts = run_dir / "checkpoints" / TASK_ID
-    env = {"BASE_MODEL": str(tiny_llama)}
+    # a tiny run is far shorter than its Young/Daly interval (it would save only at its end): save every step
+    env = {"BASE_MODEL": str(tiny_llama), "SAVE_STEPS": "1"}
     (tmp / "killed").mkdir()
     procs = start_nodes(SKY / "train_7b.yaml", root=bucket, env=node_env(home, **env), task_id=TASK_ID, nodes=2,
                         log_dir=tmp / "killed", cloud="aws", region="us-east-1")

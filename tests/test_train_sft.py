@@ -39,7 +39,7 @@ def test_heldout_split_is_deterministic_and_order_free():
 EVERY_FIELD = dict(recipe="vicuna_7b", data="d.jsonl", heldout="h.jsonl", output_dir="/o/model", checkpoint_dir="/c",
                    metrics_path="/o/m.json", model="tiny", model_override="$BASE_MODEL replaced x", max_steps=3,
                    num_train_epochs=2.5, learning_rate=1e-4, per_device_batch=2, grad_accum=8, max_length=96,
-                   packing=False, seed=7, save_steps=5, logging_steps=3, run_dir="runs/r", budgets_path="b.yaml",
+                   packing=False, seed=7, save_steps=5, spot=True, logging_steps=3, run_dir="runs/r", budgets_path="b.yaml",
                    hourly_usd=-2.0, fsdp=True, lora=False)
 
 
@@ -122,3 +122,42 @@ def test_the_layout_picks_the_recipes_micro_batch(tmp_path, packing, micro):
     m = train(cfg)
     assert (m["packing"], m["per_device_batch"], m["grad_accum"]) == (packing, *micro)
     assert m["packing_layout"] == ("varlen" if packing else "padded")
+
+
+def test_save_steps_follow_young_daly_from_the_measured_pace():
+    """03_train without save_steps: on spot, C = the model's checkpoint (parameters x 12 B) / the plan's write
+    rate, M = 24 h / nodes by the plan's cited rate; after 3 steps the measured pace turns tau = sqrt(2 C M)
+    into save_steps. Not on spot, or with an explicit save_steps, no callback: the end only / as set."""
+    import math
+    import time
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig, TrainerState
+
+    from lib.budget.checkpoints import preemption_rate, rate
+    from lib.budget.throughput import load_table
+    from lib.train.recipes import load_recipe
+    from lib.train.sft import save_interval
+
+    h, i, layers, vocab = 64, 128, 2, 1000
+    model = SimpleNamespace(config=LlamaConfig(hidden_size=h, intermediate_size=i, num_hidden_layers=layers,
+                                               num_attention_heads=4, vocab_size=vocab))
+    recipe, total = load_recipe("alpaca_7b"), 1_000_000
+    args = dict(world=1, on_gpu=False, lora=False, main=True)
+    assert save_interval(TrainConfig(spot=False), recipe, model, total, **args) == []
+    assert save_interval(TrainConfig(spot=True, save_steps=7), recipe, model, total, **args) == []
+    [cb] = save_interval(TrainConfig(spot=True), recipe, model, total, **args)
+    table = load_table()
+    c = (layers * (4 * h * h + 3 * h * i) + 2 * h * vocab) * 12 / rate(table, "checkpoint_write", "cpu")[0]
+    m = 3600 / preemption_rate(table)[0]
+    assert (cb.write_s, cb.mtbf_s) == (pytest.approx(c), pytest.approx(m))
+    state = TrainerState()
+    state.save_steps = total  # 03_train's start: the end only
+    for _ in range(3):
+        cb.on_step_begin(None, state, None)
+        time.sleep(0.01)
+        state.global_step += 1
+        cb.on_step_end(None, state, None)
+    got = cb.chosen
+    assert got["tau_s"] == pytest.approx(math.sqrt(2 * c * m)) and got["tau_s"] < got["run_s"]
+    assert state.save_steps == got["save_steps"] == max(1, round(got["tau_s"] / (got["run_s"] / total)))

@@ -286,7 +286,8 @@ def training_plan(task, runs: TaskProfile, envs: dict, *, accelerator: str, gpus
                      gpus_per_node=gpus, nodes=nodes, data=data, tokenizer=tokenizer,
                      tokens_override=_float_env(envs, "TRAIN_TOKENS"),
                      tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), provisioning_hours=provisioning,
-                     packing=train.get("packing"), spot=spot)
+                     packing=train.get("packing"), spot=spot,
+                     save_steps=int(_float_env(envs, "SAVE_STEPS") or train.get("save_steps") or 0))
 
 
 def cpu_price(res, *, cloud: str, region: str | None, spot: bool) -> tuple[float, str, str]:

@@ -334,12 +334,13 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
               nodes: int, data: Path | None, tokenizer: str | None = None, tokens_override: float | None = None,
               tps_override: float | None = None, provisioning_hours: float | None = None,
               packing: bool | None = None, spot: bool = False, max_steps: int = 0,
-              settings: dict | None = None) -> Plan:
+              settings: dict | None = None, save_steps: int = 0) -> Plan:
     """`base_model`: what 03_train will load when not the recipe's (an override such as $BASE_MODEL);
     `packing`: the profile's 03_train.packing when it sets one (False = Alpaca's per-batch padding);
     `spot`: price preemptions; `provisioning_hours`: the task's OVERHEAD_HOURS env; `max_steps`:
     03_train's max_steps (the first max_steps optimizer steps, in the trainer's sample order); `settings`:
-    03_train's overrides of the recipe (`with_settings`)."""
+    03_train's overrides of the recipe (`with_settings`); `save_steps`: 03_train's explicit save_steps
+    (0 = its Young/Daly interval, lib/budget/checkpoints.py)."""
     recipe = with_settings(load_recipe(recipe_name), settings or {})
     if packing is not None and packing != recipe.packing:
         recipe = replace(recipe, packing=bool(packing))
@@ -395,7 +396,7 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
                 peak_flops=sp.peak_flops, peak_source=sp.peak_source, throughput_source=row,
                 compute_hours=hours["expected"], compute_hours_interval=hours, max_steps=max_steps, spot=spot,
                 created=time.time())
-    return with_overheads(plan, shape, recipe, provisioning_hours=provisioning_hours)
+    return with_overheads(plan, shape, recipe, provisioning_hours=provisioning_hours, save_steps=save_steps)
 
 
 def with_settings(recipe: Recipe, settings: dict) -> Recipe:
@@ -409,7 +410,8 @@ def with_settings(recipe: Recipe, settings: dict) -> Recipe:
     return replace(recipe, **top, hardware=hw)
 
 
-def with_overheads(plan: Plan, shape, recipe: Recipe, *, provisioning_hours: float | None) -> Plan:
+def with_overheads(plan: Plan, shape, recipe: Recipe, *, provisioning_hours: float | None,
+                   save_steps: int = 0) -> Plan:
     """The plan with its overhead lines (lib/launch/overheads.py) and their sum."""
     f = plan.flops_per_token
     forward = 2.0 * shape.matmul_params + 4.0 * shape.layers * shape.hidden * plan.attn_span
@@ -418,7 +420,7 @@ def with_overheads(plan: Plan, shape, recipe: Recipe, *, provisioning_hours: flo
                    compute_hours=plan.compute_hours, steps=plan.optimizer_steps,
                    heldout_tokens=plan.tokens_per_epoch * HELDOUT_FRACTION / (1 - HELDOUT_FRACTION),
                    forward_share=min(forward / f["hardware"], 1.0) if f["hardware"] else 0.0,
-                   tokens_per_s=plan.tokens_per_s_per_gpu * plan.gpus)
+                   tokens_per_s=plan.tokens_per_s_per_gpu * plan.gpus, save_steps=save_steps)
     lines = overheads(run, load_table(), spot=plan.spot, provisioning_hours=provisioning_hours)
     plan.overheads = [o.as_dict() for o in lines]
     plan.overhead_hours = sum(o.hours for o in lines)

@@ -1,4 +1,4 @@
-"""Trainer callbacks: checkpoint markers, throughput/MFU, budget guard, fault injection."""
+"""Trainer callbacks: checkpoint markers, the save interval, throughput/MFU, budget guard, fault injection."""
 from __future__ import annotations
 
 import json
@@ -11,14 +11,42 @@ from pathlib import Path
 
 from transformers import TrainerCallback  # noqa: TID253 -- a trainer module: its classes subclass Trainer's
 
+from lib.budget.checkpoints import interval
 from lib.budget.throughput import flops_per_token
 from lib.core.errors import BudgetExceeded
 from lib.core.files import mark_complete
-from lib.train.dist import barrier
+from lib.train.dist import barrier, rank0_value
 
 
 def _is_main(state) -> bool:
     return state.is_world_process_zero
+
+
+class SaveIntervalCallback(TrainerCallback):
+    """Trainer's save_steps by the Young/Daly rule (lib/budget/checkpoints.py interval) once the run knows its
+    own pace: it starts at the end only (save_steps = the run's steps) and, after `probe` steps, sets
+    state.save_steps = tau / the measured seconds per step (rank 0's pace, shared by every rank, so that all
+    save together). `write_s` = C, `mtbf_s` = M (None: not preemptible, the end only)."""
+
+    def __init__(self, write_s: float, mtbf_s: float | None, total_steps: int, probe: int = 3, source: str = ""):
+        self.write_s, self.mtbf_s, self.total_steps, self.probe, self.source = write_s, mtbf_s, total_steps, probe, source
+        self.t0 = self.start = None
+        self.chosen = None  # the Interval, as a dict, once chosen
+
+    def on_step_begin(self, args, state, control, **kw):
+        if self.t0 is None:
+            self.t0, self.start = time.perf_counter(), state.global_step
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.chosen is not None or self.mtbf_s is None or state.global_step - self.start < self.probe:
+            return control
+        pace = rank0_value((time.perf_counter() - self.t0) / (state.global_step - self.start))
+        every = interval(self.write_s, self.mtbf_s, pace * self.total_steps, self.total_steps)
+        state.save_steps = every.save_steps
+        self.chosen = every.as_dict()
+        if _is_main(state):
+            print(f"checkpoints: {every.formula()} (C from {self.source}; pace {pace:.2f} s/step measured)", flush=True)
+        return control
 
 
 class CompleteMarkerCallback(TrainerCallback):
@@ -231,7 +259,7 @@ class BudgetCallback(TrainerCallback):
         left = max((self.max_steps or 0) - state.global_step, 0)
         steps = self.pure_steps[1:] or self.pure_steps
         pace = sorted(steps)[len(steps) // 2]
-        every = int(getattr(args, "save_steps", 0) or 0)
+        every = int(getattr(state, "save_steps", 0) or getattr(args, "save_steps", 0) or 0)
         saves_left = (self.max_steps // every - state.global_step // every) if every else 0
         save_s, save_from = (self.save_total / self.saves, "measured") if self.saves else planned_save(self.plan)
         elapsed = time.perf_counter() - self.loop_t0

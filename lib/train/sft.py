@@ -24,14 +24,15 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from lib.budget.throughput import config_shape
+from lib.budget.checkpoints import checkpoint_bytes, mtbf_seconds, preemption_rate, rate
+from lib.budget.throughput import config_shape, load_table, recipe_method
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write_json
 from lib.core.params import parse_settings
-from lib.train.callbacks import CompleteMarkerCallback, KillAtStepCallback, ThroughputCallback
+from lib.train.callbacks import CompleteMarkerCallback, KillAtStepCallback, SaveIntervalCallback, ThroughputCallback
 from lib.train.checkpoints import resume_point
 from lib.train.data import read_training_records
 from lib.train.dist import barrier, procs_per_node, rank_and_world
@@ -66,7 +67,8 @@ class TrainConfig:
     max_length: int = 0  # 0 = recipe
     packing: bool | None = None  # None = the recipe's; False = Alpaca-style per-batch padding
     seed: int = 42
-    save_steps: int = 0  # 0 = about 4 checkpoints per run
+    save_steps: int = 0  # 0 = the Young/Daly interval on spot (lib/budget/checkpoints.py), else only at the end
+    spot: bool = False  # preemptible nodes (the task's use_spot): checkpoint every sqrt(2 x write s x MTBF)
     logging_steps: int = 1
     run_dir: str = ""  # when set: compute intervals go to <run_dir>/ledger, capped by budgets.yaml
     budgets_path: str = ""
@@ -123,7 +125,8 @@ def train(cfg: TrainConfig) -> dict:
                                      checkpointing=grad_ckpt)
     budget_cb = budget_callback(budget, recipe.hardware, hourly_usd=cfg.hourly_usd, on_gpu=on_gpu,
                                 max_steps=total_steps, main=main, run_dir=cfg.run_dir) if budget else None
-    callbacks = [CompleteMarkerCallback(), throughput] + ([budget_cb] if budget_cb else []) + fault_injection()
+    callbacks = ([CompleteMarkerCallback(), throughput] + ([budget_cb] if budget_cb else []) + fault_injection()
+                 + save_interval(cfg, recipe, model, total_steps, world=world, on_gpu=on_gpu, lora=use_lora, main=main))
     resume, finished = resume_point(ckpt_dir, last_step=total_steps, main=main)
     if use_fsdp and not on_gpu:
         enable_fsdp_on_cpu(args)  # accelerate has no switch for FSDP on CPU (lib/train/fsdp.py)
@@ -255,7 +258,8 @@ def choose_batching(model, recipe, cfg: TrainConfig, *, main: bool) -> Batching:
 def training_arguments(cfg: TrainConfig, recipe, batch: Batching, model, *, output_dir: Path, epochs: float,
                        total_steps: int, fsdp: bool, gradient_checkpointing: bool, on_gpu: bool, world: int):
     """transformers' TrainingArguments: the recipe's optimizer settings, the batching, sharding,
-    and how checkpoints (about 4 a run unless cfg.save_steps) and logs are written."""
+    and how checkpoints (cfg.save_steps, else at the end until SaveIntervalCallback sets the Young/Daly
+    interval on spot: `save_interval`) and logs are written."""
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -275,7 +279,7 @@ def training_arguments(cfg: TrainConfig, recipe, batch: Batching, model, *, outp
         fsdp_config=fsdp_config(model, activation_checkpointing=gradient_checkpointing) if fsdp else None,
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
-        save_steps=cfg.save_steps or max(1, total_steps // 4),
+        save_steps=cfg.save_steps or max(1, total_steps),
         save_total_limit=2,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -289,6 +293,29 @@ def training_arguments(cfg: TrainConfig, recipe, batch: Batching, model, *, outp
         # in each checkpoint, so a resumed run keeps counting): metrics.json's trained_tokens.
         include_num_input_tokens_seen="non_padding",
     )
+
+
+def save_interval(cfg: TrainConfig, recipe, model, total_steps: int, *, world: int, on_gpu: bool, lora: bool,
+                  main: bool) -> list:
+    """[] when cfg.save_steps is explicit; else the callback that sets the Young/Daly save interval from C (one
+    checkpoint of this model and method / the write rate the launch plan uses) and M (the spot cluster's mean
+    time between preemptions, by the plan's cited rate); not on spot, the run saves only at its end."""
+    if cfg.save_steps:
+        return []
+    table = load_table()
+    accelerator = (device_peak_flops()[2] or "unknown") if on_gpu else "cpu"
+    nodes = max(1, world // max(1, procs_per_node()))
+    method = recipe_method(recipe if lora else replace(recipe, lora=None))  # as the launch plan counts it
+    size, how = checkpoint_bytes(config_shape(model.config, "the loaded model"), method,
+                                 asdict(recipe.lora) if lora else None)
+    write, source = rate(table, "checkpoint_write", accelerator)
+    mtbf = mtbf_seconds(preemption_rate(table)[0], nodes, cfg.spot)
+    if main:
+        what = (f"Young/Daly interval once the pace is measured: C = {size / 1e9:,.3f} GB [{how}] / "
+                f"{write / 1e6:,.0f} MB/s = {size / write:,.1f} s, M = {mtbf / 3600:,.1f} h ({nodes} node(s))"
+                if mtbf else "not on spot (spot=false): no preemptions to insure against")
+        print(f"checkpoints: only at the end until set otherwise; {what}", flush=True)
+    return [SaveIntervalCallback(size / write, mtbf, total_steps, source=source)] if mtbf else []
 
 
 def timed_load(recipe, cfg: TrainConfig, *, on_gpu: bool):
