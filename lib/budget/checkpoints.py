@@ -99,7 +99,9 @@ class Interval:
                 f"[{CITATION}]")
         if self.tau_s >= self.run_s:
             return f"{head} >= the {self.run_s / 3600:,.2f} h of training: saves only at the end"
-        return f"{head}: every {self.save_steps or '?'} of {self.steps or '?'} steps, {self.saves} saves"
+        if self.steps and self.save_steps:
+            return f"{head}: every {self.save_steps} of {self.steps} steps, {self.saves} saves"
+        return f"{head}: {self.saves} saves over the {self.run_s / 3600:,.2f} h of training (steps unknown until the data is counted)"
 
     def as_dict(self) -> dict:
         return {**asdict(self), "every_s": self.every_s, "formula": self.formula()}
