@@ -92,7 +92,7 @@ class Interval:
         if self.explicit:
             return f"save_steps={self.save_steps} set by the recipe/notebook: {self.saves} saves"
         if self.tau_s is None:
-            return "no preemptions (on-demand): saves only at the end"
+            return "no preemptions (on-demand, or this machine): saves only at the end"
         m_h = self.mtbf_s / 3600
         c = f"{self.write_s:,.0f}" if self.write_s >= 10 else f"{self.write_s:.2g}"
         head = (f"Young/Daly tau = sqrt(2 x C {c} s x M {m_h:,.1f} h) = {self.tau_s / 3600:,.2f} h "

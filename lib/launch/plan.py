@@ -504,7 +504,7 @@ LOCAL_TASK = "local"  # the plan of a run trained here: <run_dir>/plan/local.jso
 
 
 def plan_local_run(run_dir: str | os.PathLike, recipe_name: str, *, model: str = "", max_steps: int = 0,
-                   packing: bool | None = None, settings: dict | None = None) -> Plan | None:
+                   packing: bool | None = None, settings: dict | None = None, save_steps: int = 0) -> Plan | None:
     """The plan of a laptop recipe's 03_train on this machine (one CPU process), from the run's own
     data/clean.jsonl, saved as <run_dir>/plan/local.json before training, so that the budget report
     sets it beside what the run measured. None (nothing saved) for a GPU recipe, whose plan is the
@@ -513,7 +513,8 @@ def plan_local_run(run_dir: str | os.PathLike, recipe_name: str, *, model: str =
     if recipe.is_full_size or model == "tiny":
         return None
     plan = make_plan(LOCAL_TASK, recipe_name, base_model=model, accelerator="cpu", gpus_per_node=1, nodes=1,
-                     data=find_data(None, str(run_dir)), max_steps=max_steps, packing=packing, settings=settings)
+                     data=find_data(None, str(run_dir)), max_steps=max_steps, packing=packing, settings=settings,
+                     save_steps=save_steps)
     plan.hours = plan.compute_hours + plan.overhead_hours
     plan.usd_interval = {k: 0.0 for k in LEVELS}
     plan.price_source = "local CPU costs $0"
