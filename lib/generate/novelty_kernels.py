@@ -22,9 +22,9 @@ import numba as nb
 import numpy as np
 
 # Scratch of one probe, one row per pool text: the probe's tag, and its score: shared elements
-# counted minus those the count bound needs, or DEAD after the positional bound failed.
+# counted minus those the count bound needs (texts whose first shared element fails the
+# positional bound are never stamped).
 STAMP, SCORE = 0, 1
-DEAD = -(1 << 30)
 # Counters a probe adds to: posting entries read, texts touched, texts past the bounds,
 # texts past the bag bound (= exact LCS computed).
 ENTRIES, CANDIDATES, BOUNDED, LCS = 0, 1, 2, 3
@@ -136,26 +136,40 @@ def insert(elems, lens, doc_ptr, doc_elems, rank, n_docs, num, den, delta, dl, n
 
 
 @nb.njit(cache=True, inline="always")
-def _touch(d, i, j, la, lb, num, den, delta, tag, sc, touched, n_touched):
-    """Count a shared element of text d; on the first one (the first shared element in the
-    order) apply the positional bound and set how many more the count bound needs."""
+def _start(t, delta):
+    """A text's score at its first shared element: minus the further shared elements the count
+    bound needs. With t = t(la, lb) the pair prefixes are la-t+1+δ and lb-t+1+δ long (or the
+    whole text), so overlap <= c + max(0, t-1-δ) and c must reach t - max(0, t-1-δ)."""
+    return 1 - t + max(0, t - 1 - delta)
+
+
+@nb.njit(cache=True, inline="always")
+def _touch(d, start, tag, sc, touched, n_touched):
+    """Count a shared element of text d. The caller has checked that this entry passes the
+    positional bound (so on d's first shared element the pair is alive and starts at `start`)."""
     if sc[d, STAMP] == tag:
         sc[d, SCORE] += 1
         return n_touched
     sc[d, STAMP] = tag
-    t = need(la, lb, num, den)
-    if min(la - i, lb - j) < t:
-        sc[d, SCORE] = DEAD
-        return n_touched
-    rest = max(la - min(la, la - t + 1 + delta), lb - min(lb, lb - t + 1 + delta))
-    sc[d, SCORE] = 1 - (t - rest)
+    sc[d, SCORE] = start
     touched[n_touched] = d
     return n_touched + 1
 
 
+@nb.njit(cache=True, inline="always")
+def _count(d, tag, sc):
+    """Count a shared element of text d only if an earlier element touched it: an entry past
+    the positional bound min(la-i, lb-j) >= t can only be a later shared element of a live pair
+    (elements come in the same order in both texts, so d's first one was at a smaller i and j,
+    and had it been past the bound, so would every later one)."""
+    if sc[d, STAMP] == tag:
+        sc[d, SCORE] += 1
+
+
 @nb.njit(cache=True)
 def _scan_level(e, i, la, lo, hi, rule, level, tag, sc, touched, n_touched, stats):
-    """Entries of element e in a sorted level: lengths lo..hi, positions inside the pair prefix."""
+    """Entries of element e in a sorted level: lengths lo..hi, positions inside the pair prefix;
+    first those that pass the positional bound (positions j <= lb-t), then the δ after them."""
     num, den, delta, _ = rule
     g_ptr, g_lb, g_start, st_j, st_doc = level
     if e + 1 >= len(g_ptr):
@@ -164,13 +178,18 @@ def _scan_level(e, i, la, lo, hi, rule, level, tag, sc, touched, n_touched, stat
     g += np.searchsorted(g_lb[g:g_end], lo)
     while g < g_end and g_lb[g] <= hi:
         lb = g_lb[g]
-        jmax = lb - need(la, lb, num, den) + delta  # last position of the pool text's pair prefix
-        for k in range(g_start[g], g_start[g + 1]):
-            if st_j[k] > jmax:
-                break
-            stats[ENTRIES] += 1
-            n_touched = _touch(st_doc[k], i, st_j[k], la, lb, num, den, delta, tag, sc, touched,
-                               n_touched)
+        t = need(la, lb, num, den)
+        jmax = lb - t + delta  # last position of the pool text's pair prefix
+        jnew = lb - t if la - i >= t else -1  # last position that passes the positional bound
+        start = _start(t, delta)
+        k, end = g_start[g], g_start[g + 1]
+        while k < end and st_j[k] <= jnew:
+            n_touched = _touch(st_doc[k], start, tag, sc, touched, n_touched)
+            k += 1
+        while k < end and st_j[k] <= jmax:
+            _count(st_doc[k], tag, sc)
+            k += 1
+        stats[ENTRIES] += k - g_start[g]
         g += 1
     return n_touched
 
@@ -186,9 +205,12 @@ def _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, tag, sc, touched, n_touched
     while k >= 0 and d_doc[k] >= min_doc:
         lb = d_lb[k]
         stats[ENTRIES] += 1
-        if lo <= lb <= hi and d_j[k] <= lb - need(la, lb, num, den) + delta:
-            n_touched = _touch(d_doc[k], i, d_j[k], la, lb, num, den, delta, tag, sc, touched,
-                               n_touched)
+        if lo <= lb <= hi:
+            t = need(la, lb, num, den)
+            if d_j[k] <= lb - t and la - i >= t:
+                n_touched = _touch(d_doc[k], _start(t, delta), tag, sc, touched, n_touched)
+            elif d_j[k] <= lb - t + delta:
+                _count(d_doc[k], tag, sc)
         k = d_next[k]
     return n_touched
 
