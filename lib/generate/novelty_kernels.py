@@ -12,8 +12,8 @@ Tuples of arrays the kernels share (owned by novelty_index.PoolIndex):
            the element in text st_doc) are grouped by (element, text length): element e owns
            groups g_ptr[e]..g_ptr[e+1]-1, group g holds texts of length g_lb[g] in entries
            g_start[g]..g_start[g+1]-1, sorted by position.
-  delta  = (d_head, d_next, d_doc, d_lb, d_j): texts added since the last level was built, one
-           linked list per element, newest first.
+  delta  = (d_head, d_next, d_doc, d_lb, d_j, d_cnt): texts added since the last level was
+           built, one linked list per element, newest first, and each list's length.
   rule   = (num, den, delta_extra, threshold)
 """
 from __future__ import annotations
@@ -21,10 +21,14 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-# Scratch of one probe, one row per pool text: the probe's tag, and its score: shared elements
-# counted minus those the count bound needs (texts whose first shared element fails the
-# positional bound are never stamped).
-STAMP, SCORE = 0, 1
+# Scratch of one probe: an open-addressing hash table of the pool texts it touched (linear
+# probing, Fibonacci hashing), sized from a bound on the texts it can touch, so that it stays in
+# the L1/L2 cache however large the pool is (a row per pool text costs a cache miss per posting
+# entry at BELLE scale). Slot: KEY = text id + 1 (0 = empty); SCORE = shared elements counted
+# minus those the count bound needs. Texts whose first shared element fails the positional bound
+# are never put in. A probe empties the slots it used before it returns.
+KEY, SCORE = 0, 1
+MIN_BITS = 10  # the smallest table: 1,024 slots
 # Counters a probe adds to: posting entries read, texts touched, texts past the bounds,
 # texts past the bag bound (= exact LCS computed).
 ENTRIES, CANDIDATES, BOUNDED, LCS = 0, 1, 2, 3
@@ -124,12 +128,13 @@ def insert(elems, lens, doc_ptr, doc_elems, rank, n_docs, num, den, delta, dl, n
     lens[d] = lb
     if lb == 0:
         return n_delta
-    d_head, d_next, d_doc, d_lb, d_j = dl
+    d_head, d_next, d_doc, d_lb, d_j, d_cnt = dl
     order = sort_by_rank(elems, rank)
     for j in range(indexed_len(lb, num, den, delta)):
         e = order[j]
         d_next[n_delta] = d_head[e]
         d_head[e] = n_delta
+        d_cnt[e] += 1
         d_doc[n_delta], d_lb[n_delta], d_j[n_delta] = d, lb, j
         n_delta += 1
     return n_delta
@@ -144,30 +149,51 @@ def _start(t, delta):
 
 
 @nb.njit(cache=True, inline="always")
-def _touch(d, start, tag, sc, touched, n_touched):
+def table_bits(bound, rows):
+    """log2 of the table size for at most `bound` texts: load <= 1/2, at most `rows` slots."""
+    bits = MIN_BITS
+    while (1 << bits) < 2 * bound and (2 << bits) <= rows:
+        bits += 1
+    return bits
+
+
+@nb.njit(cache=True, inline="always")
+def _slot(d, ht, bits):
+    """The slot of text d in the table: its own, or the empty one where it would go."""
+    mask = (1 << bits) - 1
+    s = ((np.int64(d) * 2654435761) & 0xFFFFFFFF) >> (32 - bits)
+    while ht[s, KEY] != 0 and ht[s, KEY] != d + 1:
+        s = (s + 1) & mask
+    return s
+
+
+@nb.njit(cache=True, inline="always")
+def _touch(d, start, ht, bits, touched, n_touched):
     """Count a shared element of text d. The caller has checked that this entry passes the
     positional bound (so on d's first shared element the pair is alive and starts at `start`)."""
-    if sc[d, STAMP] == tag:
-        sc[d, SCORE] += 1
+    s = _slot(d, ht, bits)
+    if ht[s, KEY] != 0:
+        ht[s, SCORE] += 1
         return n_touched
-    sc[d, STAMP] = tag
-    sc[d, SCORE] = start
-    touched[n_touched] = d
+    ht[s, KEY] = d + 1
+    ht[s, SCORE] = start
+    touched[n_touched] = s
     return n_touched + 1
 
 
 @nb.njit(cache=True, inline="always")
-def _count(d, tag, sc):
+def _count(d, ht, bits):
     """Count a shared element of text d only if an earlier element touched it: an entry past
     the positional bound min(la-i, lb-j) >= t can only be a later shared element of a live pair
     (elements come in the same order in both texts, so d's first one was at a smaller i and j,
     and had it been past the bound, so would every later one)."""
-    if sc[d, STAMP] == tag:
-        sc[d, SCORE] += 1
+    s = _slot(d, ht, bits)
+    if ht[s, KEY] != 0:
+        ht[s, SCORE] += 1
 
 
 @nb.njit(cache=True)
-def _scan_level(e, i, la, lo, hi, rule, level, tag, sc, touched, n_touched, stats):
+def _scan_level(e, i, la, lo, hi, rule, level, ht, bits, touched, n_touched, stats):
     """Entries of element e in a sorted level: lengths lo..hi, positions inside the pair prefix;
     first those that pass the positional bound (positions j <= lb-t), then the δ after them."""
     num, den, delta, _ = rule
@@ -184,10 +210,10 @@ def _scan_level(e, i, la, lo, hi, rule, level, tag, sc, touched, n_touched, stat
         start = _start(t, delta)
         k, end = g_start[g], g_start[g + 1]
         while k < end and st_j[k] <= jnew:
-            n_touched = _touch(st_doc[k], start, tag, sc, touched, n_touched)
+            n_touched = _touch(st_doc[k], start, ht, bits, touched, n_touched)
             k += 1
         while k < end and st_j[k] <= jmax:
-            _count(st_doc[k], tag, sc)
+            _count(st_doc[k], ht, bits)
             k += 1
         stats[ENTRIES] += k - g_start[g]
         g += 1
@@ -195,10 +221,10 @@ def _scan_level(e, i, la, lo, hi, rule, level, tag, sc, touched, n_touched, stat
 
 
 @nb.njit(cache=True)
-def _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, tag, sc, touched, n_touched, stats):
+def _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, ht, bits, touched, n_touched, stats):
     """The same test over element e's delta list (newest first, so stop below min_doc)."""
     num, den, delta, _ = rule
-    d_head, d_next, d_doc, d_lb, d_j = dl
+    d_head, d_next, d_doc, d_lb, d_j, _ = dl
     if e >= len(d_head):
         return n_touched
     k = d_head[e]
@@ -208,9 +234,9 @@ def _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, tag, sc, touched, n_touched
         if lo <= lb <= hi:
             t = need(la, lb, num, den)
             if d_j[k] <= lb - t and la - i >= t:
-                n_touched = _touch(d_doc[k], _start(t, delta), tag, sc, touched, n_touched)
+                n_touched = _touch(d_doc[k], _start(t, delta), ht, bits, touched, n_touched)
             elif d_j[k] <= lb - t + delta:
-                _count(d_doc[k], tag, sc)
+                _count(d_doc[k], ht, bits)
         k = d_next[k]
     return n_touched
 
@@ -246,7 +272,7 @@ def rouge_f(lcs, la, lb):
 
 
 @nb.njit(cache=True)
-def _verify(qe, qt, rule, pool, tag, sc, touched, n_touched, mark, stats):
+def _verify(qe, qt, rule, pool, tag, ht, touched, n_touched, mark, stats):
     """Count bound, then the bag bound, then the exact F, per touched text; True = too similar."""
     num, den, _, thr = rule
     lens, doc_ptr, doc_elems, elem_tok = pool
@@ -255,10 +281,11 @@ def _verify(qe, qt, rule, pool, tag, sc, touched, n_touched, mark, stats):
     for e in qe:
         mark[e] = tag
     for k in range(n_touched):
-        d = touched[k]
-        if sc[d, SCORE] < 0:
+        s = touched[k]
+        if ht[s, SCORE] < 0:
             continue
         stats[BOUNDED] += 1
+        d = ht[s, KEY] - 1
         lb = lens[d]
         elems = doc_elems[doc_ptr[d]:doc_ptr[d + 1]]
         bag = 0
@@ -274,7 +301,40 @@ def _verify(qe, qt, rule, pool, tag, sc, touched, n_touched, mark, stats):
 
 
 @nb.njit(cache=True)
-def probe(q_elems, qt, rank, min_doc, rule, pool, big, small, dl, tag, sc, touched, mark, stats):
+def _level_bound(e, lo, hi, level):
+    """Entries of element e with lengths lo..hi in a sorted level (>= the texts they touch)."""
+    g_ptr, g_lb, g_start, _, _ = level
+    if e + 1 >= len(g_ptr):
+        return 0
+    g, g_end = g_ptr[e], g_ptr[e + 1]
+    g += np.searchsorted(g_lb[g:g_end], lo)
+    h = g
+    while h < g_end and g_lb[h] <= hi:
+        h += 1
+    return g_start[h] - g_start[g]
+
+
+@nb.njit(cache=True)
+def _touch_bound(qe, lo, hi0, min_doc, rule, big, small, d_cnt):
+    """At most how many texts a probe puts in its table: the entries it may read at the query
+    positions where a first shared element can pass the positional bound (la-i >= least(la))."""
+    num, den, delta, _ = rule
+    la = len(qe)
+    bound = 0
+    for i in range(la - least(la, num, den) + 1):
+        hi = min(hi0, 2 * den * (la - i + delta) // num - la)
+        if hi < lo:
+            break
+        e = qe[i]
+        if min_doc == 0:
+            bound += _level_bound(e, lo, hi, big) + _level_bound(e, lo, hi, small)
+        if e < len(d_cnt):
+            bound += d_cnt[e]
+    return bound
+
+
+@nb.njit(cache=True)
+def probe(q_elems, qt, rank, min_doc, rule, pool, big, small, dl, tag, ht, touched, mark, stats):
     """True when a pool text (id >= min_doc) has ROUGE-L F > threshold against the query.
 
     min_doc > 0 reads only the delta lists: the caller guarantees those hold every text from
@@ -286,6 +346,7 @@ def probe(q_elems, qt, rank, min_doc, rule, pool, big, small, dl, tag, sc, touch
     qe = sort_by_rank(q_elems, rank)
     lo = least(la, num, den)               # length bound: lb >= θ·la/(2-θ)
     hi0 = (2 * den - num) * la // num      # and lb <= (2-θ)·la/θ
+    bits = table_bits(_touch_bound(qe, lo, hi0, min_doc, rule, big, small, dl[5]), len(ht))
     n_touched = 0
     for i in range(indexed_len(la, num, den, delta)):
         # position i lies in the query's pair prefix only for partners with t(la, lb) <= la-i+δ
@@ -294,15 +355,18 @@ def probe(q_elems, qt, rank, min_doc, rule, pool, big, small, dl, tag, sc, touch
             break
         e = qe[i]
         if min_doc == 0:
-            n_touched = _scan_level(e, i, la, lo, hi, rule, big, tag, sc, touched, n_touched, stats)
-            n_touched = _scan_level(e, i, la, lo, hi, rule, small, tag, sc, touched, n_touched, stats)
-        n_touched = _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, tag, sc, touched, n_touched,
+            n_touched = _scan_level(e, i, la, lo, hi, rule, big, ht, bits, touched, n_touched, stats)
+            n_touched = _scan_level(e, i, la, lo, hi, rule, small, ht, bits, touched, n_touched, stats)
+        n_touched = _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, ht, bits, touched, n_touched,
                                 stats)
-    return _verify(qe, qt, rule, pool, tag, sc, touched, n_touched, mark, stats)
+    found = _verify(qe, qt, rule, pool, tag, ht, touched, n_touched, mark, stats)
+    for k in range(n_touched):
+        ht[touched[k], KEY] = 0
+    return found
 
 
 @nb.njit(cache=True, parallel=True)
-def probe_batch(q_ptr, q_elems, q_toks, rank, rule, pool, big, small, dl, tags, sc, touched, mark,
+def probe_batch(q_ptr, q_elems, q_toks, rank, rule, pool, big, small, dl, tags, ht, touched, mark,
                 stats):
     """`probe` for many queries against the same (frozen) pool, one slice per thread."""
     n = len(q_ptr) - 1
@@ -314,7 +378,7 @@ def probe_batch(q_ptr, q_elems, q_toks, rank, rule, pool, big, small, dl, tags, 
             tags[w] += 1
             a, b = q_ptr[q], q_ptr[q + 1]
             blocked[q] = probe(q_elems[a:b], q_toks[a:b], rank, 0, rule, pool, big, small, dl,
-                               tags[w], sc[w], touched[w], mark[w], stats[w])
+                               tags[w], ht[w], touched[w], mark[w], stats[w])
     return blocked
 
 
@@ -332,7 +396,7 @@ def f_all(qt, pool, n_docs):
 
 @nb.njit(cache=True)
 def settle_batch(q_ptr, q_elems, q_toks, blocked, keep, rank, rule, pool, big, small, dl,
-                 n_docs, n_delta, tag, sc, touched, mark, stats):
+                 n_docs, n_delta, tag, ht, touched, mark, stats):
     """In arrival order: a batch query not blocked by the pool is checked against the batch's
     earlier keepers (texts n_docs.. on, all in the delta lists) and kept or dropped; keepers
     join the pool. Fills `keep`; returns (n_docs, n_delta, tag) after the batch."""
@@ -344,7 +408,7 @@ def settle_batch(q_ptr, q_elems, q_toks, blocked, keep, rank, rule, pool, big, s
         if blocked[q]:
             continue
         tag += 1
-        if probe(q_elems[a:b], q_toks[a:b], rank, first, rule, pool, big, small, dl, tag, sc,
+        if probe(q_elems[a:b], q_toks[a:b], rank, first, rule, pool, big, small, dl, tag, ht,
                  touched, mark, stats):
             continue
         keep[q] = True
