@@ -3,7 +3,8 @@
 `PoolIndex` owns what the compiled probe (novelty_kernels.py) reads: each pool text's
 element ids (CSR), its length, the element -> token map, the rare-first order, and the index
 in three parts: a big and a small level sorted by (element, length, position), which a probe
-reads only where the bounds allow, and delta lists for the texts added since. It re-ranks
+reads only where the bounds allow, and delta lists (with their lengths) for the texts added
+since. It re-ranks
 and rebuilds everything when the pool doubled, folds the delta into the small level when the
 delta passes 1/16 of the big one, and the small level into the big one when it passes 1/4:
 each entry is re-sorted O(log N) times in all. This happens only between probes, never inside

@@ -29,6 +29,7 @@ import numpy as np
 # are never put in. A probe empties the slots it used before it returns.
 KEY, SCORE = 0, 1
 MIN_BITS = 10  # the smallest table: 1,024 slots
+LINE = 16  # element ids (int32) per 64-byte cache line
 # Counters a probe adds to: posting entries read, texts touched, texts past the bounds,
 # texts past the bag bound (= exact LCS computed).
 ENTRIES, CANDIDATES, BOUNDED, LCS = 0, 1, 2, 3
@@ -273,29 +274,47 @@ def rouge_f(lcs, la, lb):
 
 @nb.njit(cache=True)
 def _verify(qe, qt, rule, pool, tag, ht, touched, n_touched, mark, stats):
-    """Count bound, then the bag bound, then the exact F, per touched text; True = too similar."""
+    """Count bound, then the bag bound, then the exact F, per touched text; True = too similar.
+
+    The texts past the count bound are read in passes of independent loads (their offsets, then
+    the first two cache lines of their elements, then the rest), so that their cache misses
+    overlap instead of each text waiting for its own: at BELLE scale they are the probe's
+    slowest memory accesses."""
     num, den, _, thr = rule
-    lens, doc_ptr, doc_elems, elem_tok = pool
+    _, doc_ptr, doc_elems, elem_tok = pool
     la = len(qe)
     stats[CANDIDATES] += n_touched
-    for e in qe:
-        mark[e] = tag
+    first = np.empty(n_touched, np.int64)
+    m = 0
     for k in range(n_touched):
         s = touched[k]
-        if ht[s, SCORE] < 0:
-            continue
-        stats[BOUNDED] += 1
-        d = ht[s, KEY] - 1
-        lb = lens[d]
-        elems = doc_elems[doc_ptr[d]:doc_ptr[d + 1]]
-        bag = 0
-        for e in elems:
-            if mark[e] == tag:
-                bag += 1
-        if bag < need(la, lb, num, den):
+        if ht[s, SCORE] >= 0:
+            first[m] = ht[s, KEY] - 1  # the text id, until its offset replaces it below
+            m += 1
+    stats[BOUNDED] += m
+    if m == 0:
+        return False
+    for e in qe:
+        mark[e] = tag
+    end = np.empty(m, np.int64)
+    for c in range(m):
+        d = first[c]
+        first[c], end[c] = doc_ptr[d], doc_ptr[d + 1]
+    bag = np.zeros(m, np.int64)
+    for c in range(m):
+        bag[c] = (mark[doc_elems[first[c]]] == tag) + \
+            (end[c] - first[c] > LINE and mark[doc_elems[first[c] + LINE]] == tag)
+    for c in range(m):
+        a, b = first[c], end[c]
+        lb = b - a
+        shared = bag[c]
+        for k in range(a + 1, b):
+            if k != a + LINE and mark[doc_elems[k]] == tag:
+                shared += 1
+        if shared < need(la, lb, num, den):
             continue
         stats[LCS] += 1
-        if rouge_f(lcs_length(qt, elem_tok[elems]), la, lb) > thr:
+        if rouge_f(lcs_length(qt, elem_tok[doc_elems[a:b]]), la, lb) > thr:
             return True
     return False
 
