@@ -78,7 +78,7 @@ class PoolIndex:
         self.big_docs = 0  # texts 0..big_docs-1 are in the big level, then the small one
         self.d_head = np.full(1024, -1, np.int32)
         self.d_cnt = np.zeros(1024, np.int64)
-        self.d_next, self.d_doc, self.d_lb, self.d_j = (np.zeros(4096, np.int32) for _ in range(4))
+        self.d_rows = np.zeros((4096, 4), np.int32)  # NEXT, DOC, LEN, POS (novelty_kernels)
         self.n_delta = 0
         self.next_rerank = 64
         self.one = Scratch(1)  # the single-query path
@@ -101,8 +101,7 @@ class PoolIndex:
         self.lens = _grow(self.lens, n)
         self.doc_ptr = _grow(self.doc_ptr, n + 1)
         self.doc_elems = _grow(self.doc_elems, m)
-        self.d_next, self.d_doc, self.d_lb, self.d_j = (
-            _grow(a, self.n_delta + elems) for a in (self.d_next, self.d_doc, self.d_lb, self.d_j))
+        self.d_rows = _grow(self.d_rows, self.n_delta + elems, axis=0)
 
     def append(self, elems: np.ndarray) -> None:
         """Add one text (its element ids) to the pool and to the delta index."""
@@ -147,7 +146,7 @@ class PoolIndex:
 
     # -- probes ---------------------------------------------------------------------
     def _dl(self) -> tuple:
-        return self.d_head, self.d_next, self.d_doc, self.d_lb, self.d_j, self.d_cnt
+        return self.d_head, self.d_rows, self.d_cnt
 
     def _pool(self) -> tuple:
         return self.lens, self.doc_ptr, self.doc_elems, self.elem_tok

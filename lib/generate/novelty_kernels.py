@@ -12,8 +12,9 @@ Tuples of arrays the kernels share (owned by novelty_index.PoolIndex):
            the element in text st_doc) are grouped by (element, text length): element e owns
            groups g_ptr[e]..g_ptr[e+1]-1, group g holds texts of length g_lb[g] in entries
            g_start[g]..g_start[g+1]-1, sorted by position.
-  delta  = (d_head, d_next, d_doc, d_lb, d_j, d_cnt): texts added since the last level was
-           built, one linked list per element, newest first, and each list's length.
+  delta  = (d_head, d_rows, d_cnt): texts added since the last level was built, one linked list
+           per element, newest first, and each list's length. An entry is one row of d_rows
+           (NEXT, DOC, LEN, POS: next entry, text, its length, position), one cache line.
   rule   = (num, den, delta_extra, threshold)
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 KEY, SCORE = 0, 1
 MIN_BITS = 10  # the smallest table: 1,024 slots
 LINE = 16  # element ids (int32) per 64-byte cache line
+NEXT, DOC, LEN, POS = 0, 1, 2, 3  # the columns of a delta entry
 # Counters a probe adds to: posting entries read, texts touched, texts past the bounds,
 # texts past the bag bound (= exact LCS computed).
 ENTRIES, CANDIDATES, BOUNDED, LCS = 0, 1, 2, 3
@@ -129,14 +131,14 @@ def insert(elems, lens, doc_ptr, doc_elems, rank, n_docs, num, den, delta, dl, n
     lens[d] = lb
     if lb == 0:
         return n_delta
-    d_head, d_next, d_doc, d_lb, d_j, d_cnt = dl
+    d_head, d_rows, d_cnt = dl
     order = sort_by_rank(elems, rank)
     for j in range(indexed_len(lb, num, den, delta)):
         e = order[j]
-        d_next[n_delta] = d_head[e]
+        d_rows[n_delta, NEXT] = d_head[e]
         d_head[e] = n_delta
         d_cnt[e] += 1
-        d_doc[n_delta], d_lb[n_delta], d_j[n_delta] = d, lb, j
+        d_rows[n_delta, DOC], d_rows[n_delta, LEN], d_rows[n_delta, POS] = d, lb, j
         n_delta += 1
     return n_delta
 
@@ -225,20 +227,21 @@ def _scan_level(e, i, la, lo, hi, rule, level, ht, bits, touched, n_touched, sta
 def _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, ht, bits, touched, n_touched, stats):
     """The same test over element e's delta list (newest first, so stop below min_doc)."""
     num, den, delta, _ = rule
-    d_head, d_next, d_doc, d_lb, d_j, _ = dl
+    d_head, d_rows, _ = dl
     if e >= len(d_head):
         return n_touched
     k = d_head[e]
-    while k >= 0 and d_doc[k] >= min_doc:
-        lb = d_lb[k]
+    while k >= 0 and d_rows[k, DOC] >= min_doc:
+        lb = d_rows[k, LEN]
+        j = d_rows[k, POS]
         stats[ENTRIES] += 1
         if lo <= lb <= hi:
             t = need(la, lb, num, den)
-            if d_j[k] <= lb - t and la - i >= t:
-                n_touched = _touch(d_doc[k], _start(t, delta), ht, bits, touched, n_touched)
-            elif d_j[k] <= lb - t + delta:
-                _count(d_doc[k], ht, bits)
-        k = d_next[k]
+            if j <= lb - t and la - i >= t:
+                n_touched = _touch(d_rows[k, DOC], _start(t, delta), ht, bits, touched, n_touched)
+            elif j <= lb - t + delta:
+                _count(d_rows[k, DOC], ht, bits)
+        k = d_rows[k, NEXT]
     return n_touched
 
 
@@ -365,7 +368,7 @@ def probe(q_elems, qt, rank, min_doc, rule, pool, big, small, dl, tag, ht, touch
     qe = sort_by_rank(q_elems, rank)
     lo = least(la, num, den)               # length bound: lb >= θ·la/(2-θ)
     hi0 = (2 * den - num) * la // num      # and lb <= (2-θ)·la/θ
-    bits = table_bits(_touch_bound(qe, lo, hi0, min_doc, rule, big, small, dl[5]), len(ht))
+    bits = table_bits(_touch_bound(qe, lo, hi0, min_doc, rule, big, small, dl[2]), len(ht))
     n_touched = 0
     for i in range(indexed_len(la, num, den, delta)):
         # position i lies in the query's pair prefix only for partners with t(la, lb) <= la-i+δ
