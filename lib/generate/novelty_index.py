@@ -3,7 +3,8 @@
 `PoolIndex` owns what the compiled probe (novelty_kernels.py) reads: each pool text's
 element ids (CSR), its length, the element -> token map, the rare-first order, and the index
 in three parts: a big and a small level sorted by (element, length, position), which a probe
-reads only where the bounds allow, and delta lists for the texts added since. It re-ranks
+reads only where the bounds allow, and delta lists (with their lengths) for the texts added
+since. It re-ranks
 and rebuilds everything when the pool doubled, folds the delta into the small level when the
 delta passes 1/16 of the big one, and the small level into the big one when it passes 1/4:
 each entry is re-sorted O(log N) times in all. This happens only between probes, never inside
@@ -38,18 +39,21 @@ def _grow(a: np.ndarray, need: int, fill=0, axis: int = -1) -> np.ndarray:
 
 
 class Scratch:
-    """Per-thread work arrays of one probe (stamp/count/first match per text, touched, marks)."""
+    """Per-thread work arrays of one probe (hash table of touched texts, its used slots, marks)."""
 
     def __init__(self, workers: int):
         self.workers = workers
         self.tags = np.zeros(workers, np.int32)
-        self.sc = np.zeros((workers, 1024, 2), np.int32)
+        self.ht = np.zeros((workers, 1 << K.MIN_BITS, 2), np.int32)
         self.touched = np.zeros((workers, 1024), np.int32)
         self.mark = np.zeros((workers, 1024), np.int32)
         self.stats = np.zeros((workers, 4), np.int64)
 
     def fit(self, n_docs: int, n_elems: int) -> None:
-        self.sc = _grow(self.sc, n_docs, axis=1)
+        # a power of two >= 2·n_docs: room for any probe at load <= 1/2 (most use far less of it)
+        rows = 1 << max(K.MIN_BITS, (2 * n_docs - 1).bit_length())
+        if rows > self.ht.shape[1]:
+            self.ht = np.zeros((self.workers, rows, 2), np.int32)
         self.touched = _grow(self.touched, n_docs)
         self.mark = _grow(self.mark, n_elems)
 
@@ -73,7 +77,8 @@ class PoolIndex:
         self.big, self.small = _empty_level(), _empty_level()
         self.big_docs = 0  # texts 0..big_docs-1 are in the big level, then the small one
         self.d_head = np.full(1024, -1, np.int32)
-        self.d_next, self.d_doc, self.d_lb, self.d_j = (np.zeros(4096, np.int32) for _ in range(4))
+        self.d_cnt = np.zeros(1024, np.int64)
+        self.d_rows = np.zeros((4096, 4), np.int32)  # NEXT, DOC, LEN, POS (novelty_kernels)
         self.n_delta = 0
         self.next_rerank = 64
         self.one = Scratch(1)  # the single-query path
@@ -86,6 +91,7 @@ class PoolIndex:
         self.elem_tok = _grow(self.elem_tok, n)
         self.rank = _grow(self.rank, n, fill=-1)
         self.d_head = _grow(self.d_head, n, fill=-1)
+        self.d_cnt = _grow(self.d_cnt, n)
         self.elem_tok[self.n_elems:n] = tokens
         self.n_elems = n
 
@@ -95,8 +101,7 @@ class PoolIndex:
         self.lens = _grow(self.lens, n)
         self.doc_ptr = _grow(self.doc_ptr, n + 1)
         self.doc_elems = _grow(self.doc_elems, m)
-        self.d_next, self.d_doc, self.d_lb, self.d_j = (
-            _grow(a, self.n_delta + elems) for a in (self.d_next, self.d_doc, self.d_lb, self.d_j))
+        self.d_rows = _grow(self.d_rows, self.n_delta + elems, axis=0)
 
     def append(self, elems: np.ndarray) -> None:
         """Add one text (its element ids) to the pool and to the delta index."""
@@ -136,11 +141,12 @@ class PoolIndex:
         else:
             self.small = level
         self.d_head[:] = -1
+        self.d_cnt[:] = 0
         self.n_delta = 0
 
     # -- probes ---------------------------------------------------------------------
     def _dl(self) -> tuple:
-        return self.d_head, self.d_next, self.d_doc, self.d_lb, self.d_j
+        return self.d_head, self.d_rows, self.d_cnt
 
     def _pool(self) -> tuple:
         return self.lens, self.doc_ptr, self.doc_elems, self.elem_tok
@@ -151,14 +157,14 @@ class PoolIndex:
         s.fit(self.n_docs, self.n_elems)
         s.tags[0] += 1
         return K.probe(elems, toks, self.rank, min_doc, self.rule, self._pool(), self.big, self.small,
-                       self._dl(), s.tags[0], s.sc[0], s.touched[0], s.mark[0], s.stats[0])
+                       self._dl(), s.tags[0], s.ht[0], s.touched[0], s.mark[0], s.stats[0])
 
     def probe_batch(self, q_ptr: np.ndarray, q_elems: np.ndarray, q_toks: np.ndarray) -> np.ndarray:
         """`probe` of many queries against the current pool, on all worker threads."""
         s = self.many
         s.fit(self.n_docs, self.n_elems)
         return K.probe_batch(q_ptr, q_elems, q_toks, self.rank, self.rule, self._pool(), self.big,
-                             self.small, self._dl(), s.tags, s.sc, s.touched, s.mark, s.stats)
+                             self.small, self._dl(), s.tags, s.ht, s.touched, s.mark, s.stats)
 
     def settle(self, q_ptr: np.ndarray, q_elems: np.ndarray, q_toks: np.ndarray,
                blocked: np.ndarray) -> np.ndarray:
@@ -169,7 +175,7 @@ class PoolIndex:
         keep = np.zeros(len(q_ptr) - 1, np.bool_)
         self.n_docs, self.n_delta, s.tags[0] = K.settle_batch(
             q_ptr, q_elems, q_toks, blocked, keep, self.rank, self.rule, self._pool(), self.big,
-            self.small, self._dl(), self.n_docs, self.n_delta, s.tags[0], s.sc[0], s.touched[0],
+            self.small, self._dl(), self.n_docs, self.n_delta, s.tags[0], s.ht[0], s.touched[0],
             s.mark[0], s.stats[0])
         return keep
 

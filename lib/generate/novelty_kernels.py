@@ -12,8 +12,9 @@ Tuples of arrays the kernels share (owned by novelty_index.PoolIndex):
            the element in text st_doc) are grouped by (element, text length): element e owns
            groups g_ptr[e]..g_ptr[e+1]-1, group g holds texts of length g_lb[g] in entries
            g_start[g]..g_start[g+1]-1, sorted by position.
-  delta  = (d_head, d_next, d_doc, d_lb, d_j): texts added since the last level was built, one
-           linked list per element, newest first.
+  delta  = (d_head, d_rows, d_cnt): texts added since the last level was built, one linked list
+           per element, newest first, and each list's length. An entry is one row of d_rows
+           (NEXT, DOC, LEN, POS: next entry, text, its length, position), one cache line.
   rule   = (num, den, delta_extra, threshold)
 """
 from __future__ import annotations
@@ -21,10 +22,16 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-# Scratch of one probe, one row per pool text: the probe's tag, and its score: shared elements
-# counted minus those the count bound needs, or DEAD after the positional bound failed.
-STAMP, SCORE = 0, 1
-DEAD = -(1 << 30)
+# Scratch of one probe: an open-addressing hash table of the pool texts it touched (linear
+# probing, Fibonacci hashing), sized from a bound on the texts it can touch, so that it stays in
+# the L1/L2 cache however large the pool is (a row per pool text costs a cache miss per posting
+# entry at BELLE scale). Slot: KEY = text id + 1 (0 = empty); SCORE = shared elements counted
+# minus those the count bound needs. Texts whose first shared element fails the positional bound
+# are never put in. A probe empties the slots it used before it returns.
+KEY, SCORE = 0, 1
+MIN_BITS = 10  # the smallest table: 1,024 slots
+LINE = 16  # element ids (int32) per 64-byte cache line
+NEXT, DOC, LEN, POS = 0, 1, 2, 3  # the columns of a delta entry
 # Counters a probe adds to: posting entries read, texts touched, texts past the bounds,
 # texts past the bag bound (= exact LCS computed).
 ENTRIES, CANDIDATES, BOUNDED, LCS = 0, 1, 2, 3
@@ -124,38 +131,74 @@ def insert(elems, lens, doc_ptr, doc_elems, rank, n_docs, num, den, delta, dl, n
     lens[d] = lb
     if lb == 0:
         return n_delta
-    d_head, d_next, d_doc, d_lb, d_j = dl
+    d_head, d_rows, d_cnt = dl
     order = sort_by_rank(elems, rank)
     for j in range(indexed_len(lb, num, den, delta)):
         e = order[j]
-        d_next[n_delta] = d_head[e]
+        d_rows[n_delta, NEXT] = d_head[e]
         d_head[e] = n_delta
-        d_doc[n_delta], d_lb[n_delta], d_j[n_delta] = d, lb, j
+        d_cnt[e] += 1
+        d_rows[n_delta, DOC], d_rows[n_delta, LEN], d_rows[n_delta, POS] = d, lb, j
         n_delta += 1
     return n_delta
 
 
 @nb.njit(cache=True, inline="always")
-def _touch(d, i, j, la, lb, num, den, delta, tag, sc, touched, n_touched):
-    """Count a shared element of text d; on the first one (the first shared element in the
-    order) apply the positional bound and set how many more the count bound needs."""
-    if sc[d, STAMP] == tag:
-        sc[d, SCORE] += 1
+def _start(t, delta):
+    """A text's score at its first shared element: minus the further shared elements the count
+    bound needs. With t = t(la, lb) the pair prefixes are la-t+1+δ and lb-t+1+δ long (or the
+    whole text), so overlap <= c + max(0, t-1-δ) and c must reach t - max(0, t-1-δ)."""
+    return 1 - t + max(0, t - 1 - delta)
+
+
+@nb.njit(cache=True, inline="always")
+def table_bits(bound, rows):
+    """log2 of the table size for at most `bound` texts: load <= 1/2, at most `rows` slots."""
+    bits = MIN_BITS
+    while (1 << bits) < 2 * bound and (2 << bits) <= rows:
+        bits += 1
+    return bits
+
+
+@nb.njit(cache=True, inline="always")
+def _slot(d, ht, bits):
+    """The slot of text d in the table: its own, or the empty one where it would go."""
+    mask = (1 << bits) - 1
+    s = ((np.int64(d) * 2654435761) & 0xFFFFFFFF) >> (32 - bits)
+    while ht[s, KEY] != 0 and ht[s, KEY] != d + 1:
+        s = (s + 1) & mask
+    return s
+
+
+@nb.njit(cache=True, inline="always")
+def _touch(d, start, ht, bits, touched, n_touched):
+    """Count a shared element of text d. The caller has checked that this entry passes the
+    positional bound (so on d's first shared element the pair is alive and starts at `start`)."""
+    s = _slot(d, ht, bits)
+    if ht[s, KEY] != 0:
+        ht[s, SCORE] += 1
         return n_touched
-    sc[d, STAMP] = tag
-    t = need(la, lb, num, den)
-    if min(la - i, lb - j) < t:
-        sc[d, SCORE] = DEAD
-        return n_touched
-    rest = max(la - min(la, la - t + 1 + delta), lb - min(lb, lb - t + 1 + delta))
-    sc[d, SCORE] = 1 - (t - rest)
-    touched[n_touched] = d
+    ht[s, KEY] = d + 1
+    ht[s, SCORE] = start
+    touched[n_touched] = s
     return n_touched + 1
 
 
+@nb.njit(cache=True, inline="always")
+def _count(d, ht, bits):
+    """Count a shared element of text d only if an earlier element touched it: an entry past
+    the positional bound min(la-i, lb-j) >= t can only be a later shared element of a live pair
+    (elements come in the same order in both texts, so d's first one was at a smaller i and j,
+    and had it been past the bound, so would every later one)."""
+    s = _slot(d, ht, bits)
+    if ht[s, KEY] != 0:
+        ht[s, SCORE] += 1
+
+
 @nb.njit(cache=True)
-def _scan_level(e, i, la, lo, hi, rule, level, tag, sc, touched, n_touched, stats):
-    """Entries of element e in a sorted level: lengths lo..hi, positions inside the pair prefix."""
+def _scan_level(e, i, la, lo, hi, rule, level, ht, bits, touched, n_touched, stats):
+    """Entries of element e in a sorted level: lengths lo..hi, positions inside the pair prefix;
+    first those that pass the positional bound (positions j <= lb-t), then the δ after them."""
     num, den, delta, _ = rule
     g_ptr, g_lb, g_start, st_j, st_doc = level
     if e + 1 >= len(g_ptr):
@@ -164,32 +207,41 @@ def _scan_level(e, i, la, lo, hi, rule, level, tag, sc, touched, n_touched, stat
     g += np.searchsorted(g_lb[g:g_end], lo)
     while g < g_end and g_lb[g] <= hi:
         lb = g_lb[g]
-        jmax = lb - need(la, lb, num, den) + delta  # last position of the pool text's pair prefix
-        for k in range(g_start[g], g_start[g + 1]):
-            if st_j[k] > jmax:
-                break
-            stats[ENTRIES] += 1
-            n_touched = _touch(st_doc[k], i, st_j[k], la, lb, num, den, delta, tag, sc, touched,
-                               n_touched)
+        t = need(la, lb, num, den)
+        jmax = lb - t + delta  # last position of the pool text's pair prefix
+        jnew = lb - t if la - i >= t else -1  # last position that passes the positional bound
+        start = _start(t, delta)
+        k, end = g_start[g], g_start[g + 1]
+        while k < end and st_j[k] <= jnew:
+            n_touched = _touch(st_doc[k], start, ht, bits, touched, n_touched)
+            k += 1
+        while k < end and st_j[k] <= jmax:
+            _count(st_doc[k], ht, bits)
+            k += 1
+        stats[ENTRIES] += k - g_start[g]
         g += 1
     return n_touched
 
 
 @nb.njit(cache=True)
-def _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, tag, sc, touched, n_touched, stats):
+def _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, ht, bits, touched, n_touched, stats):
     """The same test over element e's delta list (newest first, so stop below min_doc)."""
     num, den, delta, _ = rule
-    d_head, d_next, d_doc, d_lb, d_j = dl
+    d_head, d_rows, _ = dl
     if e >= len(d_head):
         return n_touched
     k = d_head[e]
-    while k >= 0 and d_doc[k] >= min_doc:
-        lb = d_lb[k]
+    while k >= 0 and d_rows[k, DOC] >= min_doc:
+        lb = d_rows[k, LEN]
+        j = d_rows[k, POS]
         stats[ENTRIES] += 1
-        if lo <= lb <= hi and d_j[k] <= lb - need(la, lb, num, den) + delta:
-            n_touched = _touch(d_doc[k], i, d_j[k], la, lb, num, den, delta, tag, sc, touched,
-                               n_touched)
-        k = d_next[k]
+        if lo <= lb <= hi:
+            t = need(la, lb, num, den)
+            if j <= lb - t and la - i >= t:
+                n_touched = _touch(d_rows[k, DOC], _start(t, delta), ht, bits, touched, n_touched)
+            elif j <= lb - t + delta:
+                _count(d_rows[k, DOC], ht, bits)
+        k = d_rows[k, NEXT]
     return n_touched
 
 
@@ -224,35 +276,87 @@ def rouge_f(lcs, la, lb):
 
 
 @nb.njit(cache=True)
-def _verify(qe, qt, rule, pool, tag, sc, touched, n_touched, mark, stats):
-    """Count bound, then the bag bound, then the exact F, per touched text; True = too similar."""
+def _verify(qe, qt, rule, pool, tag, ht, touched, n_touched, mark, stats):
+    """Count bound, then the bag bound, then the exact F, per touched text; True = too similar.
+
+    The texts past the count bound are read in passes of independent loads (their offsets, then
+    the first two cache lines of their elements, then the rest), so that their cache misses
+    overlap instead of each text waiting for its own: at BELLE scale they are the probe's
+    slowest memory accesses."""
     num, den, _, thr = rule
-    lens, doc_ptr, doc_elems, elem_tok = pool
+    _, doc_ptr, doc_elems, elem_tok = pool
     la = len(qe)
     stats[CANDIDATES] += n_touched
+    first = np.empty(n_touched, np.int64)
+    m = 0
+    for k in range(n_touched):
+        s = touched[k]
+        if ht[s, SCORE] >= 0:
+            first[m] = ht[s, KEY] - 1  # the text id, until its offset replaces it below
+            m += 1
+    stats[BOUNDED] += m
+    if m == 0:
+        return False
     for e in qe:
         mark[e] = tag
-    for k in range(n_touched):
-        d = touched[k]
-        if sc[d, SCORE] < 0:
-            continue
-        stats[BOUNDED] += 1
-        lb = lens[d]
-        elems = doc_elems[doc_ptr[d]:doc_ptr[d + 1]]
-        bag = 0
-        for e in elems:
-            if mark[e] == tag:
-                bag += 1
-        if bag < need(la, lb, num, den):
+    end = np.empty(m, np.int64)
+    for c in range(m):
+        d = first[c]
+        first[c], end[c] = doc_ptr[d], doc_ptr[d + 1]
+    bag = np.zeros(m, np.int64)
+    for c in range(m):
+        bag[c] = (mark[doc_elems[first[c]]] == tag) + \
+            (end[c] - first[c] > LINE and mark[doc_elems[first[c] + LINE]] == tag)
+    for c in range(m):
+        a, b = first[c], end[c]
+        lb = b - a
+        shared = bag[c]
+        for k in range(a + 1, b):
+            if k != a + LINE and mark[doc_elems[k]] == tag:
+                shared += 1
+        if shared < need(la, lb, num, den):
             continue
         stats[LCS] += 1
-        if rouge_f(lcs_length(qt, elem_tok[elems]), la, lb) > thr:
+        if rouge_f(lcs_length(qt, elem_tok[doc_elems[a:b]]), la, lb) > thr:
             return True
     return False
 
 
 @nb.njit(cache=True)
-def probe(q_elems, qt, rank, min_doc, rule, pool, big, small, dl, tag, sc, touched, mark, stats):
+def _level_bound(e, lo, hi, level):
+    """Entries of element e with lengths lo..hi in a sorted level (>= the texts they touch)."""
+    g_ptr, g_lb, g_start, _, _ = level
+    if e + 1 >= len(g_ptr):
+        return 0
+    g, g_end = g_ptr[e], g_ptr[e + 1]
+    g += np.searchsorted(g_lb[g:g_end], lo)
+    h = g
+    while h < g_end and g_lb[h] <= hi:
+        h += 1
+    return g_start[h] - g_start[g]
+
+
+@nb.njit(cache=True)
+def _touch_bound(qe, lo, hi0, min_doc, rule, big, small, d_cnt):
+    """At most how many texts a probe puts in its table: the entries it may read at the query
+    positions where a first shared element can pass the positional bound (la-i >= least(la))."""
+    num, den, delta, _ = rule
+    la = len(qe)
+    bound = 0
+    for i in range(la - least(la, num, den) + 1):
+        hi = min(hi0, 2 * den * (la - i + delta) // num - la)
+        if hi < lo:
+            break
+        e = qe[i]
+        if min_doc == 0:
+            bound += _level_bound(e, lo, hi, big) + _level_bound(e, lo, hi, small)
+        if e < len(d_cnt):
+            bound += d_cnt[e]
+    return bound
+
+
+@nb.njit(cache=True)
+def probe(q_elems, qt, rank, min_doc, rule, pool, big, small, dl, tag, ht, touched, mark, stats):
     """True when a pool text (id >= min_doc) has ROUGE-L F > threshold against the query.
 
     min_doc > 0 reads only the delta lists: the caller guarantees those hold every text from
@@ -264,6 +368,7 @@ def probe(q_elems, qt, rank, min_doc, rule, pool, big, small, dl, tag, sc, touch
     qe = sort_by_rank(q_elems, rank)
     lo = least(la, num, den)               # length bound: lb >= θ·la/(2-θ)
     hi0 = (2 * den - num) * la // num      # and lb <= (2-θ)·la/θ
+    bits = table_bits(_touch_bound(qe, lo, hi0, min_doc, rule, big, small, dl[2]), len(ht))
     n_touched = 0
     for i in range(indexed_len(la, num, den, delta)):
         # position i lies in the query's pair prefix only for partners with t(la, lb) <= la-i+δ
@@ -272,15 +377,18 @@ def probe(q_elems, qt, rank, min_doc, rule, pool, big, small, dl, tag, sc, touch
             break
         e = qe[i]
         if min_doc == 0:
-            n_touched = _scan_level(e, i, la, lo, hi, rule, big, tag, sc, touched, n_touched, stats)
-            n_touched = _scan_level(e, i, la, lo, hi, rule, small, tag, sc, touched, n_touched, stats)
-        n_touched = _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, tag, sc, touched, n_touched,
+            n_touched = _scan_level(e, i, la, lo, hi, rule, big, ht, bits, touched, n_touched, stats)
+            n_touched = _scan_level(e, i, la, lo, hi, rule, small, ht, bits, touched, n_touched, stats)
+        n_touched = _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, ht, bits, touched, n_touched,
                                 stats)
-    return _verify(qe, qt, rule, pool, tag, sc, touched, n_touched, mark, stats)
+    found = _verify(qe, qt, rule, pool, tag, ht, touched, n_touched, mark, stats)
+    for k in range(n_touched):
+        ht[touched[k], KEY] = 0
+    return found
 
 
 @nb.njit(cache=True, parallel=True)
-def probe_batch(q_ptr, q_elems, q_toks, rank, rule, pool, big, small, dl, tags, sc, touched, mark,
+def probe_batch(q_ptr, q_elems, q_toks, rank, rule, pool, big, small, dl, tags, ht, touched, mark,
                 stats):
     """`probe` for many queries against the same (frozen) pool, one slice per thread."""
     n = len(q_ptr) - 1
@@ -292,7 +400,7 @@ def probe_batch(q_ptr, q_elems, q_toks, rank, rule, pool, big, small, dl, tags, 
             tags[w] += 1
             a, b = q_ptr[q], q_ptr[q + 1]
             blocked[q] = probe(q_elems[a:b], q_toks[a:b], rank, 0, rule, pool, big, small, dl,
-                               tags[w], sc[w], touched[w], mark[w], stats[w])
+                               tags[w], ht[w], touched[w], mark[w], stats[w])
     return blocked
 
 
@@ -310,7 +418,7 @@ def f_all(qt, pool, n_docs):
 
 @nb.njit(cache=True)
 def settle_batch(q_ptr, q_elems, q_toks, blocked, keep, rank, rule, pool, big, small, dl,
-                 n_docs, n_delta, tag, sc, touched, mark, stats):
+                 n_docs, n_delta, tag, ht, touched, mark, stats):
     """In arrival order: a batch query not blocked by the pool is checked against the batch's
     earlier keepers (texts n_docs.. on, all in the delta lists) and kept or dropped; keepers
     join the pool. Fills `keep`; returns (n_docs, n_delta, tag) after the batch."""
@@ -322,7 +430,7 @@ def settle_batch(q_ptr, q_elems, q_toks, blocked, keep, rank, rule, pool, big, s
         if blocked[q]:
             continue
         tag += 1
-        if probe(q_elems[a:b], q_toks[a:b], rank, first, rule, pool, big, small, dl, tag, sc,
+        if probe(q_elems[a:b], q_toks[a:b], rank, first, rule, pool, big, small, dl, tag, ht,
                  touched, mark, stats):
             continue
         keep[q] = True
