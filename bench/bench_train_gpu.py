@@ -1,16 +1,26 @@
-"""GPU benchmark: tokens/s/GPU and MFU of a training step, padding-free packing vs padding.
+"""GPU benchmark: a real 03_train of a ~1B LLaMA-shaped model (tokens/s/GPU, MFU, checkpoint
+write and model-load rates), then the training step's kernels, padding-free packing vs padding.
 
-Any CUDA device, no download: a random-initialised LLaMA-architecture model of ~1.1B
-parameters (hidden 2048, 16 layers, vocab 32000) in bf16, AdamW, the same Alpaca-shaped
-examples as bench/bench_packing.py, the same batches in both layouts, alternating.
+Any CUDA device, no download, one script, under 10 minutes on one A100/H100:
 
-    python bench/bench_train_gpu.py                        # ~3-5 min on one A100/H100
-    python bench/bench_train_gpu.py --attn flash_attention_2 --batch-size 16
-    python bench/bench_train_gpu.py --record               # + a row in docs/benchmarks.md and
-                                                           #   lib/data/throughput.yaml (bench:)
+    python bench/bench_train_gpu.py --record    # both parts; rows in docs/benchmarks.md and
+                                                #   lib/data/throughput.yaml (bench:), dated, with the device
+    python bench/bench_train_gpu.py --skip-kernels --train-steps 100   # the 03_train part only
 
-MFU = model FLOPs (6*N*tokens + 12*layers*hidden*sum(len^2), useful tokens only) / time /
-the device's dense bf16 peak (lib/train/metrics.py). Packing is one row per batch with
+Part 1, 03_train (lib.train.sft.train, what the notebook runs): a random-initialised LLaMA
+config of ~1.0B parameters (hidden 2048, 16 layers, intermediate 5632, the embedded
+tokenizer's 49,152-token vocabulary) saved as a checkpoint, fine-tuned with recipe alpaca_7b's
+settings (bf16, packing, sdpa, AdamW) on Alpaca-shaped records for --train-steps steps, a
+checkpoint every --save-steps. Its train/metrics.json gives the measured row: real tokens/s/GPU,
+MFU (lib/budget/throughput.py's FLOP rule and datasheet peak, as the launch plan), the
+checkpoint write rate (bytes of each checkpoint directory / seconds of its save) and the
+model-load rate. The overheads of the launch plan (lib/launch/overheads.py) use the newest
+bench row of the same accelerator when no calibrated run has one.
+
+Part 2, kernels: the same model in bf16, AdamW, the same Alpaca-shaped examples as
+bench/bench_packing.py, the same batches in both layouts, alternating.
+MFU = flops_per_token (lib/budget/throughput.py, useful tokens only) x tokens / time /
+the device's dense bf16 peak. Packing is one row per batch with
 cu_seq_lens: flash_attention_2 runs its varlen kernel; with sdpa, lib.train.packing swaps in
 sdpa_varlen, which on CUDA in bf16 calls torch's flash varlen kernel
 (torch.nn.attention.varlen.varlen_attn) with no host synchronisation per layer; the kernel it
@@ -54,6 +64,9 @@ def main(argv=None) -> dict:
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--attn", default="auto", help="sdpa | flash_attention_2 | auto (flash if installed)")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--train-steps", type=int, default=150, help="03_train optimizer steps (part 1)")
+    p.add_argument("--save-steps", type=int, default=50, help="03_train checkpoint interval (part 1)")
+    p.add_argument("--skip-kernels", action="store_true", help="part 1 only")
     p.add_argument("--record", action="store_true",
                    help="append the result to docs/benchmarks.md and lib/data/throughput.yaml (bench:)")
     args = p.parse_args(argv)
@@ -69,10 +82,17 @@ def main(argv=None) -> dict:
     from transformers import AutoTokenizer
 
     from bench_packing import alpaca_like_examples
+    from lib.budget.throughput import config_shape, flops_per_token
     from lib.core.model import embedded_model_dir
-    from lib.train.metrics import PEAK_BF16, device_peak_flops, non_embedding_params, train_flops
+    from lib.train.metrics import device_peak_flops
     from lib.train.packing import make_collator, prepare_for_packing, varlen_kernel
 
+    command = "python bench/bench_train_gpu.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    trained = train_run(args, command)
+    if args.skip_kernels:
+        if args.record:
+            record(None, trained)
+        return {"train": trained}
     tok = AutoTokenizer.from_pretrained(embedded_model_dir())
     examples, _ = alpaca_like_examples(tok, args.examples, args.max_length, seed=0)
     vocab = 32000
@@ -81,10 +101,10 @@ def main(argv=None) -> dict:
         e["labels"] = [lab if lab < 0 else lab % vocab for lab in e["labels"]]
     model = build_model(args, vocab)
     model.train()
-    n_params = non_embedding_params(model)
+    shape = config_shape(model.config, "the benchmark's LLaMA config")
     total_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
-    peak, peak_src = device_peak_flops()
+    peak, peak_src, _ = device_peak_flops()
     collators = {"padded": make_collator(tok, packing=False),
                  "packed": make_collator(tok, packing=True, layout=prepare_for_packing(model),
                                          row_tokens=args.max_length)}
@@ -117,15 +137,15 @@ def main(argv=None) -> dict:
             torch.cuda.synchronize()
             stats[mode]["seconds"] += time.perf_counter() - t0
             stats[mode]["peak_bytes"] = max(stats[mode]["peak_bytes"], torch.cuda.max_memory_allocated())
-    flops = train_flops(n_params, args.layers, args.hidden, useful, sq)
+    flops = flops_per_token(shape, "full", sq / useful).model * useful
     res = {
         "date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name(), "peak_flops": peak,
-        "peak_source": peak_src, "attn": args.attn, "params": total_params, "non_embedding_params": n_params,
+        "peak_source": peak_src, "attn": args.attn, "params": total_params,
         "batch_size": args.batch_size, "examples": len(batches) * args.batch_size, "torch": torch.__version__,
         "packed_kernel": (varlen_kernel(torch.zeros(1, 1, 1, args.hidden // args.heads, device="cuda",
                                                 dtype=torch.bfloat16), 0.0)
                           if args.attn == "sdpa" else args.attn),
-        "command": "python bench/bench_train_gpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
     }
     for mode, s in stats.items():
         res[mode] = {"useful_tokens_per_s_per_gpu": round(useful / s["seconds"]),
@@ -134,37 +154,95 @@ def main(argv=None) -> dict:
                      "peak_memory_gib": round(s["peak_bytes"] / 2**30, 2)}
     res["ratio_packed_over_padded"] = round(stats["padded"]["seconds"] / stats["packed"]["seconds"], 2)
     print(json.dumps(res, indent=1))
-    if not any(k in res["device"] for k in PEAK_BF16):
+    if not peak:
         print("note: unknown device peak; MFU left empty", file=sys.stderr)
     if args.record:
-        record(res)
-    return res
+        record(res, trained)
+    return {"train": trained, "kernels": res}
 
 
-def accelerator_name(device: str) -> str:
-    """torch's device name in SkyPilot's accelerator vocabulary ('NVIDIA A100-SXM4-80GB' -> 'A100-80GB')."""
-    for key in ("H200", "H100", "A100", "L40S", "L4", "A10G", "V100", "T4"):
-        if key in device:
-            return key + ("-80GB" if key == "A100" and "80GB" in device else "")
-    return device
+def train_run(args, command: str) -> dict:
+    """Part 1: lib.train.sft.train on a saved random ~1B LLaMA checkpoint; the measured row from its metrics."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    from bench_packing import alpaca_like_records
+    from lib.budget.throughput import device_accelerator
+    from lib.core.model import embedded_model_dir
+    from lib.train.sft import TrainConfig, train
+
+    root = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
+    cfg = LlamaConfig(hidden_size=args.hidden, intermediate_size=args.intermediate, num_hidden_layers=args.layers,
+                      num_attention_heads=args.heads, num_key_value_heads=args.heads, vocab_size=len(tok),
+                      max_position_embeddings=4096, tie_word_embeddings=False, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    examples = args.train_steps * 16  # recipe alpaca_7b's packed micro-batch, one GPU, no accumulation
+    with open(root / "train.jsonl", "w", encoding="utf-8") as f:
+        for r in alpaca_like_records(examples, seed=0):
+            f.write(json.dumps(r) + "\n")
+    t0 = time.time()
+    m = train(TrainConfig(recipe="alpaca_7b", data=str(root / "train.jsonl"), model=str(root / "base"),
+                          output_dir=str(root / "run" / "model"), run_dir=str(root / "run"), hourly_usd=0.0,
+                          max_steps=args.train_steps, save_steps=args.save_steps, logging_steps=5))
+    device = torch.cuda.get_device_name()
+    ck, load = m.get("checkpoint_write") or {}, m.get("model_load") or {}
+    return {"date": time.strftime("%Y-%m-%d"), "device": device, "accelerator": device_accelerator(device) or device,
+            "model": f"random LLaMA {m['params'] / 1e9:.2f}B (hidden {args.hidden}, {args.layers} layers)",
+            "recipe_settings": "alpaca_7b (bf16, packing, sdpa), 1 GPU", "steps": m["optimizer_steps"],
+            "trained_tokens": m["trained_tokens"], "tokens_per_s_per_gpu": round(m["tokens_per_s_per_gpu"] or 0),
+            "mfu": round(m["mfu"], 4) if m.get("mfu") else None, "peak_source": m["peak_source"],
+            "checkpoint_write_bytes_per_s": ck.get("bytes_per_s"), "checkpoint_bytes": ck.get("bytes"),
+            "checkpoint_saves": ck.get("saves"), "model_load_bytes_per_s": load.get("bytes_per_s"),
+            "seconds": round(time.time() - t0, 1), "command": command}
 
 
-def record(res: dict) -> None:
-    """Append the result: a row of docs/benchmarks.md's GPU table and a `bench:` line of
+# docs/benchmarks.md's two GPU tables, by the start of their header lines
+TABLES = ("| date | device | run | steps |", "| date | device | attention (packed kernel) |")
+
+
+def insert_row(text: str, header: str, row: str) -> str:
+    """`text` with `row` appended to the markdown table whose header line starts with `header`."""
+    lines = text.splitlines(keepends=True)
+    i = next(k for k, line in enumerate(lines) if line.startswith(header)) + 1
+    while i < len(lines) and lines[i].startswith("|"):
+        i += 1
+    return "".join(lines[:i] + [row] + lines[i:])
+
+
+def record(res: dict | None, trained: dict) -> None:
+    """Append the results: rows of docs/benchmarks.md's GPU tables and `bench:` lines of
     lib/data/throughput.yaml (appended, never rewritten: earlier measurements stay)."""
-    packed, padded = res["packed"], res["padded"]
-    row = (f"| {res['date']} | {res['device']} | {res['attn']} ({res['packed_kernel']}) | {res['params'] / 1e9:.2f}B "
-           f"| {res['batch_size']} | {padded['useful_tokens_per_s_per_gpu']:,} / {packed['useful_tokens_per_s_per_gpu']:,} "
-           f"| {padded['mfu']} / {packed['mfu']} | {padded['peak_memory_gib']} / {packed['peak_memory_gib']} "
-           f"| **{res['ratio_packed_over_padded']}x** | `{res['command']}` |\n")
-    with open(REPO / "docs" / "benchmarks.md", "a", encoding="utf-8") as f:
-        f.write(row)
-    entry = {"date": res["date"], "device": res["device"], "accelerator": accelerator_name(res["device"]),
-             "model": f"random LLaMA {res['params'] / 1e9:.2f}B", "attn": f"{res['attn']} ({res['packed_kernel']})",
-             "tokens_per_s_per_gpu": packed["useful_tokens_per_s_per_gpu"], "mfu": packed["mfu"],
-             "peak_memory_gib": packed["peak_memory_gib"], "command": res["command"]}
+    t = trained
+    rows = [f"| {t['date']} | {t['device']} | 03_train, {t['model']} | {t['steps']} | {t['tokens_per_s_per_gpu']:,} | "
+            f"{t['mfu']} | {(t['checkpoint_write_bytes_per_s'] or 0) / 1e6:,.0f} MB/s ({t['checkpoint_saves']} saves) | "
+            f"{(t['model_load_bytes_per_s'] or 0) / 1e6:,.0f} MB/s | `{t['command']}` |\n"]
+    entries = [{k: t[k] for k in ("date", "device", "accelerator", "model", "tokens_per_s_per_gpu", "mfu",
+                                  "checkpoint_write_bytes_per_s", "model_load_bytes_per_s", "command")}]
+    if res is not None:
+        packed, padded = res["packed"], res["padded"]
+        rows.append(f"| {res['date']} | {res['device']} | kernels, {res['attn']} ({res['packed_kernel']}) | "
+                    f"{res['params'] / 1e9:.2f}B, micro-batch {res['batch_size']} | {padded['useful_tokens_per_s_per_gpu']:,}"
+                    f" / {packed['useful_tokens_per_s_per_gpu']:,} (padded / packed) | {padded['mfu']} / {packed['mfu']} | "
+                    f"peak {padded['peak_memory_gib']} / {packed['peak_memory_gib']} GiB | packed / padded "
+                    f"**{res['ratio_packed_over_padded']}x** | `{res['command']}` |\n")
+        entries.append({"date": res["date"], "device": res["device"], "accelerator": t["accelerator"],
+                        "model": f"random LLaMA {res['params'] / 1e9:.2f}B, kernels only",
+                        "attn": f"{res['attn']} ({res['packed_kernel']})",
+                        "tokens_per_s_per_gpu": packed["useful_tokens_per_s_per_gpu"], "mfu": packed["mfu"],
+                        "peak_memory_gib": packed["peak_memory_gib"], "command": res["command"]})
+    doc = REPO / "docs" / "benchmarks.md"
+    text = doc.read_text(encoding="utf-8")
+    for header, row in zip(TABLES, rows):
+        text = insert_row(text, header, row)
+    doc.write_text(text, encoding="utf-8")
     with open(REPO / "lib" / "data" / "throughput.yaml", "a", encoding="utf-8") as f:
-        f.write("  - " + json.dumps(entry) + "\n")  # JSON is YAML: one flow mapping per line
+        f.writelines("  - " + json.dumps(e) + "\n" for e in entries)  # JSON is YAML: one flow mapping per line
     print("recorded in docs/benchmarks.md and lib/data/throughput.yaml (bench:)")
 
 

@@ -4,11 +4,14 @@ output and error files."""
 from __future__ import annotations
 
 import json
+import time
 
 import openai
+import pytest
 
 from lib.core import batchapi
-from lib.testing.batch_server import BatchServer
+from lib.core.server import free_port
+from lib.testing.batch_server import CANNED_REPLY, BatchServer
 
 
 def _lines(n: int) -> list[dict]:
@@ -54,3 +57,48 @@ def test_resume_finds_the_same_batch_by_id_or_by_input_file(tmp_path):
         assert resumed.id == first.id and list(api.state.batches) == [first.id]  # one batch, paid once
         api.release_batches()
         assert batchapi.wait(client, resumed, 0.05).status == "completed"
+
+
+def test_the_test_server_speaks_the_protocol_the_client_reads(tmp_path):
+    """The stand-in for OpenAI's Batch API answers the real client as OpenAI does: typed errors
+    (404 NotFound, 400 BadRequest, 429 with Retry-After, 502 from a dead upstream), list shapes,
+    and a held batch that cancels to `cancelled` with its counts. A stand-in that drifted from the
+    protocol would let lib.core.batchapi pass here and fail against the real service."""
+    with BatchServer(None, hold_batches=True) as api:
+        client = openai.OpenAI(base_url=api.base_url, api_key="test", max_retries=0)
+        assert [m.id for m in client.models.list()] == ["canned"]
+        with pytest.raises(openai.NotFoundError, match="no file file-nope"):
+            client.files.retrieve("file-nope")
+        with pytest.raises(openai.BadRequestError, match="not an uploaded file"):
+            client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h")
+        path = tmp_path / "in.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in _lines(2)))
+        up = client.files.create(file=path.open("rb"), purpose="batch")
+        assert client.files.retrieve(up.id).bytes == path.stat().st_size
+        assert client.files.content(up.id).read() == path.read_bytes()
+        with pytest.raises(openai.BadRequestError, match="not supported"):
+            client.batches.create(input_file_id=up.id, endpoint="/v1/embeddings", completion_window="24h")
+        batch = client.batches.create(input_file_id=up.id, endpoint="/v1/chat/completions", completion_window="24h")
+        assert [b.id for b in client.batches.list()] == [batch.id]
+        assert client.batches.cancel(batch.id).status == "cancelling"
+        with pytest.raises(openai.NotFoundError):
+            client.batches.cancel("batch_nope")
+        api.release_batches()
+        for _ in range(200):
+            done = client.batches.retrieve(batch.id)
+            if done.status == "cancelled":
+                break
+            time.sleep(0.01)
+        assert done.status == "cancelled" and done.request_counts.completed == 0
+        api.inject((429, 7))
+        with pytest.raises(openai.RateLimitError) as hit:
+            client.chat.completions.create(model="canned", messages=[{"role": "user", "content": "hi"}])
+        assert hit.value.response.headers["retry-after"] == "7"
+        reply = client.chat.completions.create(model="canned", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content == CANNED_REPLY and reply.usage.completion_tokens > 0
+        with pytest.raises(openai.NotFoundError, match="unknown route"):
+            client.get("/nowhere", cast_to=object)
+    with BatchServer(f"http://127.0.0.1:{free_port()}/v1") as dead:
+        client = openai.OpenAI(base_url=dead.base_url, api_key="test", max_retries=0)
+        with pytest.raises(openai.InternalServerError, match="upstream unreachable"):
+            client.models.list()

@@ -159,18 +159,22 @@ def test_plan_and_actual_side_by_side(tmp_path):
     clean.write_text("".join(json.dumps({"id": f"r{i}", "instruction": "Say hi.", "output": "hi " * 40}) + "\n"
                              for i in range(300)))
     plan = make_plan("shear-train-7b", "alpaca_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1,
-                     data=clean, overhead_hours=0.3)
+                     data=clean, provisioning_hours=0.3)
     # 300 records - 30 held out = 270 examples; batch 16 x 1 x 8 = 128 -> ceil(270/128) = 3 steps x 3 epochs
     assert (plan.data.examples, plan.steps_per_epoch, plan.optimizer_steps) == (270, 3, 9)
     assert plan.trained_tokens == plan.tokens_per_epoch * 3
-    plan.hours, plan.usd = plan.compute_hours + 0.3, (plan.compute_hours + 0.3) * 8.65
+    assert plan.overheads[0] == {"name": "provisioning + setup", "hours": 0.3, "formula": "0.3 h",
+                                 "source": "the task's OVERHEAD_HOURS env", "count": 0}
+    plan.hours = plan.compute_hours + plan.overhead_hours
+    plan.usd = plan.hours * 8.65
     path = save_plan(run, plan)
     assert path == run / "plan" / "shear-train-7b.json" and load_plans(run)[0]["optimizer_steps"] == 9
     # what training measured: 2 logged intervals of 900 s at 24,000 useful tokens/s over 8 processes
     (run / "train" / "metrics.json").write_text(json.dumps({
         "model_id": "huggyllama/llama-7b", "nodes": 1, "procs_per_node": 8, "world_size": 8, "epochs": 3,
         "optimizer_steps": 9, "trained_tokens": 43_200_000,
-        "throughput": [{"seconds": 900.0, "useful_tokens_per_s": 24_000.0}] * 2}))
+        "throughput": [{"seconds": 900.0, "useful_tokens_per_s": 24_000.0}] * 2, "seconds": 2000.0,
+        "pace_projection": {"step": 3, "steps": 9, "projected_s": 1900.0}, "train_loop_seconds": 1800.0}))
     text = write_report(run, budgets)[0].read_text()
     assert "## Plan vs actual (training, plan `shear-train-7b`" in text
     assert f"| trained tokens | {plan.trained_tokens:,.0f} | 43,200,000 |" in text
@@ -181,6 +185,10 @@ def test_plan_and_actual_side_by_side(tmp_path):
     assert f"| hours (wall) | {plan.hours:.3f}" in text and "| 0.500 |" in text  # the ledger's 1800 s interval
     assert f"| dollars (training) | ${plan.usd:,.2f} | $4.33 |" in text
     assert "Planned speed from prior full on A100-80GB" in text
+    # train() wall time: the plan's training and overhead lines less provisioning, against metrics.json's seconds
+    wall = (plan.hours - 0.3) * 3600
+    assert f"| train() wall time, s | {wall:,.1f} | 2,000.0 | {2000 / wall:.2f}x ({(2000 - wall) / wall:+.0%}) |" in text
+    assert "| training loop, s (projected at step 3 of 9) | 1,900.0 | 1,800.0 | 0.95x (-5%) |" in text
 
 
 def test_one_node_price_rule_falls_back_per_gpu(monkeypatch, tmp_path):

@@ -159,3 +159,44 @@ def test_missing_converter_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SHEAR_CACHE", str(tmp_path))
     with pytest.raises(UserError, match="make setup"):
         converter_script()
+
+
+def test_export_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    """Each refusal names the problem and the fix, before or instead of a half-written file:
+    an unknown quantization, a file llama.cpp cannot quantize, a source archive without the
+    converter, a SentencePiece tokenizer without its scores, an architecture the converter lacks."""
+    import tarfile
+
+    from lib.serve.export import (check_sentencepiece_scores, convert_f16, converter_script, llama_cpp_version,
+                                  quantize)
+
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf")
+    with pytest.raises(UserError, match="unknown quantization 'Q9_Z'"):
+        quantize(junk, tmp_path / "q9.gguf", "Q9_Z")
+    with pytest.raises(UserError, match="could not quantize .* re-export the 16-bit file"):
+        quantize(junk, tmp_path / "q4.gguf", "Q4_K_M", threads=1)
+
+    monkeypatch.setenv("SHEAR_CACHE", str(tmp_path / "cache"))
+    version = llama_cpp_version()
+    (tmp_path / "cache" / "llama.cpp").mkdir(parents=True)
+    readme = tmp_path / "README.md"
+    readme.write_text("no converter here\n")
+    with tarfile.open(tmp_path / "cache" / "llama.cpp" / f"llama_cpp_python-{version}.tar.gz", "w:gz") as tar:
+        tar.add(readme, arcname=f"llama_cpp_python-{version}/vendor/llama.cpp/README.md")
+    with pytest.raises(UserError, match="holds no convert_hf_to_gguf.py: reinstall with `make setup`"):
+        converter_script()
+    monkeypatch.undo()
+
+    sp = tmp_path / "sp"
+    sp.mkdir()
+    (sp / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "byte_fallback": True}}))
+    with pytest.raises(UserError, match="no tokenizer.model"):
+        check_sentencepiece_scores(sp)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text(json.dumps({"architectures": ["NoSuchForCausalLM"], "model_type": "nosuch"}))
+    with pytest.raises(UserError, match="converter failed on .* this architecture may be unsupported"):
+        convert_f16(odd, tmp_path / "odd.gguf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "cache", "junk.gguf", "odd", "sp"]
+    assert not (tmp_path / "cache" / "llama.cpp" / version).exists()

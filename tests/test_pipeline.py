@@ -87,6 +87,12 @@ def test_tiny_loop_end_to_end_leaks_no_key(tiny_loop):
     assert (run / "model" / "config.json").exists()
     metrics = json.loads((run / "train" / "metrics.json").read_text())
     assert "base_heldout_loss" in metrics and "tuned_heldout_loss" in metrics
+    # 03_train planned itself before training (the embedded recipe on this CPU, the tiny profile's max_length and
+    # max_steps): the tokens of its first steps in the trainer's sample order are what the trainer then trained
+    plan = json.loads((run / "plan" / "local.json").read_text())
+    assert (plan["trained_tokens"], plan["optimizer_steps"]) == (metrics["trained_tokens"], metrics["optimizer_steps"])
+    assert [o["name"] for o in plan["overheads"]] == ["model download + load", "checkpoint writes", "held-out loss"]
+    assert "| train() wall time, s |" in (run / "report" / "budget.md").read_text()
     results = json.loads((run / "eval" / "results.json").read_text())
     # teacher and judge: the shipped GGUF behind llama.cpp's server (lib.core.server.embedded_server)
     from lib.core.model import gguf_path

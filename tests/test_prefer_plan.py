@@ -25,9 +25,9 @@ def test_reference_forward_by_hand():
 
 def test_dpo_7b_plan_is_hand_checkable():
     p = make_plan("dpo_7b", "dpo_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1, data=None,
-                  tokens_override=16_000_000, overhead_hours=0.3)
+                  tokens_override=16_000_000, provisioning_hours=0.3)
     sft = make_plan("dpo_7b", "alpaca_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1, data=None,
-                    tokens_override=16_000_000, overhead_hours=0.3)
+                    tokens_override=16_000_000, provisioning_hours=0.3)
     assert p.hyperparameters["dpo"]["precompute_ref_log_probs"] is not None and sft.hyperparameters["dpo"] is None
     ref = 1.0 / p.epochs if p.hyperparameters["dpo"]["precompute_ref_log_probs"] else 1.0
     shape = model_shape(p.base_model)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from lib.launch.skyrun import main as skyrun_main
 from lib.launch.skyrun import run_task
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,3 +57,34 @@ def test_kill_node_takes_down_what_the_node_started(tmp_path):
     kill_node(proc)
     time.sleep(0.2)
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_command_line_runs_setup_then_run_and_exits_with_the_failing_code(tmp_path, capsys):
+    """`python -m lib.launch.skyrun task.yaml --root … --env K=V --nodes 2`, as a user types it:
+    setup then run on every node, one line per step and node, and the failing node's exit code."""
+    task = tmp_path / "t.yaml"
+    task.write_text("setup: echo set-$A\nrun: |\n  [ \"$SKYPILOT_NODE_RANK\" = 1 ] && exit 3\n  echo ran-$A\n")
+    with pytest.raises(SystemExit) as done:
+        skyrun_main([str(task), "--root", str(tmp_path / "b"), "--env", "A=x", "--nodes", "2", "--task-id", "t-1"])
+    assert done.value.code == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" after ")[0] for line in lines] == [
+        "setup node 0: exit 0", "setup node 1: exit 0", "run node 0: exit 0", "run node 1: exit 3"]
+
+
+@pytest.mark.parametrize("text, flag, says", [
+    (None, [], "not found: pass a file in sky/"),
+    ("run: [unclosed", [], "is not valid YAML"),
+    ("setup: echo only\n", [], "has no `run` script"),
+    ("run: echo hi\n", ["--env", "NOEQUALS"], "--env 'NOEQUALS' is malformed: write --env KEY=VALUE"),
+    ("run: echo hi\n", ["--nodes", "0"], "--nodes 0: need at least one node"),
+])
+def test_bad_task_input_is_one_line_and_nothing_runs(tmp_path, capsys, text, flag, says):
+    task = tmp_path / "t.yaml"
+    if text is not None:
+        task.write_text(text)
+    with pytest.raises(SystemExit) as done:
+        skyrun_main([str(task), "--root", str(tmp_path / "bucket"), *flag])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and says in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bucket").exists()  # checked before the bucket is made

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from lib.budget import Ledger, load_budgets
@@ -45,12 +46,47 @@ def test_training_stops_with_a_checkpoint_before_the_cap(tmp_path):
     assert res["budget_projection"]["projected_usd"] > 6.0  # the full run would have crossed the cap
 
 
-def test_local_cpu_training_costs_nothing_and_is_metered(tmp_path):
+def test_local_cpu_training_costs_nothing_and_is_metered(tmp_path, capsys):
+    """...and measures what the launch plan needs (issue 24): its own pace projected after 5% of the steps
+    (at least 3), printed and in the ledger beside the run's plan interval; its checkpoint saves' bytes and
+    seconds; its model load; and the tokens of its first max_steps steps as the plan counts them."""
+    from transformers import AutoTokenizer
+
+    from lib.budget.plans import plan_path
+    from lib.core.files import atomic_write_json
+    from lib.core.masking import encode_records, ensure_pad_token
+    from lib.core.model import resolve_model
+    from lib.launch.plan import first_steps_tokens
+    from lib.train.data import read_training_records
+
     budgets = _setup(tmp_path, cap=1.0)
-    res = train(_cfg(tmp_path, budgets, max_steps=2))
-    assert not res["stopped_for_budget"] and res["global_step"] == 2
-    recs = Ledger(tmp_path / "run" / "ledger", writer="check").records(kind="compute", phase="training")
+    # the run's plan: 1 to 2 s of compute and no checkpoint line (any interval: the test reads where the pace falls)
+    atomic_write_json(plan_path(tmp_path / "run", "local"), {"task": "local", "created": 1.0, "overheads": [],
+                                                             "compute_hours_interval": {"low": 1 / 3600, "high": 2 / 3600}})
+    res = train(_cfg(tmp_path, budgets, max_steps=4, save_steps=2))
+    assert not res["stopped_for_budget"] and res["global_step"] == 4
+    ledger = Ledger(tmp_path / "run" / "ledger", writer="check")
+    recs = ledger.records(kind="compute", phase="training")
     assert recs and sum(r["hours"] for r in recs) > 0 and sum(r["usd"] for r in recs) == 0
+    pace = res["pace_projection"]
+    assert pace["step"] == 3 and pace["steps"] == 4 and pace["saves_left"] == 1  # the save at step 4 is still ahead
+    assert pace["projected_s"] == pytest.approx(pace["elapsed_s"] + 1 * pace["step_s"] + 1 * pace["save_s"])
+    assert pace["save_s"] > 0 and (pace["plan_low_s"], pace["plan_high_s"]) == pytest.approx((1.0, 2.0))
+    where = "inside" if 1 <= pace["projected_s"] <= 2 else ("below" if pace["projected_s"] < 1 else "above")
+    assert pace["plan_verdict"].startswith(f"{where} the plan's 1-2 s")
+    assert [r["projected_s"] for r in ledger.records(kind="projection")] == [pace["projected_s"]]
+    assert f"pace: after 3 of 4 steps: training loop ~{pace['projected_s']:,.0f} s" in capsys.readouterr().out
+    assert res["train_loop_seconds"] > pace["elapsed_s"]
+    ck = res["checkpoint_write"]  # the bytes of both checkpoint directories, as written
+    on_disk = sum(f.stat().st_size for d in (tmp_path / "model.checkpoints").glob("checkpoint-*")
+                  for f in d.rglob("*") if f.is_file())
+    assert ck["saves"] == 2 and ck["bytes"] == on_disk and ck["bytes_per_s"] == pytest.approx(ck["bytes"] / ck["seconds"])
+    assert res["model_load"]["bytes"] == 4 * res["model_load"]["params"] and res["model_load"]["seconds"] > 0
+    tok = AutoTokenizer.from_pretrained(resolve_model("embedded"))
+    ensure_pad_token(tok)
+    examples, _ = encode_records(read_training_records(tmp_path / "train.jsonl"), tok, fmt=load_recipe("tiny").format,
+                                 max_length=48)
+    assert res["trained_tokens"] == first_steps_tokens([len(e["input_ids"]) for e in examples], 2, 4)
 
 
 def test_a_skypilot_node_is_billed_as_the_instance_the_task_asked_for():

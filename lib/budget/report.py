@@ -177,6 +177,22 @@ def _span(p: dict) -> str:
     return f" ({h['low'] + over:.3f}-{h['high'] + over:.3f})" if h else ""
 
 
+def timing_rows(p: dict, m: dict) -> list[str]:
+    """train() wall time (the plan's training + overhead lines vs metrics.json `seconds`) and the run's own
+    projection at 5% of its steps vs its final training loop (lib/train/callbacks.py `pace_projection`)."""
+    planned = (p.get("compute_hours") or 0.0) + (p.get("overhead_hours") or 0.0)
+    if p.get("accelerator") != "cpu":
+        planned -= sum(o.get("hours", 0.0) for o in p.get("overheads") or [] if o.get("name") == "provisioning + setup")
+    rows = [f"| train() wall time, s | {planned * 3600:,.1f} | {'n/a' if m.get('seconds') is None else format(m['seconds'], ',.1f')} "
+            f"| {_ratio(m.get('seconds'), planned * 3600)} |"]
+    pace, loop = m.get("pace_projection") or {}, m.get("train_loop_seconds")
+    if pace.get("projected_s"):
+        rows.append(f"| training loop, s (projected at step {pace.get('step')} of {pace.get('steps')}) | "
+                    f"{pace['projected_s']:,.1f} | {'n/a' if loop is None else format(loop, ',.1f')} | "
+                    f"{_ratio(loop, pace['projected_s'])} |")
+    return rows
+
+
 def plan_vs_actual(run_dir: Path, s: Summary) -> list[str]:
     """The newest launch plan (<run_dir>/plan/*.json, lib/launch/plan.py) beside what training measured:
     the next estimate is only as good as this comparison."""
@@ -213,6 +229,7 @@ def plan_vs_actual(run_dir: Path, s: Summary) -> list[str]:
              f"| MFU | {num(p.get('mfu'), '.3f')} | {num(m.get('mfu'), '.3f')} | {_ratio(m.get('mfu'), p.get('mfu'))} |",
              f"| hours (wall) | {num(p.get('hours'), '.3f')}{_span(p)} | "
              f"{num(hours, '.3f')} | {_ratio(hours, p.get('hours'))} |",
+             *timing_rows(p, m),
              f"| dollars (training) | {_usd(p.get('usd'))} | {_usd(s.spent['training'])} | "
              f"{_ratio(s.spent['training'], p.get('usd'))} |",
              f"| dollars interval | {_usd((p.get('usd_interval') or {}).get('low'))} - "
@@ -220,7 +237,7 @@ def plan_vs_actual(run_dir: Path, s: Summary) -> list[str]:
              f"Planned speed from {p.get('throughput_source')}; planned tokens from {p.get('tokens_source')}. "
              "Actual hours are the ledger's training node-hours / nodes (excluding provisioning); "
              "actual tokens/s/GPU is the trainer's useful tokens/s over its logged intervals / world size. "
-             "A measured speed on the planned hardware belongs in lib/data/throughput.yaml."]
+             f"`python -m lib.launch --calibrate {run_dir}` adds this run's measured speed and rates to the next plan."]
     return lines
 
 

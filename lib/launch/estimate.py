@@ -12,7 +12,9 @@ The estimate, all from data:
         clean.jsonl (--data, or --run-dir's data/clean.jsonl; the task's TRAIN_TOKENS env only
         when neither is given, labelled ASSUMED), optimizer steps, and
         hours = tokens x epochs (recipe) / (tokens/s/GPU x GPUs per node x nodes) / 3600
-                + overhead (0.3 h, or the task's OVERHEAD_HOURS env: provisioning, setup, final save)
+                + overheads, one line each (lib/launch/overheads.py: provisioning -- or the task's
+                OVERHEAD_HOURS env --, model download + load, checkpoint writes, held-out loss,
+                spot preemptions), every rate measured or cited
         with tokens/s/GPU from lib/data/throughput.yaml (its source printed);
       other tasks: EST_HOURS from the task's envs;
     USD   = hours x hourly price of one node (SkyPilot's catalog, cheapest matching instance)
@@ -37,10 +39,9 @@ from lib.budget import Ledger, load_budgets
 from lib.budget.gpu import catalog_file, gpu_hourly_usd, gpu_price
 from lib.core.errors import BudgetExceeded, UserError, cli
 from lib.core.paths import BUDGETS_YAML, REPO
-from lib.budget.throughput import MEASURED_JSONL
 from lib.launch import sky_backend
-from lib.launch.calibrate import calibrate
-from lib.launch.plan import OVERHEAD_HOURS, describe_plan, find_data, make_plan, save_plan
+from lib.launch.calibrate import calibrate, calibrated_line
+from lib.launch.plan import describe_plan, find_data, make_plan, save_plan
 from lib.launch.skyrun import env_flags
 from lib.launch.task_profile import TaskProfile, task_profile
 
@@ -209,24 +210,30 @@ def estimate(task, budgets, *, spot: bool | None = None, data: Path | None = Non
     plan = None
     runs = task_profile(task.run if isinstance(task.run, str) else None, envs)
     if runs is not None and runs.trains:
-        overhead = _float_env(envs, "OVERHEAD_HOURS", OVERHEAD_HOURS)
-        plans: dict = {}  # one plan per accelerator: the speed differs, the data do not
+        provisioning = _float_env(envs, "OVERHEAD_HOURS")
+        if provisioning is not None and provisioning < 0:
+            raise UserError(f"env OVERHEAD_HOURS={provisioning:g} must be >= 0: pass e.g. --env OVERHEAD_HOURS=0.2")
+        plans: dict = {}  # one plan per accelerator and spot: the speed and preemptions differ, the data do not
 
-        def plan_for(acc: str):
-            if acc not in plans:
-                plans[acc] = training_plan(task, runs, envs, accelerator=acc.partition(":")[0], gpus=gpus,
-                                           nodes=nodes, data=data, tokenizer=tokenizer, overhead=overhead)
-            return plans[acc]
-        plan = plan_for(accelerator)
+        def plan_for(acc: str, on_spot: bool):
+            if (acc, on_spot) not in plans:
+                plans[acc, on_spot] = training_plan(task, runs, envs, accelerator=acc.partition(":")[0], gpus=gpus,
+                                                    nodes=nodes, data=data, tokenizer=tokenizer,
+                                                    provisioning=provisioning, spot=on_spot)
+            return plans[acc, on_spot]
+        plan = plan_for(accelerator, use_spot)
+        overhead = plan.overhead_hours
         hours = plan.compute_hours + overhead
         hours_interval = {k: v + overhead for k, v in plan.compute_hours_interval.items()}
         basis = (f"{plan.trained_tokens:,.0f} trained tokens ({plan.recipe}) / ({plan.tokens_per_s_per_gpu:,.0f} "
-                 f"tok/s/GPU x {gpus} GPUs x {nodes} node(s)) = {plan.compute_hours:.3f} h + {overhead:g} h overhead")
-        ranked = rank_placements(options, lambda acc: plan_for(acc).compute_hours + overhead, nodes)
+                 f"tok/s/GPU x {gpus} GPUs x {nodes} node(s)) = {plan.compute_hours:.3f} h + {overhead:.3f} h "
+                 "overheads (lines above)")
+        ranked = rank_placements(options, lambda acc, on_spot: plan_for(acc, on_spot).compute_hours
+                                 + plan_for(acc, on_spot).overhead_hours, nodes)
     else:
         hours, basis = _other_hours(task, envs)
         hours_interval = {"low": hours, "expected": hours, "high": hours}
-        ranked = rank_placements(options, lambda acc: hours, nodes)
+        ranked = rank_placements(options, lambda acc, on_spot: hours, nodes)
     api_usd = _float_env(envs, "EST_API_USD", 0.0)
     usd_interval = {k: hours_interval[k] * spread[k] * nodes + api_usd for k in ("low", "expected", "high")}
     return Estimate(phase=phase, hours=hours, compute_usd=hours * hourly * nodes, api_usd=api_usd, hourly_usd=hourly,
@@ -255,7 +262,7 @@ def rank_placements(options: list, hours_of, nodes: int) -> list[tuple]:
     ranked = []
     for o in options:
         try:
-            hours = hours_of(o[3])
+            hours = hours_of(o[3], o[5])
         except UserError:
             continue
         ranked.append((o[0] * hours * nodes, o[0], hours, o))
@@ -272,14 +279,14 @@ def price_spread(options: list, accelerator: str, hourly: float, instance: str) 
 
 
 def training_plan(task, runs: TaskProfile, envs: dict, *, accelerator: str, gpus: int, nodes: int,
-                  data: Path | None, tokenizer: str | None, overhead: float):
+                  data: Path | None, tokenizer: str | None, provisioning: float | None, spot: bool):
     """The plan of the recipe the task's profile trains, with its model after the task's overrides."""
     train = runs.params["03_train"]
     return make_plan(task.name, runs.recipe(), base_model=str(train.get("model") or ""), accelerator=accelerator,
                      gpus_per_node=gpus, nodes=nodes, data=data, tokenizer=tokenizer,
                      tokens_override=_float_env(envs, "TRAIN_TOKENS"),
-                     tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), overhead_hours=overhead,
-                     packing=train.get("packing"))
+                     tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), provisioning_hours=provisioning,
+                     packing=train.get("packing"), spot=spot)
 
 
 def cpu_price(res, *, cloud: str, region: str | None, spot: bool) -> tuple[float, str, str]:
@@ -412,10 +419,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     if args.calibrate:
-        for row in calibrate(args.calibrate):
-            print(f"measured:  {row['recipe']} on {row['accelerator']} ({row['method']}): "
-                  f"{row['tokens_per_s_per_gpu']:,.1f} tokens/s/GPU, MFU {row['mfu']} [run {row['run']}, "
-                  f"{row['date']}] -> {MEASURED_JSONL}")
+        for row, dest in calibrate(args.calibrate):
+            print(calibrated_line(row, dest))
         return
     env = env_flags(args.env)
     budgets = load_budgets(args.budgets)

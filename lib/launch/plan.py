@@ -14,7 +14,9 @@ budget report puts it beside what was measured (lib/budget/report.py).
     speed     tokens/s/GPU = utilization x peak / FLOPs per token (lib/budget/throughput.py: the
               base model's shape, the method, the real attention span; a cited prior or a
               measured row of lib/data/throughput.yaml, printed), low / expected / high
-    hours     processed tokens / (tokens/s/GPU x GPUs x nodes) / 3600 + overhead
+    hours     processed tokens / (tokens/s/GPU x GPUs x nodes) / 3600 + overheads, each a line of its
+              own from a measured or cited rate (lib/launch/overheads.py: provisioning, model download
+              + load, checkpoint writes, held-out loss, spot preemptions)
     dollars   hours x node price (SkyPilot catalog) x nodes   (lib/launch/estimate.py)
 
 The recipe is the one the task's profile names (lib/launch/task_profile.py), and the task's
@@ -31,12 +33,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lib.budget.plans import plan_path
-from lib.budget.throughput import model_shape, recipe_method, speed
+from lib.budget.throughput import load_table, model_shape, recipe_method, speed
 from lib.core.errors import UserError
 from lib.core.files import atomic_write_json
 from lib.core.formats import alpaca_prompt
 from lib.core.masking import encode_records, ensure_pad_token
 from lib.core.model import checked_tokenizer, resolve_model
+from lib.launch.overheads import Overhead, RunShape, overheads
 from lib.train.data import read_training_records, split_heldout
 from lib.train.recipes import Recipe, load_recipe
 from lib.train.text import document_ids
@@ -44,7 +47,6 @@ from lib.train.text import document_ids
 HELDOUT_FRACTION = 0.1  # 03_train's default heldout_fraction (the slice never trained on)
 SEED = 42  # 03_train's default seed: the held-out cut and the sample order
 BYTES_PER_TOKEN = 4  # the estimate rule when no tokenizer is at hand (English-like text)
-OVERHEAD_HOURS = 0.3  # provisioning + setup + final save, assumed; a task's OVERHEAD_HOURS env replaces it
 LEVELS = ("low", "expected", "high")
 
 
@@ -92,7 +94,10 @@ class Plan:
     throughput_source: str  # the prior or measured row used
     compute_hours: float  # expected
     compute_hours_interval: dict  # low (fast) / expected / high (slow)
-    overhead_hours: float
+    overhead_hours: float = 0.0  # the sum of `overheads`
+    overheads: list = field(default_factory=list)  # lib/launch/overheads.py lines: name, hours, formula, source
+    max_steps: int = 0  # 03_train's max_steps when it cuts the run short (0 = the recipe's epochs)
+    spot: bool = False
     created: float = 0.0
     # filled in by the launcher once the task is priced
     hours: float = 0.0
@@ -274,6 +279,25 @@ def _tokens(recipe: Recipe, data: Path | None, tokenizer: str | None, tokens_ove
                     "(with data/clean.jsonl), or set env TRAIN_TOKENS")
 
 
+def first_steps_tokens(lengths: list[int], per_step: int, steps: int, seed: int = SEED) -> float:
+    """Real tokens of the first `steps` optimizer steps of `per_step` examples each, in the trainer's sample
+    order (randperm seeded seed + epoch, epochs repeating); an epoch's last step takes what is left."""
+    import torch
+
+    total, done, epoch, n = 0.0, 0, 0, len(lengths)
+    while n and done < steps:
+        g = torch.Generator()
+        g.manual_seed(seed + epoch)
+        order = torch.randperm(n, generator=g).tolist()
+        for i in range(0, n, per_step):
+            if done == steps:
+                break
+            total += sum(lengths[j] for j in order[i:i + per_step])
+            done += 1
+        epoch += 1
+    return total
+
+
 def _processed(recipe: Recipe, lengths: list[int] | None, per_device: int, epochs: float, trained: float):
     """(processed tokens, attention span, how): what the GPUs compute, padding included."""
     if lengths is None:  # a stated token count: no lengths to lay out
@@ -308,11 +332,15 @@ def _shape(base_model: str, recipe: Recipe):
 
 def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", accelerator: str, gpus_per_node: int,
               nodes: int, data: Path | None, tokenizer: str | None = None, tokens_override: float | None = None,
-              tps_override: float | None = None, overhead_hours: float = OVERHEAD_HOURS,
-              packing: bool | None = None) -> Plan:
+              tps_override: float | None = None, provisioning_hours: float | None = None,
+              packing: bool | None = None, spot: bool = False, max_steps: int = 0,
+              settings: dict | None = None) -> Plan:
     """`base_model`: what 03_train will load when not the recipe's (an override such as $BASE_MODEL);
-    `packing`: the profile's 03_train.packing when it sets one (False = Alpaca's per-batch padding)."""
-    recipe = load_recipe(recipe_name)
+    `packing`: the profile's 03_train.packing when it sets one (False = Alpaca's per-batch padding);
+    `spot`: price preemptions; `provisioning_hours`: the task's OVERHEAD_HOURS env; `max_steps`:
+    03_train's max_steps (the first max_steps optimizer steps, in the trainer's sample order); `settings`:
+    03_train's overrides of the recipe (`with_settings`)."""
+    recipe = with_settings(load_recipe(recipe_name), settings or {})
     if packing is not None and packing != recipe.packing:
         recipe = replace(recipe, packing=bool(packing))
     base_model = base_model or recipe.base_model
@@ -328,6 +356,9 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
         optimizer_steps = math.ceil(steps_per_epoch * epochs)
     trained = tokens * epochs
     processed, span, processed_how = _processed(recipe, lengths, per_device, epochs, trained)
+    if max_steps and lengths:  # a run cut short: the tokens of its first max_steps steps
+        cut = first_steps_tokens(lengths, per_device * accum * gpus, max_steps)
+        processed, trained, optimizer_steps = processed * cut / trained if trained else 0.0, cut, max_steps
     method = recipe_method(recipe)
     lm_head = bool(recipe.lora and "lm_head" in (recipe.lora.modules_to_save or []))
     shape, shape_note = _shape(base_model, recipe)
@@ -336,7 +367,7 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
     ref = 0.0 if recipe.dpo is None else (1.0 / epochs if recipe.dpo.precompute_ref_log_probs else 1.0)
     sp = speed(shape, recipe=recipe.name, method=method, accelerator=accelerator, seq_len=span,
                max_length=recipe.max_length, checkpointing=recipe.gradient_checkpointing, lm_head_trains=lm_head,
-               reference_forwards=ref)
+               reference_forwards=ref, model=base_model)
     ratio = trained / processed if processed else 1.0  # real tokens per processed position
     tps = {k: v * ratio for k, v in sp.tokens_per_s_per_gpu.items()}
     row = sp.row + shape_note
@@ -352,7 +383,7 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
                                              "bf16", "fsdp", "gradient_checkpointing", "attn_implementation")}
     hyper["lora"] = asdict(recipe.lora) if recipe.lora is not None else None
     hyper["dpo"] = asdict(recipe.dpo) if recipe.dpo is not None else None
-    return Plan(task=task_name, recipe=recipe.name, base_model=base_model, hyperparameters=hyper,
+    plan = Plan(task=task_name, recipe=recipe.name, base_model=base_model, hyperparameters=hyper,
                 accelerator=accelerator, nodes=nodes, gpus_per_node=gpus_per_node, epochs=epochs,
                 per_device_batch=per_device, grad_accum=accum, data=count, tokens_per_epoch=tokens,
                 tokens_source=source, steps_per_epoch=steps_per_epoch, optimizer_steps=optimizer_steps,
@@ -362,8 +393,36 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
                 tokens_per_s_per_gpu=tps["expected"], tokens_per_s_interval=tps, utilization=sp.utilization,
                 mfu=tps["expected"] * sp.flops.model / sp.peak_flops,  # real tokens only: padding lowers it
                 peak_flops=sp.peak_flops, peak_source=sp.peak_source, throughput_source=row,
-                compute_hours=hours["expected"], compute_hours_interval=hours, overhead_hours=overhead_hours,
+                compute_hours=hours["expected"], compute_hours_interval=hours, max_steps=max_steps, spot=spot,
                 created=time.time())
+    return with_overheads(plan, shape, recipe, provisioning_hours=provisioning_hours)
+
+
+def with_settings(recipe: Recipe, settings: dict) -> Recipe:
+    """The recipe as 03_train runs it with its notebook's max_length, num_train_epochs, per_device_batch and
+    grad_accum (0 or absent = the recipe's), as lib.train.sft applies them."""
+    top = {k: settings[k] for k in ("max_length", "num_train_epochs") if settings.get(k)}
+    pd, ga, h = settings.get("per_device_batch") or 0, settings.get("grad_accum") or 0, recipe.hardware
+    padded = h.micro_batch(False)  # an override replaces the value of both layouts, as lib.train.sft does
+    hw = replace(h, per_device_batch=pd or h.per_device_batch, grad_accum=ga or h.grad_accum,
+                 padded_per_device_batch=pd or padded[0], padded_grad_accum=ga or padded[1])
+    return replace(recipe, **top, hardware=hw)
+
+
+def with_overheads(plan: Plan, shape, recipe: Recipe, *, provisioning_hours: float | None) -> Plan:
+    """The plan with its overhead lines (lib/launch/overheads.py) and their sum."""
+    f = plan.flops_per_token
+    forward = 2.0 * shape.matmul_params + 4.0 * shape.layers * shape.hidden * plan.attn_span
+    run = RunShape(shape=shape, method=plan.method, lora=plan.hyperparameters["lora"], accelerator=plan.accelerator,
+                   nodes=plan.nodes, on_gpu_bf16_base=plan.accelerator != "cpu" and recipe.bf16 and recipe.lora is not None,
+                   compute_hours=plan.compute_hours, steps=plan.optimizer_steps,
+                   heldout_tokens=plan.tokens_per_epoch * HELDOUT_FRACTION / (1 - HELDOUT_FRACTION),
+                   forward_share=min(forward / f["hardware"], 1.0) if f["hardware"] else 0.0,
+                   tokens_per_s=plan.tokens_per_s_per_gpu * plan.gpus)
+    lines = overheads(run, load_table(), spot=plan.spot, provisioning_hours=provisioning_hours)
+    plan.overheads = [o.as_dict() for o in lines]
+    plan.overhead_hours = sum(o.hours for o in lines)
+    return plan
 
 
 def describe_plan(p: Plan) -> list[str]:
@@ -373,24 +432,38 @@ def describe_plan(p: Plan) -> list[str]:
              f"lr {h['learning_rate']:g} {h['lr_scheduler_type']}, warmup {h['warmup_ratio']:g}, "
              f"weight decay {h['weight_decay']:g}, packing {h['packing']}, fsdp {h['fsdp']}, "
              f"lora {'r=' + str(h['lora']['r']) if h['lora'] else 'no'})",
-             f"compute:   {p.nodes} node(s) x {p.gpus_per_node} {p.accelerator} = {p.gpus} GPUs"]
+             (f"compute:   {p.nodes} node(s) x {p.gpus_per_node} {p.accelerator} = {p.gpus} GPUs" if p.accelerator != "cpu"
+              else f"compute:   {p.gpus} CPU process on this machine")]
     lines += _data_lines(p)
     if h.get("dpo"):
         d = h["dpo"]
         lines.append(f"dpo:       beta {d['beta']:g}; a token is a pair token (prompt + chosen, prompt + rejected); the "
                      f"frozen reference's forward is in the FLOPs below, "
                      f"{'once (log-probs stored)' if d['precompute_ref_log_probs'] else 'every epoch'}")
-    lines.append(f"tokens:    {p.tokens_per_epoch:,.0f} x {p.epochs:g} epochs = {p.trained_tokens:,.0f} trained tokens; "
-                 f"{p.processed_tokens:,.0f} processed [{p.processed_source}]")
+    if p.max_steps:
+        lines.append(f"tokens:    the first {p.max_steps} steps (max_steps) of {p.tokens_per_epoch:,.0f} per epoch, in the "
+                     f"trainer's sample order = {p.trained_tokens:,.0f} trained tokens; {p.processed_tokens:,.0f} "
+                     f"processed [{p.processed_source}]")
+    else:
+        lines.append(f"tokens:    {p.tokens_per_epoch:,.0f} x {p.epochs:g} epochs = {p.trained_tokens:,.0f} trained "
+                     f"tokens; {p.processed_tokens:,.0f} processed [{p.processed_source}]")
     f = p.flops_per_token
     lines.append(f"flops:     {p.method}: {f['formula']} = {f['model']:.4g} model / {f['hardware']:.4g} hardware FLOPs "
                  f"per processed token (attention span {p.attn_span:,.1f})")
-    lines.append(f"peak:      {p.peak_flops / 1e12:g} TFLOP/s dense bf16 [{p.peak_source}]")
+    lines.append(f"peak:      {p.peak_flops / 1e12:g} TFLOP/s {'dense bf16' if p.accelerator != 'cpu' else 'fp32'} "
+                 f"[{p.peak_source}]")
     t, u = p.tokens_per_s_interval, p.utilization
     lines.append(f"speed:     {t['low']:,.0f} / {t['expected']:,.0f} / {t['high']:,.0f} tokens/s/GPU (low / expected / "
                  f"high) = HFU {u['low']:.2f} / {u['expected']:.2f} / {u['high']:.2f} x peak / hardware FLOPs per token"
                  f" x real/processed; expected MFU {p.mfu:.2f}")
     lines.append(f"sources:   {p.throughput_source}")
+    c = p.compute_hours_interval
+    lines.append(f"training:  {p.trained_tokens:,.0f} trained tokens / ({p.tokens_per_s_per_gpu:,.1f} tokens/s/GPU x "
+                 f"{p.gpus} GPUs) = {p.compute_hours * 3600:,.0f} s ({c['low'] * 3600:,.0f}-{c['high'] * 3600:,.0f})")
+    lines += [Overhead(**o).line() for o in p.overheads]
+    lines.append(f"total:     {p.overhead_hours:.3f} h of overheads; wall time {p.compute_hours + p.overhead_hours:.3f} h "
+                 f"= {(p.compute_hours + p.overhead_hours) * 3600:,.0f} s (low {(c['low'] + p.overhead_hours) * 3600:,.0f}"
+                 f" / high {(c['high'] + p.overhead_hours) * 3600:,.0f})")
     return lines
 
 
@@ -401,8 +474,9 @@ def _data_lines(p: Plan) -> list[str]:
         return [f"data:      {d.records:,} records - {d.heldout:,} held out ({HELDOUT_FRACTION:g}, as 03_train) = "
                 f"{d.examples:,} examples, {d.tokens:,} tokens per epoch [{p.tokens_source}]",
                 f"steps:     ceil({d.examples:,} examples / ({p.per_device_batch} per device x {p.grad_accum} accum "
-                f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch x {p.epochs:g} epochs "
-                f"= {p.optimizer_steps:,} optimizer steps"]
+                f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch "
+                + (f"x {p.epochs:g} epochs = {p.optimizer_steps:,} optimizer steps" if not p.max_steps
+                   else f"; 03_train's max_steps: {p.optimizer_steps:,} optimizer steps")]
     if p.steps_per_epoch is not None:  # text format: blocks follow from the stated token count
         blocks = int(p.tokens_per_epoch) // h["max_length"]
         return [f"data:      {p.tokens_per_epoch:,.0f} tokens per epoch = {blocks:,} blocks of {h['max_length']} "
@@ -422,3 +496,25 @@ def save_plan(run_dir: str | os.PathLike, plan: Plan) -> Path:
         out["data"].pop("lengths", None)  # one number per example: the counts above say what they sum to
     atomic_write_json(path, out)
     return path
+
+
+LOCAL_TASK = "local"  # the plan of a run trained here: <run_dir>/plan/local.json
+
+
+def plan_local_run(run_dir: str | os.PathLike, recipe_name: str, *, model: str = "", max_steps: int = 0,
+                   packing: bool | None = None, settings: dict | None = None) -> Plan | None:
+    """The plan of a laptop recipe's 03_train on this machine (one CPU process), from the run's own
+    data/clean.jsonl, saved as <run_dir>/plan/local.json before training, so that the budget report
+    sets it beside what the run measured. None (nothing saved) for a GPU recipe, whose plan is the
+    launcher's, or a tiny random model, which has no shape to plan."""
+    recipe = load_recipe(recipe_name)
+    if recipe.is_full_size or model == "tiny":
+        return None
+    plan = make_plan(LOCAL_TASK, recipe_name, base_model=model, accelerator="cpu", gpus_per_node=1, nodes=1,
+                     data=find_data(None, str(run_dir)), max_steps=max_steps, packing=packing, settings=settings)
+    plan.hours = plan.compute_hours + plan.overhead_hours
+    plan.usd_interval = {k: 0.0 for k in LEVELS}
+    plan.price_source = "local CPU costs $0"
+    plan.lines = describe_plan(plan)
+    save_plan(run_dir, plan)
+    return plan

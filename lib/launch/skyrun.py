@@ -80,18 +80,23 @@ def node_env(cfg: dict, *, root: Path, task_id: str, overrides: dict[str, str], 
     return env
 
 
+def check_nodes(nodes: int) -> None:
+    """Before anything runs or the bucket is made: a cluster has at least one node."""
+    if nodes < 1:
+        raise UserError(f"--nodes {nodes}: need at least one node")
+
+
 def start_nodes(path: str | os.PathLike, *, root: str | os.PathLike, env: dict[str, str] | None = None,
                 task_id: str | None = None, nodes: int = 1, step: str = "run", log_dir: str | os.PathLike | None = None,
                 cloud: str = "local", region: str | None = None) -> list[subprocess.Popen]:
     """Start one script (`run` or `setup`) on every node at once; each node is its own process
     group (`kill_node` takes one down as a preemption would). Logs go to <log_dir>/node<rank>.log."""
     cfg = load_yaml(path)
+    check_nodes(nodes)
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     name = cfg.get("name") or Path(path).stem
     task_id = task_id or f"sky-local-{time.strftime('%Y-%m-%d-%H-%M-%S')}_{name}_1-0"
-    if nodes < 1:
-        raise UserError(f"--nodes {nodes}: need at least one node")
     procs = []
     for rank in range(nodes):
         node = node_env(cfg, root=root, task_id=task_id, overrides=dict(env or {}), rank=rank, nodes=nodes,
@@ -129,6 +134,7 @@ def run_task(path: str | os.PathLike, *, root: str | os.PathLike, env: dict[str,
     first step that fails on any node. One node may log to the file object `log`; many log to
     `log_dir` (one file per node)."""
     cfg = load_yaml(path)
+    check_nodes(nodes)
     name = cfg.get("name") or Path(path).stem
     task_id = task_id or f"sky-local-{time.strftime('%Y-%m-%d-%H-%M-%S')}_{name}_1-0"
     results = []

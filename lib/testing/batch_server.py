@@ -279,7 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _run_batch(self, b: dict, lines: list[dict]) -> None:
         st = self.state
         with st.lock:
-            b.update(status="in_progress", in_progress_at=_now())
+            if b["status"] == "validating":  # a cancel that came first stands, as OpenAI's does
+                b.update(status="in_progress", in_progress_at=_now())
         st.release.wait()
         out, err = [], []
         for line in lines:
@@ -299,6 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
             with st.lock:
                 b["request_counts"]["completed" if status == 200 else "failed"] += 1
         with st.lock:
+            cancelled = b["status"] == "cancelling"  # read before "finalizing" overwrites it
             b.update(status="finalizing", finalizing_at=_now())
             for rows, key in ((out, "output_file_id"), (err, "error_file_id")):
                 if rows:
@@ -308,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
                                      "filename": f"{b['id']}_{key}.jsonl", "purpose": "batch_output", "status": "processed"}
                     st.contents[fid] = data
                     b[key] = fid
-            if b["status"] == "cancelling":
+            if cancelled:
                 b.update(status="cancelled", cancelled_at=_now())
             else:
                 b.update(status="completed", completed_at=_now())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -10,10 +11,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback  # noqa: TID253 -- a trainer module: its classes subclass Trainer's
 
+from lib.budget.throughput import flops_per_token
 from lib.core.errors import BudgetExceeded
 from lib.core.files import mark_complete
 from lib.train.dist import barrier
-from lib.train.metrics import train_flops
 
 
 def _is_main(state) -> bool:
@@ -35,36 +36,67 @@ class CompleteMarkerCallback(TrainerCallback):
 
 
 class ThroughputCallback(TrainerCallback):
-    """Per logging interval: tokens/s (all ranks), useful-token share, MFU, label tokens."""
+    """Per logging interval: tokens/s (all ranks), useful-token share, MFU, label tokens; and every
+    checkpoint save's seconds and bytes (its write rate, for the plan's checkpoint line).
 
-    def __init__(self, meter, *, n_params: int, n_layers: int, d_model: int, peak_flops: float | None,
+    MFU = useful tokens x `flops_per_token` (lib/budget/throughput.py: the plan's one FLOP rule, at the
+    interval's real attention span) / seconds / peak. A save's seconds are left out of the interval
+    it falls in: the pace is the training steps', and the plan prices saves as their own line."""
+
+    def __init__(self, meter, *, shape, method: str, checkpointing: bool, peak_flops: float | None,
                  peak_source: str = "", world_size: int = 1):
-        self.meter, self.n_params, self.n_layers, self.d_model = meter, n_params, n_layers, d_model
+        self.meter, self.shape, self.method, self.checkpointing = meter, shape, method, checkpointing
         self.peak, self.peak_source, self.world = peak_flops, peak_source, world_size
+        self.accelerator = ""
         self.rows: list[dict] = []
+        self.saves: list[dict] = []
         self._last = None
+        self._mark = None  # when the hooks before a save ended (a save follows them)
+        self._paused = 0.0  # save seconds inside the current interval
 
     def on_train_begin(self, args, state, control, **kw):
         # Before the first batch is collated (Trainer fetches a step's batches before on_step_begin).
         self._last = (time.perf_counter(), self.meter.snapshot())
+
+    def on_step_end(self, args, state, control, **kw):
+        self._mark = time.perf_counter()
+
+    def on_save(self, args, state, control, **kw):
+        if self._mark is None:
+            return
+        seconds = time.perf_counter() - self._mark
+        self._paused += seconds
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        size = sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file()) if ckpt.is_dir() else None
+        self.saves.append({"step": state.global_step, "seconds": seconds, "bytes": size if _is_main(state) else None})
 
     def on_log(self, args, state, control, logs=None, **kw):
         if self._last is None or logs is None or "loss" not in logs:
             return
         t0, (p0, u0, l0, s0) = self._last
         now, (p1, u1, l1, s1) = time.perf_counter(), self.meter.snapshot()
-        dt = max(now - t0, 1e-9)
+        dt = max(now - t0 - self._paused, 1e-9)
         useful, positions = (u1 - u0), (p1 - p0)
-        flops = train_flops(self.n_params, self.n_layers, self.d_model, useful, s1 - s0)
+        span = (s1 - s0) / useful if useful else 0.0  # positions a real token attends to, on average
+        flops = flops_per_token(self.shape, self.method, span, checkpointing=self.checkpointing).model * useful
         row = {
             "step": state.global_step, "loss": logs["loss"], "seconds": dt,
             "tokens_per_s": positions / dt * self.world, "useful_tokens_per_s": useful / dt * self.world,
             "useful_share": useful / positions if positions else None, "label_tokens": (l1 - l0) * self.world,
-            "mfu": (flops / dt / self.peak) if self.peak else None,
+            "attn_span": span, "mfu": (flops / dt / self.peak) if self.peak else None,
         }
         self.rows.append(row)
         logs.update({k: row[k] for k in ("useful_tokens_per_s", "useful_share", "mfu") if row[k] is not None})
-        self._last = (now, (p1, u1, l1, s1))
+        self._last, self._paused = (now, (p1, u1, l1, s1)), 0.0
+        self._mark = time.perf_counter()  # a save after this log starts here
+
+    def checkpoint_write(self) -> dict | None:
+        """Bytes, seconds and bytes/s of this run's checkpoint saves (rank 0's view of the checkpoint directory)."""
+        rows = [r for r in self.saves if r["bytes"] and r["seconds"] > 0]
+        if not rows:
+            return None
+        size, secs = sum(r["bytes"] for r in rows), sum(r["seconds"] for r in rows)
+        return {"saves": len(rows), "bytes": size, "seconds": secs, "bytes_per_s": size / secs}
 
 
 class BudgetCallback(TrainerCallback):
@@ -80,7 +112,7 @@ class BudgetCallback(TrainerCallback):
 
     def __init__(self, ledger, guard, *, hourly_usd: float, accelerator: str, count: int, nodes: int = 1,
                  margin_steps: int = 1, record_every_s: float = 120.0, spot: bool = False, cloud: str = "local",
-                 max_steps: int | None = None, purpose: str = "sft"):
+                 max_steps: int | None = None, purpose: str = "sft", plan: dict | None = None):
         self.ledger, self.guard, self.hourly, self.nodes = ledger, guard, float(hourly_usd), nodes
         self.phase, self.purpose = guard.phase, purpose  # the guard's phase: "training", or "preference" for DPO
         self.compute = dict(accelerator=accelerator, count=count, nodes=nodes, spot=spot, cloud=cloud)
@@ -94,6 +126,13 @@ class BudgetCallback(TrainerCallback):
         self.stopped_for_budget = False
         self.projection: dict = {}
         self.max_steps = max_steps
+        self.plan = plan  # the run's launch plan (lib/launch/plan.py), for the interval the pace falls in
+        self.pace: dict = {}  # the projection at 5% of the steps (at least 3): `pace_projection`
+        self.pure_steps: list[float] = []  # step times without the saves between them
+        self._saved_since = 0.0
+        self.save_total, self.saves = 0.0, 0
+        self.loop_t0 = self.loop_seconds = None
+        self._start_step, self._spent_before = 0, 0.0
 
     @property
     def usd_per_second(self) -> float:
@@ -114,7 +153,9 @@ class BudgetCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):
         self.interval_start = time.time()
+        self.loop_t0 = time.perf_counter()
         self.max_steps = state.max_steps or self.max_steps
+        self._start_step, self._spent_before = state.global_step, self.ledger.spent(self.phase)
 
     def on_step_begin(self, args, state, control, **kw):
         self._step_t0 = time.perf_counter()
@@ -131,7 +172,11 @@ class BudgetCallback(TrainerCallback):
         # Wall time from the previous step's end: data loading, logging and callbacks are paid too.
         now = time.perf_counter()
         self.step_times.append(now - (self._last_end if self._last_end is not None else self._step_t0))
+        self.pure_steps.append(max(self.step_times[-1] - self._saved_since, 0.0))
+        self._saved_since = 0.0
         self._last_end = now
+        if not self.pace and state.global_step - self._start_step >= pace_step(self.max_steps or 0):
+            self._project(args, state)
         step_s = max(self.step_times[-5:])
         left = max((self.max_steps or state.global_step) - state.global_step, 0)
         self.projection = {"step_seconds": step_s, "steps_left": left,
@@ -173,15 +218,69 @@ class BudgetCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kw):
         if self._save_t0 is not None:
-            self.save_seconds = max(self.save_seconds, time.perf_counter() - self._save_t0)
+            took = time.perf_counter() - self._save_t0
+            self.save_seconds = max(self.save_seconds, took)
+            self._saved_since += took
+            self.save_total, self.saves = self.save_total + took, self.saves + 1
         self._flush(state, open_=True)
 
+    def _project(self, args, state) -> None:
+        """Total training-loop time and cost from this run's own pace (the median step since the first, the
+        mean save), printed and recorded in the ledger with the plan interval it falls in."""
+        done = state.global_step - self._start_step
+        left = max((self.max_steps or 0) - state.global_step, 0)
+        steps = self.pure_steps[1:] or self.pure_steps
+        pace = sorted(steps)[len(steps) // 2]
+        every = int(getattr(args, "save_steps", 0) or 0)
+        saves_left = (self.max_steps // every - state.global_step // every) if every else 0
+        save_s, save_from = (self.save_total / self.saves, "measured") if self.saves else planned_save(self.plan)
+        elapsed = time.perf_counter() - self.loop_t0
+        seconds = elapsed + left * pace + saves_left * save_s
+        self.pace = {"step": state.global_step, "steps": self.max_steps, "elapsed_s": elapsed, "step_s": pace,
+                     "save_s": save_s, "save_s_from": save_from, "saves_left": saves_left, "projected_s": seconds,
+                     "projected_usd": self._spent_before + seconds * self.usd_per_second,
+                     **plan_interval(self.plan, seconds)}
+        if _is_main(state):
+            print(f"pace: after {done} of {self.max_steps} steps: training loop ~{seconds:,.0f} s = {elapsed:,.0f} s "
+                  f"so far + {left} steps x {pace:.2f} s + {saves_left} saves x {save_s:.2f} s ({save_from}), "
+                  f"${self.pace['projected_usd']:,.2f} for {self.phase}; {self.pace['plan_verdict']}", flush=True)
+        if state.is_local_process_zero:
+            self.ledger.append({"id": f"projection:{self.ledger.writer}:{self.interval_start}", "kind": "projection",
+                                "phase": self.phase, "usd": 0.0, **self.pace})
+
     def on_train_end(self, args, state, control, **kw):
+        if self.loop_t0 is not None:
+            self.loop_seconds = time.perf_counter() - self.loop_t0
         self._flush(state, open_=True)  # the final save is still to come: `close` meters it
 
     def close(self, state) -> None:
         """Record the last interval (final model gather + save) once training code is done."""
         self._flush(state)
+
+
+def pace_step(max_steps: int) -> int:
+    """The step after which a run projects its own total: 5% of the steps, at least 3."""
+    return max(3, math.ceil(0.05 * max_steps))
+
+
+def planned_save(plan: dict | None) -> tuple[float, str]:
+    """(seconds, "plan") of one write by the plan's checkpoint line (lib/launch/overheads.py: its saves and
+    the published model), before the run has measured a save of its own; (0, "none yet") without one."""
+    line = next((o for o in (plan or {}).get("overheads") or [] if o.get("name") == "checkpoint writes"), None)
+    if line is None or not line.get("count"):
+        return 0.0, "none yet"
+    return line["hours"] * 3600 / line["count"], "plan"
+
+
+def plan_interval(plan: dict | None, seconds: float) -> dict:
+    """Where `seconds` of training loop fall in the plan's interval (compute + checkpoint writes, low..high)."""
+    if not plan or not plan.get("compute_hours_interval"):
+        return {"plan_low_s": None, "plan_high_s": None, "plan_verdict": "no plan in the run to compare with"}
+    saves = sum(o.get("hours", 0.0) for o in plan.get("overheads") or [] if o.get("name") == "checkpoint writes")
+    lo, hi = ((plan["compute_hours_interval"][k] + saves) * 3600 for k in ("low", "high"))
+    where = "inside" if lo <= seconds <= hi else ("below" if seconds < lo else "above")
+    return {"plan_low_s": lo, "plan_high_s": hi,
+            "plan_verdict": f"{where} the plan's {lo:,.0f}-{hi:,.0f} s (compute + checkpoint writes, {plan.get('task')})"}
 
 
 class KillAtStepCallback(TrainerCallback):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.budget import Budgets, BudgetGuard, Ledger, gpu_hourly_usd, load_budgets
+from lib.budget.plans import load_plans
 from lib.train.callbacks import BudgetCallback
 
 
@@ -66,9 +67,11 @@ def node_hourly_usd(budget: TrainingBudget, hardware, hourly_usd: float, *, bill
 
 
 def budget_callback(budget: TrainingBudget, hardware, *, hourly_usd: float, on_gpu: bool, max_steps: int,
-                    main: bool = True, env: Mapping[str, str] | None = None, purpose: str = "sft") -> BudgetCallback:
+                    main: bool = True, env: Mapping[str, str] | None = None, purpose: str = "sft",
+                    run_dir: str = "") -> BudgetCallback:
     """The callback that records this node's compute into the ledger and stops training (after
-    a checkpoint) before the next step would cross the training cap."""
+    a checkpoint) before the next step would cross the training cap; after 5% of the steps it
+    projects the run's total from its own pace against the run's newest launch plan (if any)."""
     env = os.environ if env is None else env
     billed = billed_instance(hardware, on_gpu=on_gpu, env=env)  # None on a laptop CPU
     hourly, price_src = node_hourly_usd(budget, hardware, hourly_usd, billed=billed)
@@ -78,7 +81,7 @@ def budget_callback(budget: TrainingBudget, hardware, *, hourly_usd: float, on_g
                               accelerator=billed[0] if billed else "cpu", count=billed[1] if billed else local,
                               nodes=max(nodes, 1), spot=hardware.spot and bool(billed),
                               cloud="skypilot" if env.get("SKYPILOT_TASK_ID") else "local", max_steps=max_steps,
-                              purpose=purpose)
+                              purpose=purpose, plan=(load_plans(run_dir) or [None])[-1] if run_dir else None)
     phase = budget.guard.phase
     if main:
         print(f"budget: {phase} at ${hourly:.2f}/h per node ({price_src}); cap "

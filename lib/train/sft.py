@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.budget.throughput import config_shape
 from lib.core.errors import UserError, cli
 from lib.core.files import atomic_write_json
 from lib.core.params import parse_settings
@@ -37,7 +38,7 @@ from lib.train.dist import barrier, procs_per_node, rank_and_world
 from lib.train.fsdp import enable_fsdp_on_cpu, fsdp_config, fsdp_units
 from lib.core.masking import encode_records
 from lib.train.metering import budget_callback, open_budget
-from lib.train.metrics import device_peak_flops, heldout_loss, model_shape, non_embedding_params
+from lib.train.metrics import device_peak_flops, heldout_loss
 from lib.train.model import load_tokenizer_and_model, make_trainable
 from lib.train.packing import (MeteredCollator, TokenMeter, base_model, make_collator, prepare_for_packing,
                                supports_packing)
@@ -75,7 +76,7 @@ class TrainConfig:
 
 
 # 03_train's parameters that are not training settings: the notebook uses them itself.
-NOTEBOOK_PARAMS = ("nproc", "heldout_fraction", "overrides")
+NOTEBOOK_PARAMS = ("nproc", "heldout_fraction", "overrides", "calibrate")
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -102,7 +103,7 @@ def train(cfg: TrainConfig) -> dict:
     records = read_records(cfg, recipe)  # before the model loads: a missing or bad file fails in seconds
 
     # ------------------------------------------------------------------------ model
-    tok, model, model_src = load_tokenizer_and_model(recipe, cfg.model, cfg.seed, on_gpu=on_gpu)
+    tok, model, model_src, load = timed_load(recipe, cfg, on_gpu=on_gpu)
     check_extended_vocab(tok, model.config, recipe.new_embeddings_from)  # ids mean what the rows were resized for
     ex = encode_examples(cfg, recipe, records, tok, max_length, ckpt_dir=ckpt_dir, rank=rank)
     batch = choose_batching(model, recipe, cfg, main=main)
@@ -118,9 +119,10 @@ def train(cfg: TrainConfig) -> dict:
     meter = TokenMeter()
     collator = MeteredCollator(make_collator(tok, packing=batch.packing, layout=batch.layout, row_tokens=max_length),
                                meter)
-    throughput = throughput_callback(meter, model, world=world, main=main)
+    throughput = throughput_callback(meter, model, recipe, world=world, main=main, lora=use_lora,
+                                     checkpointing=grad_ckpt)
     budget_cb = budget_callback(budget, recipe.hardware, hourly_usd=cfg.hourly_usd, on_gpu=on_gpu,
-                                max_steps=total_steps, main=main) if budget else None
+                                max_steps=total_steps, main=main, run_dir=cfg.run_dir) if budget else None
     callbacks = [CompleteMarkerCallback(), throughput] + ([budget_cb] if budget_cb else []) + fault_injection()
     resume, finished = resume_point(ckpt_dir, last_step=total_steps, main=main)
     if use_fsdp and not on_gpu:
@@ -151,7 +153,7 @@ def train(cfg: TrainConfig) -> dict:
     result = run_metrics(cfg, recipe, trainer, model_src=model_src, world=world, epochs=epochs, max_length=max_length,
                          batch=batch, ex=ex, fsdp=use_fsdp, lora=use_lora, resume=resume,
                          losses=(base_loss, tuned_loss), throughput=throughput, budget=budget, budget_cb=budget_cb,
-                         seconds=seconds, out_dir=out_dir) if main else {}
+                         seconds=seconds, out_dir=out_dir, load=load) if main else {}
     if main:
         atomic_write_json(metrics_path, result)
     barrier()
@@ -289,12 +291,34 @@ def training_arguments(cfg: TrainConfig, recipe, batch: Batching, model, *, outp
     )
 
 
-def throughput_callback(meter: TokenMeter, model, *, world: int, main: bool) -> ThroughputCallback:
-    """Tokens/s and MFU per logging interval, from the model's shape and the device's peak."""
-    peak, peak_source = device_peak_flops() if main else (None, "")
-    n_layers, d_model = model_shape(base_model(model))
-    return ThroughputCallback(meter, n_params=non_embedding_params(model), n_layers=n_layers, d_model=d_model,
-                              peak_flops=peak, peak_source=peak_source, world_size=world)
+def timed_load(recipe, cfg: TrainConfig, *, on_gpu: bool):
+    """(tokenizer, model, source, load): `load` = the loaded weights' parameters and bytes (in the dtype they
+    train in) and the seconds the load took (download included on a fresh node): the plan's model-load line,
+    calibrated by `python -m lib.launch --calibrate`."""
+    t0 = time.perf_counter()
+    tok, model, model_src = load_tokenizer_and_model(recipe, cfg.model, cfg.seed, on_gpu=on_gpu)
+    seconds = time.perf_counter() - t0
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    return tok, model, model_src, {"params": sum(p.numel() for p in model.parameters()), "bytes": size,
+                                   "seconds": seconds, "bytes_per_s": size / seconds if seconds > 0 else None}
+
+
+def throughput_callback(meter: TokenMeter, model, recipe, *, world: int, main: bool, lora: bool,
+                        checkpointing: bool) -> ThroughputCallback:
+    """Tokens/s and MFU per logging interval: the launch plan's FLOP rule over the model's own config
+    (lib/budget/throughput.py) and the device's peak from the same table."""
+    peak, peak_source, accelerator = device_peak_flops() if main else (None, "", "")
+    shape = config_shape(base_model(model).config, "the trained model's config")
+    callback = ThroughputCallback(meter, shape=shape, method=training_method(recipe, lora=lora),
+                                  checkpointing=checkpointing, peak_flops=peak, peak_source=peak_source,
+                                  world_size=world)
+    callback.accelerator = accelerator  # what metrics.json and --calibrate name the measurement by
+    return callback
+
+
+def training_method(recipe, *, lora: bool) -> str:
+    """full | lora | embeddings: what trains in this run (lora=False overrides a LoRA recipe)."""
+    return "embeddings" if recipe.trainable == "new_embeddings" else ("lora" if lora else "full")
 
 
 def fault_injection() -> list:
@@ -319,7 +343,7 @@ def published_heldout_loss(model_dir: Path, examples: list, collator) -> float:
 def run_metrics(cfg: TrainConfig, recipe, trainer, *, model_src: str, world: int, epochs: float, max_length: int,
                 batch: Batching, ex: Examples, fsdp: bool, lora: bool, resume: Path | None,
                 losses: tuple[float | None, float | None], throughput: ThroughputCallback, budget, budget_cb,
-                seconds: float, out_dir: Path) -> dict:
+                seconds: float, out_dir: Path, load: dict | None = None) -> dict:
     """metrics.json. The run contract (docs/architecture.md): what was trained, where, and how
     much. trained_tokens = non-padding tokens through forward/backward, summed over every
     micro-batch of every optimizer step on every rank = optimizer_steps x tokens_per_step
@@ -341,28 +365,29 @@ def run_metrics(cfg: TrainConfig, recipe, trainer, *, model_src: str, world: int
         "loss_curve": [{"step": r["step"], "loss": r["loss"], "tokens_seen": r.get("num_input_tokens_seen")}
                        for r in state.log_history if "loss" in r],
         "throughput": throughput.rows, "peak_flops": throughput.peak, "peak_source": throughput.peak_source,
-        "non_embedding_params": throughput.n_params,
-        **measured_speed(throughput.rows, world, recipe, lora=lora),
+        "params": throughput.shape.params,
+        **measured_speed(throughput.rows, world, recipe, lora=lora, accelerator=throughput.accelerator),
+        "checkpoint_write": throughput.checkpoint_write(), "model_load": load,
         "stopped_for_budget": bool(budget_cb and budget_cb.stopped_for_budget),
         "budget_projection": budget_cb.projection if budget_cb else None,
+        "pace_projection": budget_cb.pace if budget_cb else None,
+        "train_loop_seconds": budget_cb.loop_seconds if budget_cb else None,
         "seconds": seconds, "output_dir": str(out_dir),
         # what the run paid for training so far, once its final interval is recorded
         **({"training_usd_spent": budget.ledger.spent("training")} if budget_cb is not None else {}),
     }
 
 
-def measured_speed(rows: list[dict], world: int, recipe, *, lora: bool) -> dict:
+def measured_speed(rows: list[dict], world: int, recipe, *, lora: bool, accelerator: str) -> dict:
     """What `python -m lib.launch --calibrate` reads back: real tokens/s per process and MFU, time-weighted
-    over the logged intervals, and the accelerator and method they were measured on."""
-    import torch
-
+    over the logged intervals, and the accelerator (the device's name in the peaks' vocabulary) and
+    method they were measured on."""
     secs = sum(r.get("seconds") or 0.0 for r in rows)
     tps = sum((r.get("useful_tokens_per_s") or 0.0) * (r.get("seconds") or 0.0) for r in rows) / secs / world \
         if secs and world else None
     mfus = [(r["mfu"], r["seconds"]) for r in rows if r.get("mfu") is not None and r.get("seconds")]
     mfu = sum(m * t for m, t in mfus) / sum(t for _, t in mfus) if mfus else None
-    accelerator = recipe.hardware.accelerator if torch.cuda.is_available() else "cpu"
-    method = "embeddings" if recipe.trainable == "new_embeddings" else ("lora" if lora else "full")
+    method = training_method(recipe, lora=lora)
     return {"tokens_per_s_per_gpu": tps, "mfu": mfu, "accelerator": accelerator, "method": method,
             "measured_at": time.strftime("%Y-%m-%d", time.gmtime())}
 
