@@ -65,10 +65,10 @@ def test_preference_budget_is_the_derivation_in_its_comment():
     call = api_cost("gpt-4o-2024-08-06", 800, 100)[0]
     judging = {"expected": 20_000 / 0.5 * 2 * call, "high": 20_000 / 0.4 * 2 * call}
     p = make_plan("dpo_7b", "dpo_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1, data=None,
-                  tokens_override=20_000 * 800, overhead_hours=0.3)
-    dpo = {"expected": (p.compute_hours + 0.3) * P4DE_SPOT_USD,
-           "high": (p.compute_hours_interval["high"] + 0.3) * P4DE_ON_DEMAND_USD}
-    assert judging["expected"] == pytest.approx(240) and dpo["expected"] == pytest.approx(5.40, abs=0.05)
+                  tokens_override=20_000 * 800, provisioning_hours=0.3, spot=True)
+    dpo = {"expected": (p.compute_hours + p.overhead_hours) * P4DE_SPOT_USD,
+           "high": (p.compute_hours_interval["high"] + p.overhead_hours) * P4DE_ON_DEMAND_USD}
+    assert judging["expected"] == pytest.approx(240) and dpo["expected"] == pytest.approx(13.15, abs=0.05)
     up5 = lambda x: 5 * math.ceil(x / 5)  # noqa: E731
     pb = load_budgets().phase("preference")
     assert pb.target == up5(judging["expected"] + P4DE_SPOT_USD + dpo["expected"])
