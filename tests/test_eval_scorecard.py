@@ -26,6 +26,9 @@ def test_published_file_holds_the_issue_figures_with_sources():
     assert by_id["alpaca_eval_2_lc"]["results"] == {"vicuna-13b": 9.22, "vicuna-7b": 6.28, "alpaca-7b": 5.88}
     # The original text: "Alpaca wins 90 versus 89 comparisons against text-davinci-003".
     assert by_id["alpaca_blind"]["results"] == {"alpaca-7b": 90, "text-davinci-003": 89}
+    # Zephyr's ablation (arXiv:2310.16944, Table 3): dSFT-1 vs dDPO + dSFT on MT-bench and AlpacaEval 1.0.
+    assert by_id["zephyr_dpo_mt_bench"]["results"] == {"dSFT": 6.64, "dDPO": 7.00}
+    assert by_id["zephyr_dpo_alpaca_eval"]["results"] == {"dSFT": 85.65, "dDPO": 86.07}
     for b in by_id.values():
         assert b["source"] and b["url"].startswith("https://") and b["judge_label"]
 
@@ -55,7 +58,7 @@ def _profile_results(profile: str, embedded_model) -> dict:
 def test_local_profiles_are_not_comparable_and_say_why(profile, embedded_model):
     results = _profile_results(profile, embedded_model)
     card = {r["benchmark"]: r for r in results["scorecard"]}
-    assert set(card) == {"mt_bench", "alpaca_eval_2_lc", "alpaca_blind"}
+    assert set(card) == {b["id"] for b in load_published()}
     assert not any(r["comparable"] or r["run"] for r in card.values())
     n = results["questions"]
     assert card["mt_bench"]["reason"].startswith("not comparable: a 135M local judge (smollm2-135m-instruct@")
@@ -64,7 +67,7 @@ def test_local_profiles_are_not_comparable_and_say_why(profile, embedded_model):
     # People judged Alpaca's blind test, so the judge is no reason there: the questions are.
     assert card["alpaca_blind"]["reason"] == f"not comparable: different questions (own_en, {n}; published: selfinstruct)"
     table = scorecard_table(results["scorecard"])
-    assert len(table) == 3 and all(row["this run"] == "" for row in table)
+    assert len(table) == len(load_published()) and all(row["this run"] == "" for row in table)
     assert [row["comparable"] for row in table] == [r["reason"] for r in results["scorecard"]]  # whole, never cut
     assert table[0]["published"].startswith("vicuna-13b 6.39/10; vicuna-7b 6.0/10")
 
@@ -110,3 +113,35 @@ def test_alpaca_blind_test_with_human_votes(shared_data):
             [{"model_a": "davinci", "model_b": "tuned", "outcome": "win"}]  # stored the other way round
     blind = next(r for r in scorecard(results, votes=votes) if r["benchmark"] == "alpaca_blind")
     assert blind["comparable"] and blind["run"] == {"tuned": "2 vs 2 (1 ties)"}
+
+
+def _three_way_mtbench(shared_data, judge: dict, models=("base", "sft", "dpo")) -> dict:
+    """results.json as 08_prefer's comparison writes it on the 80 MT-bench questions, graded alone:
+    base 5, sft 6 and dpo 7 on every turn."""
+    qset = load_question_set(f"mtbench:{shared_data / 'mtbench_questions.jsonl'}|"
+                             f"{shared_data / 'mtbench_reference_gpt4.jsonl'}")
+    grade = {"base": 5, "sft": 6, "dpo": 7}
+    judgments = [{"kind": "single", "question_id": q.question_id, "model_a": m, "model_b": None, "order": None,
+                  "turn": t, "judge": judge["name"], "status": "ok", "score": grade[m], "category": q.category}
+                 for q in qset.questions for m in models for t in (1, 2)]
+    answers = {m: {q.question_id: ["one", "two"] for q in qset.questions} for m in models}
+    specs = [ModelSpec(m, "hf", path=f"/ckpt/{m}") for m in models]
+    return summarize(qset, specs, answers, judgments, pairs=[], judge=judge, n_boot=50)
+
+
+def test_dpo_direction_beside_zephyr_when_comparable_and_why_not_otherwise(shared_data):
+    gpt4 = {"name": "gpt-4-0613", "model": "gpt-4-0613", "local": False}
+    card = {r["benchmark"]: r for r in _three_way_mtbench(shared_data, gpt4)["scorecard"]}
+    mt = card["zephyr_dpo_mt_bench"]
+    assert mt["comparable"] and mt["run"] == {"dSFT": pytest.approx(6.0), "dDPO": pytest.approx(7.0)}
+    row = next(r for r in scorecard_table(list(card.values())) if r["benchmark"] == mt["title"])
+    assert row["this run"] == "dSFT 6.00/10; dDPO 7.00/10" and row["published"] == "dSFT 6.64/10; dDPO 7.0/10"
+    # AlpacaEval's direction needs the alpacaeval questions and pairs against text-davinci-003's answers.
+    assert card["zephyr_dpo_alpaca_eval"]["reason"].startswith("not comparable: different questions (mtbench, 80")
+    # A comparison without a dpo model (04_evaluate's base vs tuned), or by a local judge, says why.
+    no_dpo = {r["benchmark"]: r for r in _three_way_mtbench(shared_data, gpt4, ("base", "sft"))["scorecard"]}
+    assert no_dpo["zephyr_dpo_mt_bench"]["reason"] == \
+        "not comparable: no dpo model in this comparison (08_prefer compares base, sft and dpo)"
+    local = {"name": "smollm2-135m-instruct@0000", "model": "embedded", "local": True}
+    assert "a 135M local judge" in {r["benchmark"]: r for r in _three_way_mtbench(shared_data, local)["scorecard"]}[
+        "zephyr_dpo_mt_bench"]["reason"]

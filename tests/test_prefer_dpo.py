@@ -34,6 +34,9 @@ def test_dpo_prompt_tokens_are_exactly_the_inference_prompt(tok, fmt):
     cut, truncated = encode_preference(fmt, prompt, "Blue. " * 60, "No.", tok, len(ex["prompt_ids"]) + 6)
     assert truncated and cut["prompt_ids"] == ex["prompt_ids"] and len(cut["chosen_ids"]) == 6
     assert cut["chosen_ids"][-1] == tok.eos_token_id
+    # An empty answer (a model that stopped at once) is EOS alone, after the same prompt ids.
+    empty, _ = encode_preference(fmt, prompt, "Blue.", "  ", tok, 160)
+    assert empty["rejected_ids"] == [tok.eos_token_id] and empty["prompt_ids"] == ex["prompt_ids"]
 
 
 def test_dpo_recipes_carry_zephyr_values():

@@ -50,3 +50,26 @@ def test_preference_phase_is_budgeted_and_optional(tmp_path):
     old.write_text("currency: USD\nphases:\n" + "".join(f"  {p}: {{target: 1, cap: 2}}\n"
                                                        for p in ("data", "training", "evaluation", "serving")))
     assert load_budgets(old).phase("preference").cap == 0  # not planned: nothing billed may be spent on it
+
+
+def test_preference_budget_is_the_derivation_in_its_comment():
+    """budgets.yaml's preference target and cap, recomputed as its comment derives them: judging
+    calls x genai-prices' price, one sampling node-hour, the plan's DPO hours x the p4de prices
+    (tests/sky_catalog.py), each sum rounded up to $5. A changed plan or price shows here."""
+    import math
+
+    from sky_catalog import P4DE_ON_DEMAND_USD, P4DE_SPOT_USD
+
+    from lib.budget.prices import api_cost
+
+    call = api_cost("gpt-4o-2024-08-06", 800, 100)[0]
+    judging = {"expected": 20_000 / 0.5 * 2 * call, "high": 20_000 / 0.4 * 2 * call}
+    p = make_plan("dpo_7b", "dpo_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1, data=None,
+                  tokens_override=20_000 * 800, provisioning_hours=0.3, spot=True)
+    dpo = {"expected": (p.compute_hours + p.overhead_hours) * P4DE_SPOT_USD,
+           "high": (p.compute_hours_interval["high"] + p.overhead_hours) * P4DE_ON_DEMAND_USD}
+    assert judging["expected"] == pytest.approx(240) and dpo["expected"] == pytest.approx(13.15, abs=0.05)
+    up5 = lambda x: 5 * math.ceil(x / 5)  # noqa: E731
+    pb = load_budgets().phase("preference")
+    assert pb.target == up5(judging["expected"] + P4DE_SPOT_USD + dpo["expected"])
+    assert pb.cap == up5(judging["high"] + P4DE_ON_DEMAND_USD + dpo["high"])

@@ -54,6 +54,7 @@ class LoopRun:
     teacher_records: list[dict] = field(default_factory=list)  # data/generated.jsonl as 01_generate left it
     topped_up: list[dict] = field(default_factory=list)  # records appended after 01_generate
     planted: list[dict] = field(default_factory=list)  # the planted refusals among them
+    votes: list[dict] = field(default_factory=list)  # a reviewer's votes left after 04_evaluate (eval/human.jsonl)
 
     def executed(self, name: str) -> Path:
         path = self.run / f"{name}.ipynb"
@@ -97,6 +98,20 @@ def _top_up(loop: LoopRun) -> None:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
+def _review(loop: LoopRun) -> None:
+    """A reviewer votes on every item 04_evaluate left, through 07_review's own session (the votes
+    land in eval/human.jsonl as a person's would): 08_prefer joins them as pairs of their own, so
+    its DPO step has pairs whatever the 135M judge keeps (its verdicts are mostly ties and flips)."""
+    from lib.evaluate.review import ReviewConfig, ReviewSession, load_review_inputs, review_items
+
+    ev = loop.run / "eval"
+    inputs = load_review_inputs(ev)
+    items = review_items(inputs.qset.questions, inputs.answers, inputs.pairs, inputs.judgments, judge=inputs.judge)
+    session = ReviewSession(items, ev / "human.jsonl", ReviewConfig(reviewer="loop-reviewer", seed=0))
+    while session.queue:
+        loop.votes.append(session.vote("A"))
+
+
 def execute(loop: LoopRun) -> None:
     """Every notebook in turn from notebooks/; the first failure stops the loop (later phases need it)."""
     import papermill
@@ -114,6 +129,8 @@ def execute(loop: LoopRun) -> None:
             return
         if name == "01_generate":
             _top_up(loop)
+        if name == "04_evaluate":
+            _review(loop)
 
 
 @contextmanager

@@ -46,6 +46,7 @@ class RunFacts:
     kept: int | None = None
     train_tokens: int | None = None
     judged: int | None = None
+    pairs: int | None = None  # preference pairs kept (prefer/pairs.jsonl, 08_prefer)
     sources: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # train/metrics.json as written
 
@@ -77,6 +78,7 @@ def run_facts(run_dir: Path) -> RunFacts:
         facts.train_tokens = trained_tokens(facts.metrics) if isinstance(facts.metrics, dict) else None
     judgments = run_dir / "eval" / "judgments.jsonl"
     facts.judged = _count_lines(judgments)
+    facts.pairs = _count_lines(run_dir / "prefer" / "pairs.jsonl")
     return facts
 
 
@@ -285,7 +287,9 @@ def render_markdown(run_dir: Path, budgets: Budgets, s: Summary) -> str:
               f"{_per(s.spent['training'] * 1e6, f.train_tokens)} | {_per((s.reference_train_usd or 0.0) * 1e6, f.train_tokens)} "
               f"(on {ref['gpu']}) |",
               f"| judged answer (evaluation) | {f.judged if f.judged is not None else 'n/a'} | "
-              f"{_per(s.spent['evaluation'], f.judged)} | {_per(s.reference_api_usd['evaluation'], f.judged)} |"]
+              f"{_per(s.spent['evaluation'], f.judged)} | {_per(s.reference_api_usd['evaluation'], f.judged)} |",
+              f"| kept preference pair (preference: sampling, judging, DPO) | {f.pairs if f.pairs is not None else 'n/a'} | "
+              f"{_per(s.spent['preference'], f.pairs)} | {_per(s.reference_api_usd['preference'], f.pairs)} |"]
     lines += plan_vs_actual(run_dir, s)
     lines += ["", "## Projection to the seed recipes' scale", ""]
     if f.kept:

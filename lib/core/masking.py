@@ -288,7 +288,9 @@ def encode_preference(fmt: str, prompt: list[dict], chosen: str, rejected: str, 
     Each side is the whole example (prompt + answer + EOS) tokenized once, as SFT does, and
     cut at the verified prompt boundary (`encode_example`): `prompt_ids` are exactly the ids
     inference sends for `prompt` (`prompt_ids`), the same for both sides, and each answer ends
-    in EOS. Too long: the answer is cut and still ends in EOS (`fit`); returns (pair, truncated)."""
+    in EOS. Too long: the answer is cut and still ends in EOS (`fit`); returns (pair, truncated).
+    An empty answer (a model that stopped at once, often the rejected side) is EOS alone: what
+    inference generates when it answers nothing (SFT drops such turns; a preference can rank them)."""
     check_format(fmt, tok)
     if not prompt or prompt[-1].get("role") != "user":
         raise MaskingError("the prompt must end on a user turn: nothing to answer")
@@ -296,6 +298,9 @@ def encode_preference(fmt: str, prompt: list[dict], chosen: str, rejected: str, 
     head = prompt_ids(fmt, prompt, tok)
     sides, truncated = {}, False
     for name, answer in (("chosen", chosen), ("rejected", rejected)):
+        if not answer.strip():
+            sides[name] = [eos]
+            continue
         ids, spans = encode_example(fmt, [*prompt, {"role": "assistant", "content": answer}], tok)
         start, end = spans[-1]
         ids, _, cut = fit(ids[:end], [(start, end)], max_length, eos)

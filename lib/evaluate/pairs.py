@@ -45,8 +45,9 @@ from lib.core.errors import BudgetExceeded, UserError
 from lib.core.files import atomic_write, atomic_write_json, read_jsonl
 from lib.core.formats import turns_to_messages
 from lib.core.model import load_for_inference
+from lib.evaluate import prompts
 from lib.evaluate.answers import GenerationSettings, ModelSpec, generate_batch
-from lib.evaluate.judge import Judge, judgments_store
+from lib.evaluate.judge import Judge, judgments_store, pair_texts
 from lib.evaluate.questions import Question
 from lib.evaluate.stats import pair_verdicts
 from lib.evaluate.store import JsonlStore
@@ -217,6 +218,24 @@ def judged_pairs(questions: list[Question], table: dict, todo: dict[str, list], 
                           "chosen_from": win, "rejected_from": lose, "judge": judge,
                           "margin": margin(judgments, qid, a, b, judge)})
     return pairs
+
+
+def judge_view(pair: dict, judgments: list[dict], question: Question) -> list[dict]:
+    """A kept judge pair as the judge saw it, one row per order: who sat where, the user turn it
+    was sent (the system prompt is `prompts.PAIRWISE_SYSTEM`, and with `demonstration` a worked
+    example came first), its reply and the two scores as shown (Assistant 1, Assistant 2)."""
+    text = {pair["chosen_from"]: pair["chosen"], pair["rejected_from"]: pair["rejected"]}
+    rows = []
+    for r in judgments:
+        if (r.get("kind") != "pairwise" or r.get("question_id") != pair["question_id"] or r.get("judge") != pair.get("judge")
+                or {r.get("model_a"), r.get("model_b")} != set(text)):
+            continue
+        first, second = r["assistant_1"], r["assistant_2"]
+        q, a1, a2 = pair_texts(question, [text[first]], [text[second]])
+        rows.append({"order": r["order"], "assistant_1": first, "assistant_2": second,
+                     "prompt": prompts.pairwise_messages(q, a1, a2)[-1]["content"], "reply": r.get("reply"),
+                     "scores": r.get("scores"), "status": r["status"]})
+    return sorted(rows, key=lambda row: row["order"])
 
 
 # ----------------------------------------------------------------------------- 4. human votes

@@ -58,6 +58,8 @@ def _opponents(results: dict, opponent: str) -> set[str]:
 
 def _run_figures(bench: dict, results: dict, votes: list[dict] | None) -> tuple[dict, str | None]:
     """{run model: figure} for the benchmark's measure, or a reason when the run has none."""
+    if bench["measure"] == "direction":
+        return _direction_figures(bench, results)
     if bench["measure"] == "single":
         got = {m: s["mean"] for m, s in (results.get("single") or {}).items() if s.get("n")}
         return got, None if got else "no single-answer grades (run 04_evaluate with mode='single' or 'both')"
@@ -86,6 +88,26 @@ def _run_figures(bench: dict, results: dict, votes: list[dict] | None) -> tuple[
         got = {m: f"{w} vs {l} ({t} ties)" for m, (w, l, t) in tally.items()}
         return got, None if got else f"no human votes against {bench['opponent']} (review them in 07_review)"
     raise ValueError(f"unknown measure {bench['measure']!r} in {PUBLISHED}")
+
+
+def _direction_figures(bench: dict, results: dict) -> tuple[dict, str | None]:
+    """{published role: the run's figure} for the models in `roles` (e.g. dSFT: sft, dDPO: dpo),
+    in the measure `via`; a reason when the run lacks one of them (08_prefer compares them)."""
+    names = {m.get("name") for m in results.get("models", [])}
+    lacking = [run for run in bench["roles"].values() if run not in names]
+    if lacking:
+        return {}, f"no {' and '.join(lacking)} model in this comparison (08_prefer compares base, sft and dpo)"
+    if bench["via"] == "single":
+        single = results.get("single") or {}
+        got = {role: single[run]["mean"] for role, run in bench["roles"].items() if (single.get(run) or {}).get("n")}
+        missing = "no single-answer grades of sft and dpo"
+    else:
+        opp = _opponents(results, bench["opponent"])
+        rates = {p["model_a"]: p["win_rate"] for p in (results.get("pairwise") or {}).get("pairs", [])
+                 if p["model_b"] in opp and p.get("judged")}
+        got = {role: 100 * rates[run] for role, run in bench["roles"].items() if run in rates}
+        missing = f"no sft and dpo pairs against {bench['opponent']}'s answers"
+    return (got, None) if len(got) == len(bench["roles"]) else ({}, missing)
 
 
 def scorecard(results: dict, votes: list[dict] | None = None, published: list[dict] | None = None) -> list[dict]:

@@ -32,3 +32,22 @@ def training_figure(m: dict) -> Figure:
     axes[2].legend()
     fig.tight_layout()
     return fig
+
+
+def dpo_figure(m: dict) -> Figure:
+    """DPO over training (lib/train/dpo.py metrics): the reward margin and the preference accuracy
+    (share of pairs whose chosen answer gained more log-probability over the reference than the
+    rejected one), on the training batches and on the held-out pairs (step 0: before training)."""
+    fig = Figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, 2)
+    for ax, key, label in ((axes[0], "margin", "reward margin (chosen - rejected)"),
+                           (axes[1], "accuracy", "preference accuracy")):
+        for curve, style, name in ((m.get("train_curve") or [], ".-", "training batches"),
+                                   (m.get("heldout_curve") or [], "o-", f"held out ({m.get('heldout_pairs', '?')} pairs)")):
+            pts = [(r["step"], r[key]) for r in curve if r.get(key) is not None]
+            ax.plot([s for s, _ in pts], [v for _, v in pts], style, label=name)
+        ax.set(xlabel="optimizer step", ylabel=label, title=f"{m.get('recipe', '')}: {label} (beta {m.get('beta')})")
+        ax.legend(fontsize=8)
+    axes[1].set_ylim(-0.05, 1.05)
+    fig.tight_layout()
+    return fig
