@@ -127,7 +127,7 @@ def test_07_review_reads_well_with_votes(reviewed_run, tmp_path):
     assert "(median 23 s a vote at $0.00/h" in text
     # Every scorecard reason whole (pandas cut them at 50 characters).
     reasons = [r["reason"] for r in json.loads((ev / "review.json").read_text())["scorecard"]]
-    assert reasons and all(html.escape(r) in text for r in reasons)
+    assert reasons and all(r in html.unescape(text) for r in reasons)  # as a reader sees them: entities decoded
     for png in ("agreement.png", "ratings.png"):  # the notebook's width: about 1000 px at its 120 dpi
         width, _ = png_size((ev / png).read_bytes())
         assert width <= 1020, f"{png} is {width} px wide: scaled down, its labels shrink"

@@ -68,7 +68,7 @@ def test_preference_budget_is_the_derivation_in_its_comment():
                   tokens_override=20_000 * 800, provisioning_hours=0.3, spot=True)
     dpo = {"expected": (p.compute_hours + p.overhead_hours) * P4DE_SPOT_USD,
            "high": (p.compute_hours_interval["high"] + p.overhead_hours) * P4DE_ON_DEMAND_USD}
-    assert judging["expected"] == pytest.approx(240) and dpo["expected"] == pytest.approx(13.15, abs=0.05)
+    assert judging["expected"] == pytest.approx(240) and dpo["expected"] == pytest.approx(8.67, abs=0.05)
     up5 = lambda x: 5 * math.ceil(x / 5)  # noqa: E731
     pb = load_budgets().phase("preference")
     assert pb.target == up5(judging["expected"] + P4DE_SPOT_USD + dpo["expected"])

@@ -87,6 +87,9 @@ def test_task_runs_its_cloud_profile_through_the_runner(path):
     # envs restate nothing the profile or its recipe says
     for var in prof["env"]:
         assert raw["envs"].get(var) == "", f"{path.name}: declare envs {var}: \"\" (the profile's override)"
+    if runs.trains:  # 03_train checkpoints by Young/Daly on spot only: the profile says what the resources say
+        spot = bool(raw["resources"].get("use_spot"))
+        assert prof["notebooks"]["03_train"].get("spot", False) is spot, f"{runs.profile}: 03_train.spot: {spot}"
     assert not {"RECIPE", "OVERHEAD_HOURS"} & set(raw["envs"]), "the recipe comes from the profile"
 
 
