@@ -208,10 +208,14 @@ def test_train_7b_trains_what_it_names(train7b):
     params = state["phases"]["03_train"]["params"]
     assert state["phases"]["03_train"]["status"] == "done"
     assert state["profile"].endswith("lib/profiles/alpaca_7b.yaml")
-    assert {k: params.get(k) for k in ("recipe", "model", "max_steps", "num_train_epochs", "nproc", "checkpoint_dir")} == {
+    assert {k: params.get(k) for k in ("recipe", "model", "max_steps", "num_train_epochs", "nproc", "checkpoint_dir",
+                                       "spot")} == {
         "recipe": "alpaca_7b", "model": tiny, "max_steps": 0, "num_train_epochs": None, "nproc": 0,
-        "checkpoint_dir": str(train7b["ckpts"])}
-    assert params["overrides"] == {"model": "$BASE_MODEL replaced the notebook's default"}
+        "checkpoint_dir": str(train7b["ckpts"]), "spot": True}
+    # the model and the rehearsal's save interval only by the task's declared overrides, each named
+    assert params["overrides"] == {"model": "$BASE_MODEL replaced the notebook's default",
+                                   "save_steps": "$SAVE_STEPS replaced the notebook's default"}
+    assert state["overrides"]["03_train.save_steps"]["from"] == "SAVE_STEPS"
     assert state["overrides"]["03_train.model"] == {"value": tiny, "from": "BASE_MODEL", "replaced": None}
     assert "override: 03_train.model" in train7b["log"]
     # world size = nodes x processes, the recipe's epochs, FSDP per the recipe
