@@ -1,6 +1,7 @@
 """The embedded model: converted once from the GGUF the package ships, atomically."""
 import json
 
+import pytest
 from transformers import AutoTokenizer
 
 from lib.core.model import (COMPLETE, EMBEDDED_ALIASES, EOS_TOKEN, LAPTOP_MODELS, PAD_TOKEN, embedded_model_dir,
@@ -45,6 +46,7 @@ def test_a_checkpoint_for_inference_its_eos_and_fingerprint(embedded_model, tmp_
     assert model_fingerprint(copy) != before
 
 
+@pytest.mark.full  # converts the GGUF again (~23 s of 2 cores); `make setup` converts once per machine
 def test_interrupted_conversion_is_redone(tmp_path):
     target = tmp_path / "models" / "smollm2-135m-instruct"
     target.mkdir(parents=True)
