@@ -76,30 +76,25 @@ def overheads(r: RunShape, table: dict, *, spot: bool, provisioning_hours: float
     out.append(Overhead("model download + load", load_bytes / load_rate / 3600,
                         f"{r.shape.params / 1e9:.2f}B parameters x {load_bytes / r.shape.params:g} B = "
                         f"{load_bytes / 1e9:,.2f} GB / {load_rate / 1e6:,.0f} MB/s", load_src))
-    every = checkpoint_interval(r, table, spot=spot and cloud)
-    out.append(_checkpoints(r, table, load_bytes, every))
+    every, writes = _checkpoints(r, table, load_bytes, spot=spot and cloud)
+    out.append(writes)
     out.append(_heldout(r, load_bytes, load_rate))
     if cloud and spot:
         out.append(_preemptions(r, table, out, every))
     return out
 
 
-def checkpoint_interval(r: RunShape, table: dict, *, spot: bool) -> Interval:
-    """03_train's saves for this run: C = one checkpoint / the write rate, M = the spot cluster's mean time
-    between preemptions, by the one rule of lib/budget/checkpoints.py."""
-    write, _ = rate(table, "checkpoint_write", r.accelerator)
-    size, _ = checkpoint_bytes(r.shape, r.method, r.lora)
-    mtbf = mtbf_seconds(preemption_rate(table)[0], r.nodes, spot)
-    return interval(size / write, mtbf, r.compute_hours * 3600, r.steps, r.save_steps)
-
-
-def _checkpoints(r: RunShape, table: dict, model_bytes: float, every: Interval) -> Overhead:
+def _checkpoints(r: RunShape, table: dict, model_bytes: float, *, spot: bool) -> tuple[Interval, Overhead]:
+    """03_train's saves for this run by the one rule of lib/budget/checkpoints.py (C = one checkpoint / the
+    write rate, M = the spot cluster's mean time between preemptions), and the line that prices them."""
     write, src = rate(table, "checkpoint_write", r.accelerator)
     size, how = checkpoint_bytes(r.shape, r.method, r.lora)
+    mtbf = mtbf_seconds(preemption_rate(table)[0], r.nodes, spot)
+    every = interval(size / write, mtbf, r.compute_hours * 3600, r.steps, r.save_steps)
     total = every.saves * size + model_bytes  # + the published model, weights only
-    return Overhead("checkpoint writes", total / write / 3600,
-                    f"({every.saves} save{'s' if every.saves != 1 else ''} x {size / 1e9:,.2f} GB [{how}] + the published model {model_bytes / 1e9:,.2f} GB)"
-                    f" / {write / 1e6:,.0f} MB/s; saves: {every.formula()}", src, count=every.saves + 1)
+    return every, Overhead("checkpoint writes", total / write / 3600,
+                           f"({every.saves} save{'s' if every.saves != 1 else ''} x {size / 1e9:,.2f} GB [{how}] + the published model {model_bytes / 1e9:,.2f} GB)"
+                           f" / {write / 1e6:,.0f} MB/s; saves: {every.formula()}", src, count=every.saves + 1)
 
 
 def _heldout(r: RunShape, model_bytes: float, load_rate: float) -> Overhead:
