@@ -103,3 +103,27 @@ def test_bad_dpo_settings_fail_in_one_line_before_training(tmp_path):
     with pytest.raises(UserError, match="preference pairs"):
         train_dpo(DpoSettings(pairs=str(tmp_path / "missing.jsonl"), output_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
+
+
+def test_reference_logps_in_memory_equal_trls_own_precompute(tmp_path):
+    """lib.train.dpo keeps the reference log-probs in memory (TRL's cache file is per process under
+    torchrun, `with_reference_logps`): on one process they must equal what TRL's own precompute stores."""
+    import torch
+    from trl import DPOTrainer
+
+    from lib.train.dpo import dataset, dpo_arguments, encode_pairs, pretokenized_trainer
+    from lib.train.model import load_tokenizer_and_model
+
+    pairs = tmp_path / "pairs.jsonl"
+    write_pairs(pairs, 6)
+    recipe = load_recipe("dpo_embedded")
+    tok, model, _ = load_tokenizer_and_model(recipe, "tiny", 0, on_gpu=False)
+    ex, _ = encode_pairs([json.loads(ln) for ln in pairs.read_text().splitlines()], tok, recipe.format, 160)
+    args = dpo_arguments(DpoSettings(), recipe, model, tmp_path / "ckpt", per_device=4, accum=1, epochs=1,
+                         max_length=160, total_steps=1, on_gpu=False, heldout=False)
+    trainer = pretokenized_trainer()(model=model, args=args, train_dataset=dataset(ex), processing_class=tok)
+    ours = trainer.train_dataset
+    trls = DPOTrainer._precompute_ref_logps(trainer, dataset(ex), "train", 4)
+    for col in ("ref_chosen_logps", "ref_rejected_logps"):
+        assert torch.allclose(torch.tensor(ours[col]), torch.tensor(trls[col]), atol=1e-5), col
+    assert len(set(ours["ref_chosen_logps"])) > 1  # real, per-pair values

@@ -54,22 +54,59 @@ def test_preference_phase_is_budgeted_and_optional(tmp_path):
 
 def test_preference_budget_is_the_derivation_in_its_comment():
     """budgets.yaml's preference target and cap, recomputed as its comment derives them: judging
-    calls x genai-prices' price, one sampling node-hour, the plan's DPO hours x the p4de prices
-    (tests/sky_catalog.py), each sum rounded up to $5. A changed plan or price shows here."""
+    calls x genai-prices' price, and sky/dpo_7b.yaml's plan (its TRAIN_TOKENS and SAMPLING_HOURS, the
+    profile's k and prompts) x the p4de prices (tests/sky_catalog.py), each sum rounded up to $5. A
+    changed plan, task or price shows here."""
     import math
 
+    import yaml
     from sky_catalog import P4DE_ON_DEMAND_USD, P4DE_SPOT_USD
 
     from lib.budget.prices import api_cost
+    from lib.core.paths import REPO
+    from lib.launch.estimate import sampling_overhead
 
+    envs = {k: str(v) for k, v in yaml.safe_load((REPO / "sky" / "dpo_7b.yaml").read_text())["envs"].items()}
+    params = yaml.safe_load((REPO / "lib" / "profiles" / "dpo_7b.yaml").read_text())["notebooks"]["08_prefer"]
     call = api_cost("gpt-4o-2024-08-06", 800, 100)[0]
     judging = {"expected": 20_000 / 0.5 * 2 * call, "high": 20_000 / 0.4 * 2 * call}
+    assert float(envs["EST_API_USD"]) == pytest.approx(judging["expected"])  # the task prices the judge as derived
     p = make_plan("dpo_7b", "dpo_7b", accelerator="A100-80GB", gpus_per_node=8, nodes=1, data=None,
-                  tokens_override=20_000 * 800, provisioning_hours=0.3, spot=True)
-    dpo = {"expected": (p.compute_hours + p.overhead_hours) * P4DE_SPOT_USD,
+                  tokens_override=float(envs["TRAIN_TOKENS"]), spot=True, extra=[sampling_overhead(envs, params)])
+    gpu = {"expected": (p.compute_hours + p.overhead_hours) * P4DE_SPOT_USD,
            "high": (p.compute_hours_interval["high"] + p.overhead_hours) * P4DE_ON_DEMAND_USD}
-    assert judging["expected"] == pytest.approx(240) and dpo["expected"] == pytest.approx(8.67, abs=0.05)
+    assert judging["expected"] == pytest.approx(240) and gpu["expected"] == pytest.approx(40.74, abs=0.05)
+    assert gpu["high"] == pytest.approx(133.05, abs=0.05)
     up5 = lambda x: 5 * math.ceil(x / 5)  # noqa: E731
     pb = load_budgets().phase("preference")
-    assert pb.target == up5(judging["expected"] + P4DE_SPOT_USD + dpo["expected"])
-    assert pb.cap == up5(judging["high"] + P4DE_ON_DEMAND_USD + dpo["high"])
+    assert pb.target == up5(judging["expected"] + gpu["expected"])
+    assert pb.cap == up5(judging["high"] + gpu["high"])
+
+
+def test_dpo_7b_dry_run_is_hand_checkable(tmp_path, monkeypatch, capsys):
+    """`python -m lib.launch sky/dpo_7b.yaml --dry-run` (in-process, offline: the labelled fallback price):
+    every figure is its inputs' product -- DPO's hours from the pair tokens and the speed, the overhead lines
+    (the published model only, node 0's sampling), dollars = hours x price + the judge's API dollars."""
+    import re
+
+    from lib.launch.estimate import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SKY_RUNTIME_DIR", raising=False)
+    main(["sky/dpo_7b.yaml", "--dry-run"])
+    out = capsys.readouterr().out
+    num = lambda s: float(s.replace(",", ""))  # noqa: E731
+    tokens = num(re.search(r"tokens: +([\d,]+) x 1 epochs = ([\d,]+) trained", out).group(2))
+    assert tokens == 16_000_000 * 0.75  # TRAIN_TOKENS less the pairs 08_prefer holds out
+    m = re.search(r"training: +[\d,]+ trained tokens / \(([\d,.]+) tokens/s/GPU x 8 GPUs\) = ([\d,]+) s", out)
+    assert num(m.group(2)) == pytest.approx(tokens / num(m.group(1)) / 8, abs=1)
+    lines = dict(re.findall(r"overhead: +([^:]+): ([\d,]+) s", out))
+    assert num(lines["sampling answers (node 0)"]) == 4 * 3600  # the task's SAMPLING_HOURS
+    assert "no intermediate checkpoint" in out and "half the run" in out  # DPO restarts after a preemption
+    total = re.search(r"total: +([\d.]+) h of overheads", out).group(1)
+    assert float(total) == pytest.approx(sum(num(v) for v in lines.values()) / 3600, abs=0.002)
+    hours = float(re.search(r"hours: +([\d.]+) h", out).group(1))
+    assert hours == pytest.approx(num(m.group(2)) / 3600 + float(total), abs=0.01)
+    usd = num(re.search(r"estimate: +\$([\d,.]+) \(compute \$([\d,.]+) \+ API \$240.00", out).group(1))
+    assert usd == pytest.approx(hours * 8.65 + 240, abs=0.1)
+    assert "FALLBACK PRICE" in out and "budget:    preference: target $285.00, cap $435.00" in out

@@ -80,14 +80,15 @@ def test_task_runs_its_cloud_profile_through_the_runner(path):
     assert run == (runs.profile, ",".join(runs.phases))
     # the profile holds the parameters; the script adds only the bucket path of this job's checkpoints
     sets = re.findall(r"--set\s+(\S+?)=", script)
-    assert sets == (["03_train.checkpoint_dir"] if runs.trains else []), sets
+    # (DPO saves no intermediate checkpoint: sky/dpo_7b.yaml adds nothing)
+    assert sets == (["03_train.checkpoint_dir"] if runs.training_phase == "03_train" else []), sets
     prof = load_profile(runs.profile)
     assert prof["target"] == "cloud", f"{runs.profile} must be a cloud profile (target: cloud)"
     # every override variable the profile reads is declared (empty) in the task's envs, and the
     # envs restate nothing the profile or its recipe says
     for var in prof["env"]:
         assert raw["envs"].get(var) == "", f"{path.name}: declare envs {var}: \"\" (the profile's override)"
-    if runs.trains:  # 03_train checkpoints by Young/Daly on spot only: the profile says what the resources say
+    if runs.training_phase == "03_train":  # Young/Daly checkpoints on spot only: the profile says what the resources say
         spot = bool(raw["resources"].get("use_spot"))
         assert prof["notebooks"]["03_train"].get("spot", False) is spot, f"{runs.profile}: 03_train.spot: {spot}"
     assert not {"RECIPE", "OVERHEAD_HOURS"} & set(raw["envs"]), "the recipe comes from the profile"

@@ -50,7 +50,7 @@ def profile(name: str) -> dict:
 
 
 TASKS = sorted(p.stem for p in SKY.glob("*.yaml"))
-TRAIN = [t for t in TASKS if runs(t) is not None and runs(t).trains]
+TRAIN = [t for t in TASKS if runs(t) is not None and runs(t).training_phase == "03_train"]  # dpo_7b: its own test
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -498,3 +498,77 @@ def test_generate_without_key_fails_before_writing(tmp_path, home, monkeypatch):
     last = (tmp_path / "log").read_text().strip().splitlines()[-1]
     assert res.returncode == 2 and last.startswith("error: ") and "OPENAI_API_KEY" in last, last
     assert not (tmp_path / "bucket" / "r1" / "pipeline.json").exists()
+
+
+# ----------------------------------------------------------------------------- dpo_7b: pairs on node 0, DPO on both
+def test_dpo_7b_builds_pairs_on_node_0_trains_on_both_nodes_and_compares(tmp_path, home, tiny_llama, stand_in,
+                                                                          monkeypatch, shared_data):
+    """sky/dpo_7b.yaml on 2 nodes with its profile's production values: recipe dpo_7b (beta 0.01, lr 5e-7,
+    one epoch, FSDP), k=4 samples per prompt from the run's own instructions, the Vicuna 80 with the pinned
+    judge for the comparison, one DPO process per GPU of every node. Cut, through the task's overrides and
+    recorded: the SFT and base models are the tiny LLaMA (SFT_MODEL, BASE_MODEL), the judge is the embedded
+    stand-in (JUDGE_*), one prompt and one question (MAX_PROMPTS, MAX_QUESTIONS), 16-token answers and judge
+    replies, no re-asking of an unreadable reply (PARSE_RETRIES). 07_review's
+    votes on the bucket join as pairs, so DPO has pairs whatever the 135M stand-in keeps."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    bucket, run_dir = tmp_path / "bucket", tmp_path / "bucket" / "r1"
+    write_data(run_dir, alpaca_records(8))
+    qs = f"vicuna:{shared_data / 'vicuna_bench_questions.jsonl'}|{shared_data / 'vicuna_bench_reference_gpt4.jsonl'}"
+    qids = [json.loads(ln)["question_id"] for ln in open(shared_data / "vicuna_bench_questions.jsonl")][:6]
+    (run_dir / "eval").mkdir()
+    (run_dir / "eval" / "answers.jsonl").write_text("".join(
+        json.dumps({"model": m, "question_id": str(q), "turns": [f"{m} answer {q}" + "!" * (m == "tuned")]}) + "\n"
+        for q in qids for m in ("base", "tuned")))
+    (run_dir / "eval" / "human.jsonl").write_text("".join(
+        json.dumps({"vote_id": f"v{q}", "question_id": str(q), "model_a": "tuned", "model_b": "base",
+                    "outcome": "win", "reviewer": "r"}) + "\n" for q in qids))
+    env = node_env(home, SFT_MODEL=str(tiny_llama), BASE_MODEL=str(tiny_llama), JUDGE_BASE_URL=stand_in.base_url,
+                   JUDGE_MODEL=stand_in.model, QUESTION_SET=qs, MAX_QUESTIONS="1", MAX_PROMPTS="1",
+                   MAX_NEW_TOKENS="16", JUDGE_MAX_TOKENS="16", PARSE_RETRIES="0")  # the stand-in's calls, cut
+    (tmp_path / "logs").mkdir()
+    results = run_task(SKY / "dpo_7b.yaml", root=bucket, skip_setup=True, nodes=2, log_dir=tmp_path / "logs",
+                       env=env, cloud="aws", region="us-east-1", timeout=900)
+    log = logs(tmp_path / "logs")
+    assert [r.returncode for r in results] == [0, 0], log
+    # the production values the profile holds, the cuts only through the task's declared overrides
+    prof = profile("dpo_7b")["notebooks"]["08_prefer"]
+    assert (prof["recipe"], prof["k"], prof["max_steps"], prof["nproc"], prof["max_questions"]) == ("dpo_7b", 4, 0, 0, 0)
+    assert prof["prompt_set"] == "alpaca:{run_dir}/data/clean.jsonl" and prof["judge_model"] == "gpt-4o-2024-08-06"
+    state = json.loads((run_dir / "pipeline.json").read_text())
+    params = state["phases"]["08_prefer"]["params"]
+    assert state["profile"].endswith("lib/profiles/dpo_7b.yaml") and state["phases"]["08_prefer"]["status"] == "done"
+    assert {k: params[k] for k in ("recipe", "k", "max_steps", "nproc", "prompt_set", "sft_model")} == {
+        "recipe": "dpo_7b", "k": 4, "max_steps": 0, "nproc": 0, "prompt_set": prof["prompt_set"],
+        "sft_model": str(tiny_llama)}
+    assert set(state["overrides"]) == {f"08_prefer.{p}" for p in (
+        "sft_model", "base_model", "judge_base_url", "judge_model", "question_set", "max_questions", "max_prompts",
+        "max_new_tokens", "judge_max_tokens", "parse_retries")}
+    # node 0 sampled k=4 for the one prompt of the run's data and judged; the votes joined as their own pairs
+    samples = [json.loads(ln) for ln in (run_dir / "prefer" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 4 and {s["question_id"] for s in samples} == {"a0"}, samples
+    pairs = [json.loads(ln) for ln in (run_dir / "prefer" / "pairs.jsonl").read_text().splitlines()]
+    assert sum(p["source"] == "human" for p in pairs) == 6
+    assert all(p["chosen"].endswith("!") for p in pairs if p["source"] == "human")  # the votes' winner is chosen
+    # DPO on both nodes: world size 2, the recipe's FSDP, beta, learning rate and epoch; steps as the recipe lays out
+    m = json.loads((run_dir / "prefer" / "dpo_metrics.json").read_text())
+    recipe = load_recipe("dpo_7b")
+    assert (m["recipe"], m["model"], m["world_size"], m["nodes"], m["fsdp"]) == ("dpo_7b", str(tiny_llama), 2, 2, True)
+    assert (m["beta"], m["learning_rate"], m["epochs"]) == (recipe.dpo.beta, recipe.learning_rate, recipe.num_train_epochs)
+    per_step = recipe.hardware.per_device_batch * recipe.hardware.grad_accum * 2
+    assert m["optimizer_steps"] == math.ceil(m["train_pairs"] / per_step) * recipe.num_train_epochs
+    assert m["heldout_curve"] and (run_dir / "model_dpo" / COMPLETE).exists()
+    # node 0 compared base, SFT and DPO; node 1 ran DPO's workers only
+    res = json.loads((run_dir / "prefer" / "compare" / "results.json").read_text())
+    assert {p["model_a"] for p in res["pairwise"]["pairs"]} | {p["model_b"] for p in res["pairwise"]["pairs"]} == \
+        {"base", "sft", "dpo"}
+    assert (run_dir / "08_prefer.ipynb").is_file() and (run_dir / "08_prefer.node1.ipynb").is_file()
+    ledger = [json.loads(ln) for f in (run_dir / "ledger").glob("*.jsonl") for ln in f.read_text().splitlines()]
+    judged_by = {r.get("writer") for r in ledger if r.get("kind") == "api"}
+    assert judged_by == {"prefer"}, judged_by
+    # DPO's compute from both nodes, phase preference, priced as the instance the task asks for
+    dpo = [r for r in ledger if r.get("kind") == "compute" and r.get("purpose") == "dpo"]
+    assert all(r["phase"] == "preference" for r in dpo)
+    assert {r["writer"] for r in dpo} >= {"train-0", "train-1"}
+    assert all((r["accelerator"], r["count"], r["spot"], r["hourly_usd"]) == ("A100-80GB", 8, True, P4DE_SPOT_USD)
+               for r in dpo), dpo
+    assert (run_dir / "report" / "budget.md").is_file()

@@ -28,7 +28,7 @@ def launch(env, *args):
 
 
 def test_the_task_set_is_complete():
-    assert {p.stem for p in TASKS} >= {"generate", "evaluate", "train_lora", *TRAIN_8X}
+    assert {p.stem for p in TASKS} >= {"generate", "evaluate", "train_lora", "dpo_7b", *TRAIN_8X}
 
 
 @pytest.mark.parametrize("path", TASKS, ids=[p.stem for p in TASKS])
@@ -67,7 +67,7 @@ def test_task_parses_and_passes_project_checks(path):
     assert "shear_setup" in raw["setup"] and "requirements.txt" in (REPO / "sky" / "common.sh").read_text()
     # notebooks run through the runner (which writes the budget report after every run, failed ones too)
     assert ("python -m lib.pipeline run --profile" in raw["run"] or service) and "papermill" not in raw["run"]
-    assert raw["envs"].get("BUDGET_PHASE") in ("data", "training", "evaluation", "serving")
+    assert raw["envs"].get("BUDGET_PHASE") in ("data", "training", "evaluation", "serving", "preference")
     if path.stem in TRAIN_8X:
         assert {str(a): c for r in task.resources for a, c in r.accelerators.items()} == {"A100-80GB": 8}
         assert "03_train" in raw["run"]

@@ -276,9 +276,11 @@ def spent(ledger) -> dict:
 
 def build_pairs(out_dir: str | Path, spec: ModelSpec, questions: list[Question], judge: Judge,
                 settings: PairSettings, *, ledger=None, guard=None, votes: list[dict] | None = None,
-                answers: dict | None = None) -> dict:
+                answers: dict | None = None, vote_questions: list[Question] | None = None) -> dict:
     """Sample, judge, keep; writes samples.jsonl, judgments.jsonl (append-only), pairs.jsonl and
-    summary.json (derived) under `out_dir`. Returns the summary: the funnel, the drops, the cost."""
+    summary.json (derived) under `out_dir`. Returns the summary: the funnel, the drops, the cost.
+    `vote_questions`: the questions the human votes were cast on (04_evaluate's), when the pairs'
+    prompts are another set (default: `questions`)."""
     settings.check()
     if not questions:
         raise UserError("no questions to sample for: pass a question set with at least one question")
@@ -300,7 +302,7 @@ def build_pairs(out_dir: str | Path, spec: ModelSpec, questions: list[Question],
         except BudgetExceeded as e:
             stopped = f"judging: {e}"
     pairs = judged_pairs(questions, table, todo, judgments.records(), judge.name, counts)
-    pairs += human_pairs(votes or [], answers or {}, questions, counts)
+    pairs += human_pairs(votes or [], answers or {}, vote_questions or questions, counts)
     atomic_write(out / "pairs.jsonl", "".join(_jsonl(p) for p in pairs))
     cost = spent(ledger)
     kept = len(pairs)

@@ -10,11 +10,13 @@ and those answers act as a "model" that needs no generation (`QuestionSet.premad
     qs = load_question_set("mtbench:../shared/data/mtbench_questions.jsonl|../shared/data/mtbench_reference_gpt4.jsonl")
     qs = load_question_set("selfinstruct:<instructions.jsonl>|<text-davinci-003 predictions.jsonl>", max_questions=20)
     qs = load_question_set("alpacaeval:https://.../alpaca_eval.json")
+    qs = load_question_set("alpaca:runs/dev/data/clean.jsonl", max_questions=6700)  # 08_prefer's prompts
 
 Spec grammar: `own_en`, `own_zh`, `own` (both), or `<kind>:<path or URL>[|<second file>]`
 with kind in vicuna, mtbench (second file: reference answers), selfinstruct (second file:
 text-davinci-003 predictions), alpacaeval (one JSON/JSONL file; the `output` column
-becomes the premade answers of its `generator`).
+becomes the premade answers of its `generator`), alpaca (Alpaca-format records such as a run's
+data/clean.jsonl: instruction + input is the question, output the reference).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from lib.core.text import guess_lang
 DATA = LIB / "data"
 OWN_SETS = {"own_en": ["questions_en.jsonl"], "own_zh": ["questions_zh.jsonl"],
             "own": ["questions_en.jsonl", "questions_zh.jsonl"]}
-KINDS = ("vicuna", "mtbench", "selfinstruct", "alpacaeval")
+KINDS = ("vicuna", "mtbench", "selfinstruct", "alpacaeval", "alpaca")
 
 
 @dataclass
@@ -170,6 +172,18 @@ def load_alpacaeval(path_or_url: str) -> QuestionSet:
     return QuestionSet("alpacaeval", qs, dict(premade))
 
 
+def load_alpaca(path: str) -> QuestionSet:
+    """Alpaca-format records ({instruction, input, output}): the prompts 08_prefer samples pairs for."""
+    qs = []
+    for i, rec in enumerate(read_records(path)):
+        _require(rec, ("instruction",), path)
+        text = instruction_text(rec["instruction"], rec.get("input", ""))
+        qs.append(Question(question_id=str(rec.get("id") or f"alpaca-{i}"), turns=[text],
+                           category=rec.get("source") or "general", lang=rec.get("lang") or guess_lang(text),
+                           reference=[rec["output"]] if rec.get("output") else None))
+    return QuestionSet("alpaca", qs)
+
+
 def load_question_set(spec: str, max_questions: int = 0) -> QuestionSet:
     """Parse a spec (see module docstring) and keep at most `max_questions` (0 = all)."""
     if spec in OWN_SETS:
@@ -184,6 +198,8 @@ def load_question_set(spec: str, max_questions: int = 0) -> QuestionSet:
             qs = load_fastchat(kind, first, second or None)
         elif kind == "selfinstruct":
             qs = load_selfinstruct(first, second or None)
+        elif kind == "alpaca":
+            qs = load_alpaca(first)
         else:
             qs = load_alpacaeval(first)
     if not qs.questions:

@@ -41,6 +41,7 @@ from lib.core.errors import BudgetExceeded, UserError, cli
 from lib.core.paths import BUDGETS_YAML, REPO
 from lib.launch import sky_backend
 from lib.launch.calibrate import calibrate, calibrated_line
+from lib.launch.overheads import Overhead
 from lib.launch.plan import describe_plan, find_data, make_plan, save_plan
 from lib.launch.skyrun import env_flags
 from lib.launch.task_profile import TaskProfile, task_profile
@@ -280,14 +281,35 @@ def price_spread(options: list, accelerator: str, hourly: float, instance: str) 
 
 def training_plan(task, runs: TaskProfile, envs: dict, *, accelerator: str, gpus: int, nodes: int,
                   data: Path | None, tokenizer: str | None, provisioning: float | None, spot: bool):
-    """The plan of the recipe the task's profile trains, with its model after the task's overrides."""
-    train = runs.params["03_train"]
-    return make_plan(task.name, runs.recipe(), base_model=str(train.get("model") or ""), accelerator=accelerator,
+    """The plan of the recipe the task's profile trains, with its model after the task's overrides (08_prefer:
+    the SFT model DPO starts from, when it is named; the run's own {run_dir}/model has the recipe's shape)."""
+    train = runs.train_params
+    model = str(train.get("model") or "") if runs.training_phase == "03_train" else str(train.get("sft_model") or "")
+    if "{run_dir}" in model:
+        model = ""
+    extra = []
+    if runs.training_phase == "08_prefer":
+        data = None  # clean.jsonl holds DPO's prompts, not its pairs: TRAIN_TOKENS states the pair tokens
+        extra = [sampling_overhead(envs, train)]
+    return make_plan(task.name, runs.recipe(), base_model=model, accelerator=accelerator,
                      gpus_per_node=gpus, nodes=nodes, data=data, tokenizer=tokenizer,
                      tokens_override=_float_env(envs, "TRAIN_TOKENS"),
                      tps_override=_float_env(envs, "TOKENS_PER_S_PER_GPU"), provisioning_hours=provisioning,
                      packing=train.get("packing"), spot=spot,
-                     save_steps=int(_float_env(envs, "SAVE_STEPS") or train.get("save_steps") or 0))
+                     save_steps=int(_float_env(envs, "SAVE_STEPS") or train.get("save_steps") or 0), extra=extra)
+
+
+def sampling_overhead(envs: dict, params: dict) -> Overhead:
+    """08_prefer's in-process answers on node 0 (k per prompt for the pairs, then base, SFT and DPO on the
+    comparison's questions): the task's SAMPLING_HOURS env, stated as assumed -- no decode rate is measured yet."""
+    hours = _float_env(envs, "SAMPLING_HOURS")
+    if hours is None or hours < 0:
+        raise UserError("a DPO task needs env SAMPLING_HOURS (>= 0): the hours node 0 samples answers for the pairs "
+                        "and the comparison, e.g. --env SAMPLING_HOURS=1")
+    what = (f"{params.get('max_prompts') or 'all'} prompts x k={params.get('k')} answers of <= "
+            f"{params.get('max_new_tokens')} tokens + 3 models x the comparison's questions")
+    return Overhead("sampling answers (node 0)", hours, f"{hours:g} h for {what}",
+                    "assumed: the task's SAMPLING_HOURS env (no measured decode rate yet; the other GPUs wait)")
 
 
 def cpu_price(res, *, cloud: str, region: str | None, spot: bool) -> tuple[float, str, str]:
@@ -357,7 +379,8 @@ def describe(est: Estimate, budgets, spent: float, remaining: float) -> str:
         f"resources: {est.nodes} x {est.instance} ({est.accelerator}, {kind}) at ${est.hourly_usd:,.3f}/h per node "
         f"[{est.price_source}]",
         f"hours:     {est.hours:.2f} h  [{est.basis}]",
-        f"estimate:  ${est.usd:,.2f} (compute ${est.compute_usd:,.2f} + API ${est.api_usd:,.2f})",
+        f"estimate:  ${est.usd:,.2f} (compute ${est.compute_usd:,.2f} + API ${est.api_usd:,.2f}"
+        + (" [the task's EST_API_USD env; its derivation is beside it in the YAML])" if est.api_usd else ")"),
         _interval_line(est),
         *placement_lines(est),
         f"budget:    {est.phase}: target ${pb.target:,.2f}, cap ${pb.cap:,.2f}, spent ${spent:,.2f}, "

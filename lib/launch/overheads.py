@@ -4,12 +4,14 @@
                       task's OVERHEAD_HOURS env
     model load        weights in the dtype they train in (parameters x 4 bytes, 2 for LoRA's bf16 base on
                       a GPU) / the model-load rate (download included on a fresh node)
-    checkpoint writes saves x checkpoint bytes / the write rate, + the published model. A checkpoint is
+    checkpoint writes saves x checkpoint bytes / the write rate, + the published model (DPO: the model
+                      only; it writes no intermediate checkpoint, lib/train/dpo.py). A checkpoint is
                       what Trainer writes (lib/budget/checkpoints.py checkpoint_bytes); the saves are
                       03_train's: its explicit save_steps, else the Young/Daly interval sqrt(2 C M)
                       (lib/budget/checkpoints.py interval: on-demand or a run shorter than it = the end only)
     held-out loss     base and tuned model, one forward each over the held-out tokens (at the training
-                      pace x forward / training FLOPs), + reloading the published model
+                      pace x forward / training FLOPs), + reloading the published model; DPO: its held-out
+                      evaluations (before the first step and 4 during) + the reference's stored forward
     preemptions       spot only: expected preemptions = rate per node-hour x nodes x run hours; each
                       recomputes half a checkpoint interval on average (the whole run from the start
                       when it saves only at its end) and restarts (provisioning + load)
@@ -57,6 +59,9 @@ class RunShape:
     forward_share: float  # forward FLOPs / training hardware FLOPs per token
     tokens_per_s: float  # real tokens/s of the whole run (all GPUs)
     save_steps: int = 0  # 03_train's explicit save_steps (0 = the Young/Daly interval)
+    checkpoints: bool = True  # False: the trainer saves no intermediate checkpoint (DPO, lib/train/dpo.py)
+    heldout_passes: int = 2  # forwards over the held-out tokens: SFT's base and tuned loss; DPO's evaluations
+    heldout_why: str = "base and tuned model"
 
 
 def overheads(r: RunShape, table: dict, *, spot: bool, provisioning_hours: float | None = None) -> list[Overhead]:
@@ -90,6 +95,12 @@ def _checkpoints(r: RunShape, table: dict, model_bytes: float, *, spot: bool) ->
     write, src = rate(table, "checkpoint_write", r.accelerator)
     size, how = checkpoint_bytes(r.shape, r.method, r.lora)
     mtbf = mtbf_seconds(preemption_rate(table)[0], r.nodes, spot)
+    if not r.checkpoints:  # only the published model; a preempted run starts again (lib/train/dpo.py)
+        every = Interval(write_s=size / write, mtbf_s=mtbf, tau_s=None, run_s=r.compute_hours * 3600, steps=r.steps,
+                         save_steps=r.steps, saves=1, explicit=False)
+        return every, Overhead("checkpoint writes", model_bytes / write / 3600,
+                               f"the published model {model_bytes / 1e9:,.2f} GB / {write / 1e6:,.0f} MB/s; no "
+                               "intermediate checkpoint (DPO: lib/train/dpo.py saves only the model)", src, count=1)
     every = interval(size / write, mtbf, r.compute_hours * 3600, r.steps, r.save_steps)
     total = every.saves * size + model_bytes  # + the published model, weights only
     return every, Overhead("checkpoint writes", total / write / 3600,
@@ -98,10 +109,12 @@ def _checkpoints(r: RunShape, table: dict, model_bytes: float, *, spot: bool) ->
 
 
 def _heldout(r: RunShape, model_bytes: float, load_rate: float) -> Overhead:
-    seconds = 2 * r.heldout_tokens * r.forward_share / r.tokens_per_s + model_bytes / load_rate if r.tokens_per_s else 0.0
+    passes = r.heldout_passes
+    seconds = passes * r.heldout_tokens * r.forward_share / r.tokens_per_s + model_bytes / load_rate if r.tokens_per_s else 0.0
     return Overhead("held-out loss", seconds / 3600,
-                    f"2 forwards x {r.heldout_tokens:,.0f} held-out tokens x {r.forward_share:.2f} (forward / training "
-                    f"FLOPs) / {r.tokens_per_s:,.0f} tokens/s + reloading the published model",
+                    f"{passes} forwards ({r.heldout_why}) x {r.heldout_tokens:,.0f} held-out tokens x "
+                    f"{r.forward_share:.2f} (forward / training FLOPs) / {r.tokens_per_s:,.0f} tokens/s + reloading the "
+                    "published model",
                     "the plan's own speed and model-load rate")
 
 

@@ -41,6 +41,7 @@ from lib.core.masking import encode_records, ensure_pad_token
 from lib.core.model import checked_tokenizer, resolve_model
 from lib.launch.overheads import Overhead, RunShape, overheads
 from lib.train.data import read_training_records, split_heldout
+from lib.train.recipes import DPO_HELDOUT_FRACTION as DPO_HELDOUT
 from lib.train.recipes import Recipe, load_recipe
 from lib.train.text import document_ids
 
@@ -261,7 +262,13 @@ def padded_tokens(lengths: list[int], per_device: int, epochs: float, seed: int 
 
 
 def _tokens(recipe: Recipe, data: Path | None, tokenizer: str | None, tokens_override: float | None, task_name: str):
-    """(DataCount or None, tokens per epoch, their source, lengths): counted from clean.jsonl, else the task's env."""
+    """(DataCount or None, tokens per epoch, their source, lengths): counted from clean.jsonl, else the task's env.
+    DPO trains on pairs that do not exist before its task runs (08_prefer builds them): the task's env, less
+    the share 08_prefer holds out."""
+    if recipe.dpo is not None and tokens_override:
+        tokens = float(tokens_override) * (1 - DPO_HELDOUT)
+        return None, tokens, (f"ASSUMED: the task's TRAIN_TOKENS env {tokens_override:,.0f} pair tokens less the "
+                              f"{DPO_HELDOUT:g} of pairs 08_prefer holds out (the pairs are built by the task itself)"), None
     if data is not None:
         count = count_data(data, recipe, tokenizer)
         return count, float(count.tokens), f"{count.method}; {count.path}", count.lengths
@@ -334,13 +341,14 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
               nodes: int, data: Path | None, tokenizer: str | None = None, tokens_override: float | None = None,
               tps_override: float | None = None, provisioning_hours: float | None = None,
               packing: bool | None = None, spot: bool = False, max_steps: int = 0,
-              settings: dict | None = None, save_steps: int = 0) -> Plan:
+              settings: dict | None = None, save_steps: int = 0, extra: list[Overhead] | None = None) -> Plan:
     """`base_model`: what 03_train will load when not the recipe's (an override such as $BASE_MODEL);
     `packing`: the profile's 03_train.packing when it sets one (False = Alpaca's per-batch padding);
     `spot`: price preemptions; `provisioning_hours`: the task's OVERHEAD_HOURS env; `max_steps`:
     03_train's max_steps (the first max_steps optimizer steps, in the trainer's sample order); `settings`:
     03_train's overrides of the recipe (`with_settings`); `save_steps`: 03_train's explicit save_steps
-    (0 = its Young/Daly interval, lib/budget/checkpoints.py)."""
+    (0 = its Young/Daly interval, lib/budget/checkpoints.py); `extra`: the task's own overhead lines (DPO's
+    sampling on node 0)."""
     recipe = with_settings(load_recipe(recipe_name), settings or {})
     if packing is not None and packing != recipe.packing:
         recipe = replace(recipe, packing=bool(packing))
@@ -396,7 +404,8 @@ def make_plan(task_name: str, recipe_name: str, *, base_model: str = "", acceler
                 peak_flops=sp.peak_flops, peak_source=sp.peak_source, throughput_source=row,
                 compute_hours=hours["expected"], compute_hours_interval=hours, max_steps=max_steps, spot=spot,
                 created=time.time())
-    return with_overheads(plan, shape, recipe, provisioning_hours=provisioning_hours, save_steps=save_steps)
+    return with_overheads(plan, shape, recipe, provisioning_hours=provisioning_hours, save_steps=save_steps,
+                          extra=extra)
 
 
 def with_settings(recipe: Recipe, settings: dict) -> Recipe:
@@ -411,17 +420,23 @@ def with_settings(recipe: Recipe, settings: dict) -> Recipe:
 
 
 def with_overheads(plan: Plan, shape, recipe: Recipe, *, provisioning_hours: float | None,
-                   save_steps: int = 0) -> Plan:
+                   save_steps: int = 0, extra: list[Overhead] | None = None) -> Plan:
     """The plan with its overhead lines (lib/launch/overheads.py) and their sum."""
     f = plan.flops_per_token
+    held = HELDOUT_FRACTION if recipe.dpo is None else DPO_HELDOUT
     forward = 2.0 * shape.matmul_params + 4.0 * shape.layers * shape.hidden * plan.attn_span
     run = RunShape(shape=shape, method=plan.method, lora=plan.hyperparameters["lora"], accelerator=plan.accelerator,
                    nodes=plan.nodes, on_gpu_bf16_base=plan.accelerator != "cpu" and recipe.bf16 and recipe.lora is not None,
                    compute_hours=plan.compute_hours, steps=plan.optimizer_steps,
-                   heldout_tokens=plan.tokens_per_epoch * HELDOUT_FRACTION / (1 - HELDOUT_FRACTION),
+                   heldout_tokens=plan.tokens_per_epoch * held / (1 - held),
                    forward_share=min(forward / f["hardware"], 1.0) if f["hardware"] else 0.0,
-                   tokens_per_s=plan.tokens_per_s_per_gpu * plan.gpus, save_steps=save_steps)
-    lines = overheads(run, load_table(), spot=plan.spot, provisioning_hours=provisioning_hours)
+                   tokens_per_s=plan.tokens_per_s_per_gpu * plan.gpus, save_steps=save_steps,
+                   checkpoints=recipe.dpo is None,
+                   # DPO evaluates its held-out pairs before the first step and 4 times during (lib/train/dpo.py
+                   # eval_steps), after one stored reference forward over them
+                   heldout_passes=2 if recipe.dpo is None else 6,
+                   heldout_why="base and tuned model" if recipe.dpo is None else "5 evaluations + 1 reference")
+    lines = overheads(run, load_table(), spot=plan.spot, provisioning_hours=provisioning_hours) + list(extra or [])
     plan.overheads = [o.as_dict() for o in lines]
     plan.overhead_hours = sum(o.hours for o in lines)
     return plan
@@ -487,7 +502,7 @@ def _data_lines(p: Plan) -> list[str]:
                 f"x {p.gpus} GPUs = {p.effective_batch})) = {p.steps_per_epoch:,} per epoch x {p.epochs:g} epochs "
                 f"= {p.optimizer_steps:,} optimizer steps"]
     return [f"data:      {p.tokens_per_epoch:,.0f} tokens per epoch [{p.tokens_source}]",
-            f"steps:     unknown until clean.jsonl is counted (batch {p.per_device_batch} per device x "
+            f"steps:     unknown until {'the pairs exist' if p.hyperparameters.get('dpo') else 'clean.jsonl is counted'} (batch {p.per_device_batch} per device x "
             f"{p.grad_accum} accum x {p.gpus} GPUs = {p.effective_batch} examples per step)"]
 
 

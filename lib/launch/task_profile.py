@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from lib.core.errors import UserError
 from lib.core.profiles import apply_env_overrides, load_profile, notebook_params, select_phases
 
+TRAINING_PHASES = ("03_train", "08_prefer")
 RUN_LINE = re.compile(r"python -m lib\.pipeline run --profile (\S+)(?: --phases (\S+))?")
 
 
@@ -24,14 +25,24 @@ class TaskProfile:
     params: dict[str, dict] = field(default_factory=dict)  # notebook -> what the profile and the task's envs set
 
     @property
+    def training_phase(self) -> str | None:
+        """The notebook that trains on the task's GPUs: 03_train (SFT, pretraining) or 08_prefer (DPO)."""
+        return next((nb for nb in TRAINING_PHASES if nb in self.phases), None)
+
+    @property
     def trains(self) -> bool:
-        return "03_train" in self.phases
+        return self.training_phase is not None
+
+    @property
+    def train_params(self) -> dict:
+        return self.params.get(self.training_phase or "", {})
 
     def recipe(self) -> str:
-        """The recipe 03_train runs: a cloud profile always names it (lib/pipeline/cloud_rules.py)."""
-        recipe = self.params.get("03_train", {}).get("recipe")
+        """The recipe the training notebook runs: a cloud profile always names it (lib/pipeline/cloud_rules.py)."""
+        phase = self.training_phase or "03_train"
+        recipe = self.params.get(phase, {}).get("recipe")
         if not recipe:
-            raise UserError(f"profile {self.profile} runs 03_train without a recipe: write 03_train.recipe in "
+            raise UserError(f"profile {self.profile} runs {phase} without a recipe: write {phase}.recipe in "
                             f"lib/profiles/{self.profile}.yaml")
         return str(recipe)
 

@@ -36,6 +36,15 @@ def laptop_recipe(name) -> bool:
     return not load_recipe(str(name)).is_full_size
 
 
+# A judge on a paid run: hosted, pinned, on the whole question set (04_evaluate and 08_prefer's comparison).
+JUDGE_RULES: dict[str, Rule] = {
+    "judge_base_url": Rule(lambda v: not v, "empty: it serves the embedded 135M judge", "a hosted endpoint"),
+    "judge_model": Rule(lambda v: v in LAPTOP_MODELS or not _DATED.search(str(v)), "not a dated snapshot",
+                        "a pinned judge such as gpt-4o-2024-08-06"),
+    "question_set": Rule(lambda v: str(v).startswith("own"), "the project's own small set", "e.g. vicuna:<url>"),
+    "max_questions": Rule(lambda v: int(v) != 0, "a sample", "0 (every question of the set)"),
+}
+
 CLOUD_RULES: dict[str, dict[str, Rule]] = {
     "01_generate": {
         "teacher_base_url": Rule(lambda v: not v, "empty: it serves the embedded 135M model", "a hosted endpoint"),
@@ -57,13 +66,21 @@ CLOUD_RULES: dict[str, dict[str, Rule]] = {
         "nproc": Rule(lambda v: int(v) != 0, "a fixed process count", "0 (every GPU of every node)"),
     },
     "04_evaluate": {
-        "judge_base_url": Rule(lambda v: not v, "empty: it serves the embedded 135M judge", "a hosted endpoint"),
-        "judge_model": Rule(lambda v: v in LAPTOP_MODELS or not _DATED.search(str(v)), "not a dated snapshot",
-                            "a pinned judge such as gpt-4o-2024-08-06"),
-        "question_set": Rule(lambda v: str(v).startswith("own"), "the project's own small set", "e.g. vicuna:<url>"),
-        "max_questions": Rule(lambda v: int(v) != 0, "a sample", "0 (every question of the set)"),
+        **JUDGE_RULES,
         "models": Rule(lambda v: any(str(m) in LAPTOP_MODELS for m in dict(v).values()), "the embedded model",
                        "the base model the run fine-tuned and {run_dir}/model"),
+    },
+    "08_prefer": {
+        **JUDGE_RULES,
+        "recipe": Rule(laptop_recipe, "a laptop recipe", "a recipe with a dpo section, e.g. dpo_7b"),
+        "prompt_set": Rule(lambda v: not v or str(v).startswith("own"), "the comparison's few questions",
+                           "the prompts to sample pairs for, e.g. alpaca:{run_dir}/data/clean.jsonl"),
+        "max_new_tokens": Rule(lambda v: int(v) < 256, "a laptop answer cap", "e.g. 1024 (FastChat's)"),
+        "base_model": Rule(lambda v: v in LAPTOP_MODELS, "the embedded model", "the base model the run fine-tuned"),
+        "sft_model": Rule(lambda v: v in LAPTOP_MODELS, "a laptop model", "nothing ({run_dir}/model) or --env SFT_MODEL=...",
+                          must_name=False),
+        "max_steps": Rule(lambda v: int(v) != 0, "a demo step cap", "0 (the recipe's epochs)"),
+        "nproc": Rule(lambda v: int(v) != 0, "a fixed process count", "0 (every GPU of every node)"),
     },
 }
 

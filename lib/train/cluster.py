@@ -1,6 +1,7 @@
 """Training on a cluster: torchrun across SKYPILOT_NODE_IPS x the GPUs of each node.
 
-03_train calls `train_on_cluster(cfg, nproc=...)`: with nproc=0 (what the cloud profiles
+03_train calls `train_on_cluster(cfg, nproc=...)` with SFT's TrainConfig, 08_prefer with DPO's
+DpoSettings (the worker is then `python -m lib.train.dpo`): with nproc=0 (what the cloud profiles
 say) every node runs SKYPILOT_NUM_GPUS_PER_NODE workers (one on a node without GPUs, as in
 the 2-node CPU rehearsal) and torchrun joins the nodes of SKYPILOT_NODE_IPS; one process on
 one node trains in the calling process. Each worker is `python -m lib.train.sft` with the
@@ -26,7 +27,11 @@ from lib.core.errors import UserError, cli
 from lib.core.params import settings_argv
 from lib.core.paths import REPO
 from lib.train.model import check_base_model
+from lib.train.dpo import DpoSettings, train_dpo
 from lib.train.sft import TrainConfig, train
+
+# what each kind of settings trains with: the worker module torchrun starts, and the in-process run
+WORKERS = {TrainConfig: ("lib.train.sft", train), DpoSettings: ("lib.train.dpo", train_dpo)}
 
 
 def cluster_from_env(env: Mapping[str, str] | None = None, nproc: int | None = None) -> dict:
@@ -64,7 +69,7 @@ def shell(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
-def train_on_cluster(cfg: TrainConfig, *, nproc: int = 0, log_path: str | os.PathLike,
+def train_on_cluster(cfg: TrainConfig | DpoSettings, *, nproc: int = 0, log_path: str | os.PathLike,
                      env: Mapping[str, str] | None = None, metrics_wait_s: float = 600.0) -> dict:
     """Train `cfg` on this node's share of the cluster; return the metrics.
 
@@ -74,12 +79,15 @@ def train_on_cluster(cfg: TrainConfig, *, nproc: int = 0, log_path: str | os.Pat
     GPU-hour). Every node runs this with the same config: node 0's rank 0 writes the metrics,
     the other nodes read them once they appear (they share the bucket)."""
     env = dict(os.environ if env is None else env)
+    module, run_here = WORKERS[type(cfg)]
     c = cluster_from_env(env, nproc or None)
     if c["nnodes"] == 1 and c["nproc_per_node"] == 1:
-        return train(cfg)
+        return run_here(cfg)
+    if not cfg.metrics_path:
+        raise UserError("training on a cluster needs metrics_path: the other nodes read node 0's metrics there")
     model_id = check_base_model(cfg.recipe, cfg.model)
     cmd = torchrun_command(settings_argv(cfg), env=env, nproc=c["nproc_per_node"],
-                           master_port=int(env.get("SHEAR_MASTER_PORT") or 29500))
+                           master_port=int(env.get("SHEAR_MASTER_PORT") or 29500), module=module)
     env.setdefault("OMP_NUM_THREADS", "1")
     log = Path(log_path)
     if c["node_rank"]:
@@ -94,7 +102,8 @@ def train_on_cluster(cfg: TrainConfig, *, nproc: int = 0, log_path: str | os.Pat
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
     if rc != 0:
         raise UserError(f"training workers failed (exit {rc}): {_last_word(log)} -- full log in {log}")
-    return _node0_metrics(Path(cfg.metrics_path), since=t0, wait_s=metrics_wait_s)
+    return json.loads(wait_for_node0(Path(cfg.metrics_path), since=t0, wait_s=metrics_wait_s,
+                                     what="training finished but").read_text())
 
 
 def _last_word(log: Path) -> str:
@@ -105,15 +114,22 @@ def _last_word(log: Path) -> str:
     return said[-1].strip()[:300]
 
 
-def _node0_metrics(metrics: Path, *, since: float, wait_s: float) -> dict:
-    # Node 0 wrote the metrics before the workers' last barrier; on a bucket mount another node
-    # may see the file a little later.
-    while not (metrics.exists() and metrics.stat().st_mtime >= since - 1):
+def node_rank(env: Mapping[str, str] | None = None) -> int:
+    """This node's rank in the SkyPilot cluster (0 off SkyPilot): node 0 does a phase's single-node
+    work (sampling and judging pairs, the comparison), every node joins the training workers."""
+    return cluster_from_env(env)["node_rank"]
+
+
+def wait_for_node0(path: Path, *, since: float, wait_s: float, what: str) -> Path:
+    """`path` once node 0 has (re)written it at or after `since`: the nodes share the bucket, and on a
+    bucket mount another node may see node 0's file a little later. A file from an earlier attempt
+    (a recovered managed job) is older than `since` and is not taken."""
+    while not (path.exists() and path.stat().st_mtime >= since - 1):
         if time.time() - since > wait_s:
-            raise UserError(f"training finished but {metrics} from node 0 did not appear within "
-                            f"{wait_s:.0f} s: check the bucket mount")
+            raise UserError(f"{what} {path} from node 0 did not appear within {wait_s:.0f} s: check node 0's "
+                            "log and the bucket mount")
         time.sleep(2)
-    return json.loads(metrics.read_text())
+    return path
 
 
 @cli

@@ -19,6 +19,11 @@ decides what it trains on and what it costs:
   second model in memory while training. LoRA recipes use the adapter-free base as reference.
 * Compute goes to the ledger under the budget phase "preference", and the run stops before
   the next step would cross its cap (`lib.train.metering`, the same callback SFT uses).
+* Several processes (torchrun, `lib.train.cluster.train_on_cluster` on a sky node): each rank
+  meters its own node, the recipe's FSDP shards the policy (gloo on CPU in the rehearsal), and
+  rank 0 publishes the model and writes the metrics. DPO saves no intermediate checkpoint: a
+  preempted run starts DPO again (the pairs, the paid-for part, are kept append-only), which the
+  launch plan prices as half the run lost per expected preemption (lib/launch/overheads.py).
 """
 from __future__ import annotations
 
@@ -33,10 +38,12 @@ from lib.core.files import atomic_write_json, read_jsonl
 from lib.core.masking import MaskingError, MaskingReport, encode_preference
 from lib.core.params import parse_settings
 from lib.train.data import split_heldout
+from lib.train.dist import barrier, procs_per_node, rank_and_world
+from lib.train.fsdp import enable_fsdp_on_cpu, fsdp_config
 from lib.train.metering import budget_callback, open_budget
 from lib.train.model import load_tokenizer_and_model, make_trainable
 from lib.train.publish import publish_model
-from lib.train.recipes import load_recipe
+from lib.train.recipes import DPO_HELDOUT_FRACTION, load_recipe
 
 PHASE = "preference"
 
@@ -45,7 +52,7 @@ PHASE = "preference"
 class DpoSettings:
     recipe: str = "dpo_embedded"  # a recipe with a dpo section, in lib/recipes/ or a .yaml path
     pairs: str = ""  # pairs.jsonl (lib/evaluate/pairs.py)
-    heldout_fraction: float = 0.25  # pairs held out for accuracy and margin (hash-chosen, fixed)
+    heldout_fraction: float = DPO_HELDOUT_FRACTION  # pairs held out for accuracy and margin (hash-chosen, fixed)
     model: str = ""  # the SFT model to start from and to keep as reference ("" = the recipe's base)
     output_dir: str = ""  # the tuned model (written atomically, with .complete)
     metrics_path: str = ""  # "" = <output_dir>/../prefer/dpo_metrics.json
@@ -70,13 +77,15 @@ def train_dpo(cfg: DpoSettings) -> dict:
     from transformers import set_seed
 
     # ------------------------------------------------------------------------ arguments
-    on_gpu = torch.cuda.is_available()
+    rank, world = rank_and_world()
+    main, on_gpu = rank == 0, torch.cuda.is_available()
     recipe = load_recipe(cfg.recipe)
     out_dir, metrics_path = check_settings(cfg, recipe)
     max_length = cfg.max_length or recipe.max_length
     use_lora = recipe.lora is not None and cfg.lora is not False
+    use_fsdp = world > 1 and recipe.fsdp
     t_start = time.time()
-    budget = open_budget(cfg.run_dir, cfg.budgets_path, phase=PHASE)  # a bad budgets.yaml fails first
+    budget = open_budget(cfg.run_dir, cfg.budgets_path, rank=rank, world=world, phase=PHASE)  # a bad budgets.yaml fails first
     set_seed(cfg.seed)
 
     # ------------------------------------------------------------------------ data
@@ -95,12 +104,14 @@ def train_dpo(cfg: DpoSettings) -> dict:
     per_device = cfg.per_device_batch or recipe.hardware.per_device_batch
     accum = cfg.grad_accum or recipe.hardware.grad_accum
     epochs = cfg.num_train_epochs or recipe.num_train_epochs
-    total_steps = cfg.max_steps or math.ceil(math.ceil(len(train_ex) / (per_device * accum)) * epochs)
-    args = dpo_arguments(cfg, recipe, out_dir.with_name(out_dir.name + ".checkpoints"), per_device=per_device,
+    total_steps = cfg.max_steps or math.ceil(math.ceil(len(train_ex) / (per_device * accum * world)) * epochs)
+    args = dpo_arguments(cfg, recipe, model, out_dir.with_name(out_dir.name + ".checkpoints"), per_device=per_device,
                          accum=accum, epochs=epochs, max_length=max_length, total_steps=total_steps,
-                         on_gpu=on_gpu, heldout=bool(held_ex))
+                         on_gpu=on_gpu, heldout=bool(held_ex), fsdp=use_fsdp, world=world)
     budget_cb = budget_callback(budget, recipe.hardware, hourly_usd=cfg.hourly_usd, on_gpu=on_gpu,
-                                max_steps=total_steps, purpose="dpo") if budget else None
+                                max_steps=total_steps, purpose="dpo", main=main, run_dir=cfg.run_dir) if budget else None
+    if use_fsdp and not on_gpu:
+        enable_fsdp_on_cpu(args)  # accelerate has no switch for FSDP on CPU (lib/train/fsdp.py)
     trainer = pretokenized_trainer()(model=model, args=args, train_dataset=dataset(train_ex),
                                      eval_dataset=dataset(held_ex) if held_ex else None, processing_class=tok,
                                      callbacks=[budget_cb] if budget_cb else [])
@@ -110,25 +121,40 @@ def train_dpo(cfg: DpoSettings) -> dict:
 
     # ------------------------------------------------------------------------ save
     publish_model(trainer, tok, out_dir, recipe=recipe, model_src=model_src, seed=cfg.seed, lora=use_lora,
-                  finished=None, main=True)
+                  finished=None, main=main)
     if budget_cb is not None:
         budget_cb.close(trainer.state)
 
     # ------------------------------------------------------------------------ metrics
-    result = {"recipe": recipe.name, "model": model_src, "format": recipe.format, "lora": use_lora,
-              "beta": args.beta, "learning_rate": args.learning_rate, "epochs": epochs,
-              "optimizer_steps": trainer.state.global_step, "per_device_batch": per_device, "grad_accum": accum,
-              "max_length": max_length, "precompute_ref_log_probs": args.precompute_ref_log_probs,
-              "pairs": len(records), "train_pairs": len(train_ex), "heldout_pairs": len(held_ex),
-              "masking": report.as_dict(), "heldout_masking": held_report.as_dict(),
-              **curves(trainer.state.log_history), "trained_tokens": trained_tokens(train_ex, trainer.state.epoch or 0,
-                                                                                      trainer.state.global_step,
-                                                                                      per_device * accum),
-              "stopped_for_budget": bool(budget_cb and budget_cb.stopped_for_budget),
-              **({"preference_usd_spent": budget.ledger.spent(PHASE)} if budget else {}),
-              "seconds": time.time() - t_start, "output_dir": str(out_dir)}
-    atomic_write_json(metrics_path, result)
+    result = run_metrics(recipe, trainer, args, model_src=model_src, use_lora=use_lora, use_fsdp=use_fsdp,
+                         world=world, epochs=epochs, per_device=per_device, accum=accum, max_length=max_length,
+                         n_pairs=len(records), train_ex=train_ex, held_ex=held_ex, reports=(report, held_report),
+                         budget=budget, budget_cb=budget_cb, seconds=time.time() - t_start,
+                         out_dir=out_dir) if main else {}
+    if main:
+        atomic_write_json(metrics_path, result)
+    barrier()
     return result
+
+
+def run_metrics(recipe, trainer, args, *, model_src: str, use_lora: bool, use_fsdp: bool, world: int,
+                epochs: float, per_device: int, accum: int, max_length: int, n_pairs: int, train_ex: list,
+                held_ex: list, reports: tuple, budget, budget_cb, seconds: float, out_dir: Path) -> dict:
+    """dpo_metrics.json: what trained, on what, the curves, the tokens and the spend (rank 0)."""
+    report, held_report = reports
+    step_pairs = per_device * accum * world
+    return {
+        "recipe": recipe.name, "model": model_src, "format": recipe.format, "lora": use_lora, "beta": args.beta,
+        "learning_rate": args.learning_rate, "epochs": epochs, "optimizer_steps": trainer.state.global_step,
+        "per_device_batch": per_device, "grad_accum": accum, "max_length": max_length,
+        "precompute_ref_log_probs": args.precompute_ref_log_probs, "world_size": world,
+        "nodes": world // procs_per_node(), "procs_per_node": procs_per_node(), "fsdp": use_fsdp,
+        "pairs": n_pairs, "train_pairs": len(train_ex), "heldout_pairs": len(held_ex),
+        "masking": report.as_dict(), "heldout_masking": held_report.as_dict(), **curves(trainer.state.log_history),
+        "trained_tokens": trained_tokens(train_ex, trainer.state.epoch or 0, trainer.state.global_step, step_pairs),
+        "stopped_for_budget": bool(budget_cb and budget_cb.stopped_for_budget),
+        **({"preference_usd_spent": budget.ledger.spent(PHASE)} if budget else {}),
+        "seconds": seconds, "output_dir": str(out_dir)}
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -192,13 +218,43 @@ def pretokenized_trainer():
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset
 
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            return with_reference_logps(self, dataset, batch_size)
+
     return PretokenizedDPOTrainer
 
 
-def dpo_arguments(cfg: DpoSettings, recipe, output_dir: Path, *, per_device: int, accum: int, epochs: float,
-                  max_length: int, total_steps: int, on_gpu: bool, heldout: bool):
-    """TRL's DPOConfig: the recipe's optimizer and DPO settings; held-out evaluation before the
-    first step and every eval_steps (about 4 a run)."""
+def with_reference_logps(trainer, dataset, batch_size: int):
+    """`dataset` with the frozen reference's log-probs of chosen and rejected as columns, computed once.
+
+    TRL (0.2x) writes them to a cache file beside the dataset's own files and has every rank read
+    rank 0's file. Our pairs are an in-memory dataset, whose cache directory is a temporary folder
+    of each process: under torchrun the other ranks never found rank 0's file (FileNotFoundError,
+    seen 2026-12-07 in the 2-node rehearsal). Every rank already holds all of them after the
+    gather, in dataset order (an unshuffled loader sharded by batches), so they stay in memory."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    acc = trainer.accelerator
+    loader = acc.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=trainer.data_collator, shuffle=False,
+                                    num_workers=0))
+    model = trainer.ref_model or trainer.model  # LoRA: the adapters are off inside compute_ref_log_probs
+    chosen, rejected = [], []
+    for batch in loader:
+        c, r = acc.gather_for_metrics(trainer.compute_ref_log_probs(model, batch))
+        chosen.append(c.float().cpu())
+        rejected.append(r.float().cpu())
+    chosen, rejected = torch.cat(chosen).tolist(), torch.cat(rejected).tolist()
+    if len(chosen) != len(dataset):
+        raise RuntimeError(f"{len(chosen)} reference log-probs for {len(dataset)} pairs: the gather lost or repeated some")
+    return dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
+
+
+def dpo_arguments(cfg: DpoSettings, recipe, model, output_dir: Path, *, per_device: int, accum: int, epochs: float,
+                  max_length: int, total_steps: int, on_gpu: bool, heldout: bool, fsdp: bool = False,
+                  world: int = 1):
+    """TRL's DPOConfig: the recipe's optimizer and DPO settings, FSDP as SFT shards (lib/train/fsdp.py);
+    held-out evaluation before the first step and every eval_steps (about 4 a run)."""
     from trl import DPOConfig
 
     every = cfg.eval_steps or max(1, total_steps // 4)
@@ -207,7 +263,11 @@ def dpo_arguments(cfg: DpoSettings, recipe, output_dir: Path, *, per_device: int
         gradient_accumulation_steps=accum, learning_rate=cfg.learning_rate or recipe.learning_rate,
         num_train_epochs=epochs, max_steps=cfg.max_steps or -1, lr_scheduler_type=recipe.lr_scheduler_type,
         warmup_steps=recipe.warmup_steps or recipe.warmup_ratio, weight_decay=recipe.weight_decay,
-        bf16=bool(recipe.bf16 and on_gpu), gradient_checkpointing=recipe.gradient_checkpointing and on_gpu,
+        bf16=bool(recipe.bf16 and on_gpu),
+        # FSDP checkpoints activations itself (fsdp_config), as in SFT
+        gradient_checkpointing=recipe.gradient_checkpointing and on_gpu and not fsdp,
+        fsdp=fsdp, fsdp_config=fsdp_config(model, activation_checkpointing=recipe.gradient_checkpointing and on_gpu)
+        if fsdp else None, ddp_backend="gloo" if (world > 1 and not on_gpu) else None,
         beta=cfg.beta or recipe.dpo.beta, loss_type=[recipe.dpo.loss_type],
         precompute_ref_log_probs=recipe.dpo.precompute_ref_log_probs, max_length=max_length,
         eval_strategy="steps" if heldout else "no", eval_steps=every, eval_on_start=heldout,
@@ -249,7 +309,8 @@ def parse_args(argv: list[str] | None = None) -> DpoSettings:
 @cli
 def main(argv: list[str] | None = None) -> None:
     res = train_dpo(parse_args(argv))
-    print(json.dumps({k: res[k] for k in ("optimizer_steps", "heldout_curve", "output_dir")}))
+    if res:  # rank 0's metrics; the other ranks return none
+        print(json.dumps({k: res[k] for k in ("optimizer_steps", "heldout_curve", "output_dir")}))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ class Lora:
     quantize: str | None = None  # "4bit" = QLoRA (CUDA + bitsandbytes only)
 
 
+# Pairs held out for DPO's preference accuracy and reward margin (lib/train/dpo.py, 08_prefer): the share
+# the launch plan leaves out of DPO's trained tokens too.
+DPO_HELDOUT_FRACTION = 0.25
+
+
 @dataclass
 class Dpo:
     """Preference tuning after SFT (lib/train/dpo.py, TRL's DPOTrainer): the recipe's base is the
