@@ -106,3 +106,25 @@ def test_language_guess_on_real_seed_tasks(shared_data):
     assert len(zh) == 175 and zh.count("zh") == 174
     assert guess_lang("What does 你好 mean in English? It is a greeting.") == "en"
     assert guess_lang("把下面的英语句子翻译成中文。 She went to school on Monday but found no other students.") == "zh"
+
+
+def test_alpaca_records_are_prompts_with_their_input(tmp_path, shared_data):
+    """`alpaca:<clean.jsonl>`, 08_prefer's prompts on a cloud run: an Alpaca record's instruction and input
+    are one user turn (as evaluation asks), its output the reference; the run's ids are kept."""
+    real = [json.loads(ln) for ln in open(shared_data / "bench_instructions.jsonl", encoding="utf-8")][:40]
+    recs = [{"id": f"r{i}", **r, "source": "gpteacher", "lang": "en"} for i, r in enumerate(real)]
+    recs.append({"id": "zh1", "instruction": "给出下面词语的同义词", "input": "高兴", "output": "快乐", "source": "belle",
+                 "lang": "zh"})
+    path = tmp_path / "clean.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    qs = load_question_set(f"alpaca:{path}")
+    assert [q.question_id for q in qs.questions] == [r["id"] for r in recs]
+    with_input = next(r for r in recs if r["input"])
+    q = qs.by_id()[with_input["id"]]
+    assert q.turns == [f"{with_input['instruction'].strip()}\n\n{with_input['input'].strip()}"]
+    assert q.reference == [with_input["output"]]
+    assert qs.by_id()["zh1"].lang == "zh" and qs.by_id()["zh1"].turns == ["给出下面词语的同义词\n\n高兴"]
+    cut = load_question_set(f"alpaca:{path}", max_questions=2)
+    assert {q.category for q in cut.questions} == {"gpteacher", "belle"}  # a sample spread over the sources
+    with pytest.raises(UserError, match="right file"):
+        load_question_set(f"alpaca:{shared_data}/vicuna_bench_questions.jsonl")

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 
+import nbformat
+
 from lib.budget import Ledger, load_budgets
 from lib.core.profiles import load_profile
 from lib.evaluate.pairs import FUNNEL
+from tests.test_notebooks_read import reading_problems
 
 
 def test_notebook_prefers_trains_and_compares_on_the_loop_run(tiny_loop):
@@ -50,4 +53,6 @@ def test_notebook_prefers_trains_and_compares_on_the_loop_run(tiny_loop):
     for png in ("funnel", "dpo_curves", "win_tie_loss", "ratings"):
         assert (prefer / f"{png}.png").stat().st_size > 1000, png
     assert "per kept pair" in text and "preference spend" in text
+    # as a person reads it: no stderr, warning, nan or progress bar among the saved outputs
+    assert not reading_problems(nbformat.read(tiny_loop.executed("08_prefer"), as_version=4))
     assert ("order ab" in text) == bool(f["kept"]) and ("no judge pair kept" in text) == (not f["kept"])

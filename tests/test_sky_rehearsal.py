@@ -25,6 +25,7 @@ import socket
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 from sky_catalog import P4DE_SPOT_USD, seeded_home
@@ -35,6 +36,7 @@ from lib.launch.task_profile import TaskProfile, task_profile
 from lib.train.checkpoints import latest_complete
 from lib.train.recipes import load_recipe
 from lib.train.data import split_heldout
+from tests.test_notebooks_read import reading_problems
 
 REPO = Path(__file__).resolve().parent.parent
 SKY = REPO / "sky"
@@ -562,6 +564,8 @@ def test_dpo_7b_builds_pairs_on_node_0_trains_on_both_nodes_and_compares(tmp_pat
     assert {p["model_a"] for p in res["pairwise"]["pairs"]} | {p["model_b"] for p in res["pairwise"]["pairs"]} == \
         {"base", "sft", "dpo"}
     assert (run_dir / "08_prefer.ipynb").is_file() and (run_dir / "08_prefer.node1.ipynb").is_file()
+    for nb in ("08_prefer.ipynb", "08_prefer.node1.ipynb"):  # as a person reads them: no warning, nan, stderr
+        assert not reading_problems(nbformat.read(run_dir / nb, as_version=4)), nb
     ledger = [json.loads(ln) for f in (run_dir / "ledger").glob("*.jsonl") for ln in f.read_text().splitlines()]
     judged_by = {r.get("writer") for r in ledger if r.get("kind") == "api"}
     assert judged_by == {"prefer"}, judged_by

@@ -74,7 +74,7 @@ class DpoSettings:
 def train_dpo(cfg: DpoSettings) -> dict:
     """DPO as `cfg` says; returns (and writes) the metrics."""
     import torch
-    from transformers import set_seed
+    from transformers import PrinterCallback, set_seed
 
     # ------------------------------------------------------------------------ arguments
     rank, world = rank_and_world()
@@ -115,6 +115,7 @@ def train_dpo(cfg: DpoSettings) -> dict:
     trainer = pretokenized_trainer()(model=model, args=args, train_dataset=dataset(train_ex),
                                      eval_dataset=dataset(held_ex) if held_ex else None, processing_class=tok,
                                      callbacks=[budget_cb] if budget_cb else [])
+    trainer.remove_callback(PrinterCallback)  # its per-step dicts would flood the notebook; the curves are in metrics
 
     # ------------------------------------------------------------------------ train
     trainer.train()
