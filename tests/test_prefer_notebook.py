@@ -39,7 +39,9 @@ def test_notebook_prefers_trains_and_compares_on_the_loop_run(tiny_loop):
     assert m["heldout_curve"][0]["step"] == 0 and m["heldout_curve"][-1]["step"] == params["max_steps"]
     assert m["model"] == str(run / "model") and (run / "model_dpo" / ".complete").exists()
     ledger = Ledger(run / "ledger", writer="check", budgets=load_budgets())
-    assert {r["purpose"] for r in ledger.records(phase="preference")} >= {"prefer:sample", "judge:pairwise", "dpo"}
+    assert {r["purpose"] for r in ledger.records(phase="preference")} >= {"prefer:sample", "judge:pairwise", "dpo",
+                                                                           "answers:dpo", "answers:sft"}
+    assert not [r for r in ledger.records(phase="evaluation") if r["purpose"] == "answers:dpo"]  # the comparison's
 
     # Base, SFT and DPO on the same questions, every two in both orders, ratings over the three.
     res = json.loads((prefer / "compare" / "results.json").read_text())

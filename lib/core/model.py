@@ -125,7 +125,9 @@ def load_for_inference(path: str | os.PathLike):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    tok = AutoTokenizer.from_pretrained(path)
+    # transformers ignores clean_up_tokenization_spaces=True for BPE tokenizers, and says so on stderr
+    # (SmolLM2's tokenizer_config.json sets it): False is what it decodes with either way
+    tok = AutoTokenizer.from_pretrained(path, clean_up_tokenization_spaces=False)
     tok.padding_side = "left"  # batched decoding continues every prompt from its last token
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

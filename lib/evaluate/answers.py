@@ -142,14 +142,14 @@ def generate_batch(tok, model, conversations: list[list[dict]], settings: Genera
 
 
 def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore, settings: GenerationSettings,
-                   ledger=None, progress=None) -> int:
+                   ledger=None, progress=None, phase: str = "evaluation") -> int:
     """Answer every question `store` lacks for this model; returns how many were added."""
     todo = [q for q in questions if not store.done((spec.name, q.question_id))]
     if not todo:
         return 0
     tok, model = load_for_inference(spec.path)
     fingerprint = model_fingerprint(spec.path)
-    meter = ledger.meter("evaluation", purpose=f"answers:{spec.name}", accelerator="cpu") if ledger else None
+    meter = ledger.meter(phase, purpose=f"answers:{spec.name}", accelerator="cpu") if ledger else None
     if meter:
         meter.__enter__()
     try:
@@ -179,7 +179,8 @@ def answer_with_hf(spec: ModelSpec, questions: list[Question], store: JsonlStore
 
 
 def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: JsonlStore,
-                         settings: GenerationSettings, ledger=None, progress=None, guard=None) -> int:
+                         settings: GenerationSettings, ledger=None, progress=None, guard=None,
+                         phase: str = "evaluation") -> int:
     todo = [q for q in questions if not store.done((spec.name, q.question_id))]
     if not todo:
         return 0
@@ -192,7 +193,7 @@ def answer_with_endpoint(spec: ModelSpec, questions: list[Question], store: Json
             messages.append({"role": "user", "content": turn})
             # Reserved one call at a time: a later turn's prompt holds the answers before it.
             with hold(guard, ep.billed_as, [messages], settings.max_new_tokens):
-                text, resp = chat(client, ep, messages, ledger=ledger, phase="evaluation",
+                text, resp = chat(client, ep, messages, ledger=ledger, phase=phase,
                                   purpose=f"answers:{spec.name}", max_tokens=settings.max_new_tokens, temperature=0)
             messages.append({"role": "assistant", "content": text})
             answers.append(text.strip())
@@ -226,17 +227,19 @@ def add_premade(spec: ModelSpec, qset: QuestionSet, store: JsonlStore) -> int:
 
 
 def generate_answers(specs: list[ModelSpec], qset: QuestionSet, path: str | Path, settings: GenerationSettings,
-                     ledger=None, guard=None) -> JsonlStore:
+                     ledger=None, guard=None, phase: str = "evaluation", progress: bool = True) -> JsonlStore:
     """Fill `path` (answers.jsonl) with every model's answer to every question; resumable.
-    `guard` (a BudgetGuard for "evaluation") caps what billed endpoints may spend."""
+    `guard` (a BudgetGuard of `phase`) caps what billed endpoints may spend; the answers are charged to
+    `phase` (08_prefer's comparison: "preference"). `progress`: a bar per model (a saved notebook keeps
+    it half-way for good: 08_prefer's comparison shows none)."""
     store = JsonlStore(path, ANSWER_KEY)
     for spec in specs:
-        with tqdm(total=len(qset.questions), desc=f"answers {spec.name}", leave=False) as bar:
+        with tqdm(total=len(qset.questions), desc=f"answers {spec.name}", leave=False, disable=not progress) as bar:
             bar.update(sum(store.done((spec.name, q.question_id)) for q in qset.questions))
             if spec.kind == "hf":
-                answer_with_hf(spec, qset.questions, store, settings, ledger, bar)
+                answer_with_hf(spec, qset.questions, store, settings, ledger, bar, phase=phase)
             elif spec.kind == "endpoint":
-                answer_with_endpoint(spec, qset.questions, store, settings, ledger, bar, guard)
+                answer_with_endpoint(spec, qset.questions, store, settings, ledger, bar, guard, phase=phase)
             else:
                 add_premade(spec, qset, store)
     return store

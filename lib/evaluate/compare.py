@@ -26,6 +26,7 @@ from lib.evaluate.judge import Judge, is_pinned, judgments_store
 from lib.evaluate.questions import QuestionSet
 from lib.evaluate.ratings import battles_from_judgments, ratings
 from lib.evaluate.results import summarize
+from lib.evaluate.stats import format_interval
 
 
 def every_pair(names: list[str]) -> list[tuple[str, str]]:
@@ -47,7 +48,8 @@ def compare_models(out_dir: str | Path, specs: list[ModelSpec], qset: QuestionSe
                    rating_prior: float = 1.0, seed: int = 0) -> dict:
     """Answers, both-order verdicts of every pair, win rates and ratings; writes results.json."""
     out = Path(out_dir)
-    answers = answer_table(generate_answers(specs, qset, out / "answers.jsonl", gen, ledger=ledger, guard=guard))
+    answers = answer_table(generate_answers(specs, qset, out / "answers.jsonl", gen, ledger=ledger, guard=guard,
+                                            phase=judge.phase, progress=False))  # charged to the judge's phase
     pairs = every_pair([s.name for s in specs])
     store = judgments_store(out / "judgments.jsonl")
     judge.run(judge.pairwise_jobs(qset.questions, answers, pairs, store), store)
@@ -59,3 +61,16 @@ def compare_models(out_dir: str | Path, specs: list[ModelSpec], qset: QuestionSe
                                  n_boot=n_boot, seed=seed)
     atomic_write_json(out / "results.json", results)
     return results
+
+
+def pairwise_rows(results: dict) -> list[dict]:
+    """The comparison's pairs as people read them: win rates with their interval, "–" where no
+    question had a verdict (not a NaN), mean answer length per side in tokens."""
+    rows = []
+    for p in results["pairwise"]["pairs"]:
+        lc = p["length_controlled_win_rate"]
+        rows.append({"pair": f"{p['model_a']} vs {p['model_b']}", "win": p["win"], "tie": p["tie"], "loss": p["loss"],
+                     "unjudged": p["unjudged"], "win rate [95% CI]": format_interval(p["win_rate"], p["ci"]),
+                     "LC win rate": format_interval(lc, None),
+                     "mean length": ", ".join(f"{m} {v:.0f}" for m, v in (p["mean_length"] or {}).items())})
+    return rows
