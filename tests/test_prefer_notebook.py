@@ -57,4 +57,7 @@ def test_notebook_prefers_trains_and_compares_on_the_loop_run(tiny_loop):
     assert "per kept pair" in text and "preference spend" in text
     # as a person reads it: no stderr, warning, nan or progress bar among the saved outputs
     assert not reading_problems(nbformat.read(tiny_loop.executed("08_prefer"), as_version=4))
-    assert ("order ab" in text) == bool(f["kept"]) and ("no judge pair kept" in text) == (not f["kept"])
+    nb = nbformat.read(tiny_loop.executed("08_prefer"), as_version=4)
+    view = next(c for c in nb.cells if c.cell_type == "code" and "judge_view(" in c.source)
+    shown = "\n".join(str(o.get("text") or o.get("data", {})) for o in view.get("outputs", []))
+    assert ("order ab" in shown) == bool(f["kept"]) and ("no judge pair kept" in shown) == (not f["kept"]), shown

@@ -22,6 +22,7 @@ import os
 import struct
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from lib.core.errors import UserError
@@ -119,11 +120,9 @@ def resolve_model(name_or_dir: str) -> str:
 
 def load_for_inference(path: str | os.PathLike):
     """(tokenizer, model) of a checkpoint, in fp32 eval mode, left-padded for batched decoding.
-    Loaded without transformers' progress bar: in a notebook the bar is a widget, and the saved
-    notebook would show it stuck at 0% for good."""
+    Loaded without transformers' progress bar (`no_progress_bars`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     # transformers ignores clean_up_tokenization_spaces=True for BPE tokenizers, and says so on stderr
     # (SmolLM2's tokenizer_config.json sets it): False is what it decodes with either way
@@ -131,15 +130,25 @@ def load_for_inference(path: str | os.PathLike):
     tok.padding_side = "left"  # batched decoding continues every prompt from its last token
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    with no_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model.eval()
+    return tok, model
+
+
+@contextmanager
+def no_progress_bars():
+    """transformers' own bars (loading weights, writing shards) off for the enclosed work, as they were
+    after: in a notebook each bar is a widget, and the saved notebook would show it stuck at 0% for good."""
+    from transformers.utils import logging as hf_logging
+
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        yield
     finally:
         if shown:
             hf_logging.enable_progress_bar()
-    model.eval()
-    return tok, model
 
 
 def eos_ids(tok, model) -> list[int]:

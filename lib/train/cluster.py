@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lib.core.errors import UserError, cli
+from lib.core.model import no_progress_bars
 from lib.core.params import settings_argv
 from lib.core.paths import REPO
 from lib.train.model import check_base_model
@@ -82,7 +83,8 @@ def train_on_cluster(cfg: TrainConfig | DpoSettings, *, nproc: int = 0, log_path
     module, run_here = WORKERS[type(cfg)]
     c = cluster_from_env(env, nproc or None)
     if c["nnodes"] == 1 and c["nproc_per_node"] == 1:
-        return run_here(cfg)
+        with no_progress_bars():  # in a notebook's kernel: no loading / saving bar left half-way
+            return run_here(cfg)
     if not cfg.metrics_path:
         raise UserError("training on a cluster needs metrics_path: the other nodes read node 0's metrics there")
     model_id = check_base_model(cfg.recipe, cfg.model)

@@ -240,6 +240,10 @@ def with_reference_logps(trainer, dataset, batch_size: int):
     loader = acc.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=trainer.data_collator, shuffle=False,
                                     num_workers=0))
     model = trainer.ref_model or trainer.model  # LoRA: the adapters are off inside compute_ref_log_probs
+    if next(model.parameters()).device != acc.device:
+        # under FSDP Trainer leaves the model where it loaded (CPU) until train() shards it; the batches go to
+        # the accelerator's device, so the reference forward goes there too (untested here: no GPU)
+        model.to(acc.device)
     chosen, rejected = [], []
     for batch in loader:
         c, r = acc.gather_for_metrics(trainer.compute_ref_log_probs(model, batch))
