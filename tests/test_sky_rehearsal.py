@@ -53,6 +53,9 @@ def profile(name: str) -> dict:
 
 TASKS = sorted(p.stem for p in SKY.glob("*.yaml"))
 TRAIN = [t for t in TASKS if runs(t) is not None and runs(t).training_phase == "03_train"]  # dpo_7b: its own test
+# A 13B task is its 7B sibling with the 13B recipe (test_13b_task_is_its_7b_sibling_with_the_13b_values):
+# its runs repeat the sibling's on the same tiny model, so they are `make test-full`'s.
+SIBLING_7B = {"train_13b": "train_7b", "train_vicuna_13b": "train_vicuna_7b"}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -284,7 +287,7 @@ def check_train(task: str, results, run_dir: Path, log: str, tiny: Path, records
 OTHER_TRAIN = [t for t in TRAIN if t != "train_7b"]
 
 
-@pytest.mark.parametrize("task", TRAIN)
+@pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.full) if t in SIBLING_7B else t for t in TRAIN])
 def test_train_task_without_override_fails_fast_naming_its_base_model(task, tmp_path, home):
     """The run script, no BASE_MODEL: one line naming the recipe's base model (huggyllama/llama-7b
     for train_7b), nothing trained or written -- proof it would train what it names. For the
@@ -308,7 +311,6 @@ def test_train_task_without_override_fails_fast_naming_its_base_model(task, tmp_
 # its 2-node training would repeat the sibling's step for step on the same tiny model, so it runs
 # with `make test-full`. So does train_vicuna_7b (train_7b's script; the multi-turn recipe trains in
 # the default suite through tests/test_train_notebook.py), to keep `make test` within 15 minutes.
-SIBLING_7B = {"train_13b": "train_7b", "train_vicuna_13b": "train_vicuna_7b"}
 FULL_ONLY = {*SIBLING_7B, "train_vicuna_7b"}
 
 
