@@ -117,8 +117,9 @@ def natural(args) -> int:
         r = rows[-1]
         print(f"{n:>9,}  wall {r['wall']:7.1f} s  cpu {r['cpu']:7.1f} s  kept {r['kept'] / n:6.1%}  "
               f"peak {r['peak_mib']:7.0f} MiB  per query: {r['entries'] / n:7.0f} entries read, "
-              f"{r['candidates'] / n:6.0f} texts touched, {r['bounded'] / n:5.2f} past the bounds, "
-              f"{r['lcs'] / n:5.2f} exact LCS  (load {os.getloadavg()[0]:.2f})", flush=True)
+              f"{r['candidates'] / n:6.0f} texts touched, {r['bounded'] / n:5.2f} past the count bound, "
+              f"{r['bitmap'] / n:5.2f} past the bitmap bound, {r['lcs'] / n:5.2f} exact LCS  "
+              f"(load {os.getloadavg()[0]:.2f})", flush=True)
     for a, b in zip(rows, rows[1:]):
         k = math.log(b["n"] / a["n"])
         print(f"growth exponent {a['n']:,} -> {b['n']:,}: wall {math.log(b['wall'] / a['wall']) / k:.2f}, "

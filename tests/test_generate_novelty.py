@@ -219,6 +219,27 @@ def test_exact_on_natural_text_with_ties_and_chinese(natural_case, batch_size):
     assert any(k and guess_lang(c) == "zh" for c, k in zip(cands, got))  # Chinese kept, too
 
 
+def test_exact_while_levels_merge(natural_case, monkeypatch):
+    """With a tiny merge size the delta is folded into the tiny level every few texts and the
+    levels cascade into the big one many times between re-ranks: decisions stay exact."""
+    from lib.generate import novelty_index
+
+    monkeypatch.setattr(novelty_index, "MIN_MERGE", 64)
+    seeds, cands, want = natural_case
+    f = NoveltyFilter()
+    into = []  # which level each merge folds into: 0 = big, 1 = small, 2 = tiny
+    merge = novelty_index.K.merge_levels
+
+    def counted(a, b, n_elems):
+        into.append(next(k for k, level in enumerate(f._index.levels) if level is a))
+        return merge(a, b, n_elems)
+
+    monkeypatch.setattr(novelty_index.K, "merge_levels", counted)
+    f.extend(seeds)
+    assert f.add_many(cands, batch_size=97) == want
+    assert {0, 1, 2} <= set(into)  # the cascade reached every level
+
+
 def test_single_adds_match_batches_on_natural_text(shared_data):
     from bench.novelty_data import natural_candidates, seed_pool
 
@@ -274,6 +295,7 @@ def test_kernels_as_python_decide_like_compiled(shared_data, tmp_path):
     pool = seeds[:60]
     (tmp_path / "case.json").write_text(json.dumps({"pool": pool, "cands": cands}))
     script = ("import json, sys; from lib.generate.novelty import NoveltyFilter\n"
+              "from lib.generate import novelty_index; novelty_index.MIN_MERGE = 64  # merges run too\n"
               "case = json.load(open(sys.argv[1]))\n"
               "f = NoveltyFilter(); f.extend(case['pool'])\n"
               "got = f.add_many(case['cands'][:50]) + [f.add(c) for c in case['cands'][50:]]\n"

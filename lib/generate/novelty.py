@@ -15,7 +15,7 @@ tokens one to one). Every bound below is an upper bound on the overlap; a pair i
 when that bound is < t, i.e. when the exact rational F bound is strictly below θ. A pruned
 pair therefore has exact F < θ, which no float rounding lifts above the threshold (rationals
 with denominators of this size stay far from θ), so no decision brute force would make is
-changed; exact ties reach step 8.
+changed; exact ties reach step 9.
 
 1. Length: overlap <= min(la, lb), so only lb in [θ·la/(2-θ), (2-θ)·la/θ] can reach t.
 2. Order: elements are ranked rarest first by their document frequency in the pool, re-ranked
@@ -35,11 +35,15 @@ changed; exact ties reach step 8.
    other shared element lies after the end of the extended prefix that ends first in the
    order, so overlap <= c + max(la-|Xq|, lb-|Xb|) = c + t-1-δ: a pair needs c >= δ+1. This is
    what refutes the many pairs that share only a phrase ("Write a short story about").
-7. Bag bound: the exact element overlap of the survivors.
-8. The exact LCS (DP) and rouge's float formula 2pr/(p+r), operations in rouge's order, so
+7. Bitmap bound: each text keeps a 63-bit bitmap with bit h(e) set for each of its elements.
+   A bit set in one bitmap but not the other comes from an element only that text has, and
+   different bits from different elements, so popcount(bq ^ bb) <= la + lb - 2·overlap: a pair
+   needs popcount <= la + lb - 2t. It is read beside the text's offsets, one load per text.
+8. Bag bound: the exact element overlap of the survivors.
+9. The exact LCS (DP) and rouge's float formula 2pr/(p+r), operations in rouge's order, so
    ties at exactly θ round the same way. Keep iff F <= threshold.
 
-Steps 3-8 run compiled (novelty_kernels.py). A probe keeps the texts it touched in a hash table
+Steps 3-9 run compiled (novelty_kernels.py). A probe keeps the texts it touched in a hash table
 sized from the posting entries it may read, so it stays in the L1/L2 cache at any pool size; an
 entry past the positional bound only adds to a text already touched (its first shared element
 came earlier in both texts, so it never starts one). `add` checks one candidate (the online loop);
@@ -97,10 +101,11 @@ class NoveltyFilter:
     @property
     def stats(self) -> dict[str, int]:
         """Work counters (read by the benchmark): queries, posting entries read, pool texts
-        touched (`candidates`), past the positional and count bounds, exact LCS computed."""
-        entries, touched, bounded, lcs = (int(x) for x in self._index.counters())
+        touched (`candidates`), past the positional and count bounds, past the bitmap bound,
+        exact LCS computed."""
+        entries, touched, bounded, bitmap, lcs = (int(x) for x in self._index.counters())
         return {"queries": self._queries, "entries": entries, "candidates": touched,
-                "bounded": bounded, "lcs": lcs}
+                "bounded": bounded, "bitmap": bitmap, "lcs": lcs}
 
     def _encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(element ids, token ids) of a text. A token's id is the id of its first-occurrence

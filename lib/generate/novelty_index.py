@@ -1,14 +1,15 @@
 """The novelty filter's pool as flat arrays, and its rare-first prefix index.
 
 `PoolIndex` owns what the compiled probe (novelty_kernels.py) reads: each pool text's
-element ids (CSR), its length, the element -> token map, the rare-first order, and the index
-in three parts: a big and a small level sorted by (element, length, position), which a probe
-reads only where the bounds allow, and delta lists (with their lengths) for the texts added
-since. It re-ranks
-and rebuilds everything when the pool doubled, folds the delta into the small level when the
-delta passes 1/16 of the big one, and the small level into the big one when it passes 1/4:
-each entry is re-sorted O(log N) times in all. This happens only between probes, never inside
-a batch. lib/generate/novelty.py has the rules.
+element ids (CSR), its length, the element -> token map, the rare-first order, and the index:
+three levels (big, small, tiny) sorted by (element, length, position), which a probe reads
+only where the bounds allow, and delta lists (with their lengths) for the texts added since.
+It re-ranks and re-sorts everything when the pool doubled. In between, when the delta passes
+1/512 of the big level's entries it is sorted into a level of its own and merged into the tiny
+level; a level past its share of the big one (tiny 1/64, small 1/8) is merged into the next
+larger one. A merge is a sequential pass (the levels are sorted the same way), so the delta --
+a walk over per-element lists that reads every length -- stays small at any pool size. This
+happens only between probes, never inside a batch. lib/generate/novelty.py has the rules.
 """
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from lib.generate import novelty_kernels as K
 # Elements beyond a text's prefix that are indexed too: the count bound then prunes any pair
 # sharing at most DELTA of them (see novelty.py). Measured best on bench_novelty --natural.
 DELTA = 2
-SMALL_SHARE = 1 / 4  # rebuild the big level when the small one holds this share of its entries
-DELTA_SHARE = 1 / 16  # rebuild the small level when the delta holds this share of the big one
+# the most entries the small and tiny levels and the delta hold, as shares of the big level's
+# (or MIN_MERGE, whichever is larger); each is 1/8 of the one above, so an entry is merged about
+# 8 times per level before the next re-sort
+LEVEL_SHARE = (1.0, 1 / 8, 1 / 64)
+DELTA_SHARE = 1 / 512
 MIN_MERGE = 1 << 13
 
 
@@ -47,7 +51,7 @@ class Scratch:
         self.ht = np.zeros((workers, 1 << K.MIN_BITS, 2), np.int32)
         self.touched = np.zeros((workers, 1024), np.int32)
         self.mark = np.zeros((workers, 1024), np.int32)
-        self.stats = np.zeros((workers, 4), np.int64)
+        self.stats = np.zeros((workers, K.COUNTERS), np.int64)
 
     def fit(self, n_docs: int, n_elems: int) -> None:
         # a power of two >= 2·n_docs: room for any probe at load <= 1/2 (most use far less of it)
@@ -60,7 +64,7 @@ class Scratch:
 
 def _empty_level() -> tuple:
     return (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(1, np.int64),
-            np.zeros(0, np.int32), np.zeros(0, np.int32))
+            np.zeros(0, np.uint8), np.zeros(0, np.int32))
 
 
 class PoolIndex:
@@ -71,15 +75,16 @@ class PoolIndex:
         self.lens = np.zeros(1024, np.int32)
         self.doc_ptr = np.zeros(1025, np.int64)
         self.doc_elems = np.zeros(16384, np.int32)
+        self.doc_bm = np.zeros(1024, np.int64)
         self.n_elems = 0
         self.elem_tok = np.zeros(1024, np.int32)
         self.rank = np.full(1024, -1, np.int64)
-        self.big, self.small = _empty_level(), _empty_level()
-        self.big_docs = 0  # texts 0..big_docs-1 are in the big level, then the small one
+        self.levels = [_empty_level() for _ in LEVEL_SHARE]  # big, small, tiny
+        self.indexed = 0  # texts 0..indexed-1 are in the levels, the rest in the delta
         self.d_head = np.full(1024, -1, np.int32)
         self.d_cnt = np.zeros(1024, np.int64)
-        self.d_rows = np.zeros((4096, 4), np.int32)  # NEXT, DOC, LEN, POS (novelty_kernels)
-        self.n_delta = 0
+        self.d_rows = np.zeros((4096, 4), np.int32)  # chunks of K.CHUNK rows (novelty_kernels)
+        self.d_n = np.zeros(2, np.int64)  # delta entries, delta chunks
         self.next_rerank = 64
         self.one = Scratch(1)  # the single-query path
         self.many = Scratch(max(1, workers))  # the batch path, one row per thread
@@ -100,27 +105,36 @@ class PoolIndex:
         n, m = self.n_docs + docs, self.doc_ptr[self.n_docs] + elems
         self.lens = _grow(self.lens, n)
         self.doc_ptr = _grow(self.doc_ptr, n + 1)
+        self.doc_bm = _grow(self.doc_bm, n)
         self.doc_elems = _grow(self.doc_elems, m)
-        self.d_rows = _grow(self.d_rows, self.n_delta + elems, axis=0)
+        # a new entry may start a new chunk
+        self.d_rows = _grow(self.d_rows, (self.d_n[1] + elems) * K.CHUNK, axis=0)
 
     def append(self, elems: np.ndarray) -> None:
         """Add one text (its element ids) to the pool and to the delta index."""
         self.make_room(1, len(elems))
-        self.n_delta = K.insert(elems, self.lens, self.doc_ptr, self.doc_elems, self.rank,
-                                self.n_docs, self.num, self.den, self.delta, self._dl(), self.n_delta)
+        K.insert(elems, self._pool(), self.rank, self.n_docs, self.num, self.den, self.delta,
+                 self._dl())
         self.n_docs += 1
 
     def maintain(self) -> None:
-        """Re-rank when the pool doubled; fold the delta / the small level when they are large."""
-        big_entries = len(self.big[3])
+        """Re-rank and re-sort when the pool doubled; else fold a full delta into the levels."""
         if self.n_docs >= self.next_rerank:
             self.next_rerank = 2 * self.n_docs
             self._rerank()
-            self._rebuild(big=True)
-        elif len(self.small[3]) + self.n_delta > max(SMALL_SHARE * big_entries, MIN_MERGE):
-            self._rebuild(big=True)
-        elif self.n_delta > max(DELTA_SHARE * big_entries, MIN_MERGE):
-            self._rebuild(big=False)
+            self.levels = [self._sorted(0)] + [_empty_level() for _ in LEVEL_SHARE[1:]]
+            return
+        big = len(self.levels[0][4])
+        if self.n_delta <= max(DELTA_SHARE * big, MIN_MERGE):
+            return
+        new = self._sorted(self.indexed)
+        for k in range(len(LEVEL_SHARE) - 1, 0, -1):  # tiny, then small while one overflows
+            new = K.merge_levels(self.levels[k], new, self.n_elems)
+            if len(new[4]) <= max(LEVEL_SHARE[k] * big, MIN_MERGE):
+                self.levels[k] = new
+                return
+            self.levels[k] = _empty_level()
+        self.levels[0] = K.merge_levels(self.levels[0], new, self.n_elems)
 
     def _rerank(self) -> None:
         used = self.doc_elems[: self.doc_ptr[self.n_docs]]
@@ -130,41 +144,44 @@ class PoolIndex:
         self.rank[: self.n_elems] = -1
         self.rank[order] = np.arange(self.n_elems)
 
-    def _rebuild(self, big: bool) -> None:
-        """Rebuild the big level from every text (and empty the small one), or the small level
-        from the texts after the big one's; either way the delta lists are emptied."""
-        first = 0 if big else self.big_docs
+    def _sorted(self, first: int) -> tuple:
+        """A sorted level of the texts first..n_docs-1; they leave the delta (emptied)."""
         level = K.build_level(self.lens, self.doc_ptr, self.doc_elems, self.rank, first,
                               self.n_docs, self.n_elems, self.num, self.den, self.delta)
-        if big:
-            self.big, self.small, self.big_docs = level, _empty_level(), self.n_docs
-        else:
-            self.small = level
+        self.indexed = self.n_docs
         self.d_head[:] = -1
         self.d_cnt[:] = 0
-        self.n_delta = 0
+        self.d_n[:] = 0
+        return level
 
     # -- probes ---------------------------------------------------------------------
+    @property
+    def n_delta(self) -> int:
+        """Entries in the delta lists."""
+        return int(self.d_n[0])
+
     def _dl(self) -> tuple:
-        return self.d_head, self.d_rows, self.d_cnt
+        return self.d_head, self.d_rows, self.d_cnt, self.d_n
 
     def _pool(self) -> tuple:
-        return self.lens, self.doc_ptr, self.doc_elems, self.elem_tok
+        return self.lens, self.doc_ptr, self.doc_elems, self.elem_tok, self.doc_bm
 
     def probe(self, elems: np.ndarray, toks: np.ndarray, min_doc: int = 0) -> bool:
         """True when some pool text (id >= min_doc) is too similar to the query."""
         s = self.one
         s.fit(self.n_docs, self.n_elems)
         s.tags[0] += 1
-        return K.probe(elems, toks, self.rank, min_doc, self.rule, self._pool(), self.big, self.small,
-                       self._dl(), s.tags[0], s.ht[0], s.touched[0], s.mark[0], s.stats[0])
+        return K.probe(elems, toks, self.rank, min_doc, self.rule, self._pool(),
+                       tuple(self.levels), self._dl(), s.tags[0], s.ht[0], s.touched[0], s.mark[0],
+                       s.stats[0])
 
     def probe_batch(self, q_ptr: np.ndarray, q_elems: np.ndarray, q_toks: np.ndarray) -> np.ndarray:
         """`probe` of many queries against the current pool, on all worker threads."""
         s = self.many
         s.fit(self.n_docs, self.n_elems)
-        return K.probe_batch(q_ptr, q_elems, q_toks, self.rank, self.rule, self._pool(), self.big,
-                             self.small, self._dl(), s.tags, s.ht, s.touched, s.mark, s.stats)
+        return K.probe_batch(q_ptr, q_elems, q_toks, self.rank, self.rule, self._pool(),
+                             tuple(self.levels), self._dl(), s.tags, s.ht, s.touched, s.mark,
+                             s.stats)
 
     def settle(self, q_ptr: np.ndarray, q_elems: np.ndarray, q_toks: np.ndarray,
                blocked: np.ndarray) -> np.ndarray:
@@ -173,9 +190,9 @@ class PoolIndex:
         s = self.one
         s.fit(self.n_docs + len(q_ptr) - 1, self.n_elems)
         keep = np.zeros(len(q_ptr) - 1, np.bool_)
-        self.n_docs, self.n_delta, s.tags[0] = K.settle_batch(
-            q_ptr, q_elems, q_toks, blocked, keep, self.rank, self.rule, self._pool(), self.big,
-            self.small, self._dl(), self.n_docs, self.n_delta, s.tags[0], s.ht[0], s.touched[0],
+        self.n_docs, s.tags[0] = K.settle_batch(
+            q_ptr, q_elems, q_toks, blocked, keep, self.rank, self.rule, self._pool(),
+            tuple(self.levels), self._dl(), self.n_docs, s.tags[0], s.ht[0], s.touched[0],
             s.mark[0], s.stats[0])
         return keep
 
@@ -184,5 +201,6 @@ class PoolIndex:
         return K.f_all(toks, self._pool(), self.n_docs)
 
     def counters(self) -> np.ndarray:
-        """Posting entries read, texts touched, texts past the count bound, exact LCS computed."""
+        """Posting entries read, texts touched, past the count bound, past the bitmap bound,
+        exact LCS computed."""
         return self.one.stats.sum(axis=0) + self.many.stats.sum(axis=0)
