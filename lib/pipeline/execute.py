@@ -30,6 +30,10 @@ def execute(name: str, src: Path, out: Path, params: dict, *, log_dir: Path) -> 
             papermill.execute_notebook(
                 str(src), str(tmp), parameters=params, cwd=str(REPO), kernel_name="python3",
                 progress_bar=sys.stderr.isatty(), stdout_file=stdout, stderr_file=stderr,
+                # papermill's default 60 s is too short on a busy node: in `make test` (2026-12-07) the
+                # resumed node 0 of train_7b's 2-node rehearsal failed with "Kernel didn't respond in 60
+                # seconds" while node 1 waited for it in torchrun's rendezvous until the test's limit
+                start_timeout=300,
             )
         except PapermillExecutionError as e:
             os.replace(tmp, out)  # keep what ran: the failing cell shows its error
