@@ -39,7 +39,7 @@ from lib.core.masking import MaskingError, MaskingReport, encode_preference
 from lib.core.params import parse_settings
 from lib.train.data import split_heldout
 from lib.train.dist import barrier, procs_per_node, rank_and_world
-from lib.train.fsdp import enable_fsdp_on_cpu, fsdp_config
+from lib.train.fsdp import enable_fsdp_on_cpu, sharding_arguments
 from lib.train.metering import budget_callback, open_budget
 from lib.train.model import load_tokenizer_and_model, make_trainable
 from lib.train.publish import publish_model
@@ -269,10 +269,8 @@ def dpo_arguments(cfg: DpoSettings, recipe, model, output_dir: Path, *, per_devi
         num_train_epochs=epochs, max_steps=cfg.max_steps or -1, lr_scheduler_type=recipe.lr_scheduler_type,
         warmup_steps=recipe.warmup_steps or recipe.warmup_ratio, weight_decay=recipe.weight_decay,
         bf16=bool(recipe.bf16 and on_gpu),
-        # FSDP checkpoints activations itself (fsdp_config), as in SFT
-        gradient_checkpointing=recipe.gradient_checkpointing and on_gpu and not fsdp,
-        fsdp=fsdp, fsdp_config=fsdp_config(model, activation_checkpointing=recipe.gradient_checkpointing and on_gpu)
-        if fsdp else None, ddp_backend="gloo" if (world > 1 and not on_gpu) else None,
+        **sharding_arguments(model, fsdp=fsdp, gradient_checkpointing=recipe.gradient_checkpointing and on_gpu,
+                             world=world, on_gpu=on_gpu),
         beta=cfg.beta or recipe.dpo.beta, loss_type=[recipe.dpo.loss_type],
         precompute_ref_log_probs=recipe.dpo.precompute_ref_log_probs, max_length=max_length,
         eval_strategy="steps" if heldout else "no", eval_steps=every, eval_on_start=heldout,

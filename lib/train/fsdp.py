@@ -50,6 +50,18 @@ def fsdp_config(model, *, activation_checkpointing: bool, cpu_offload: bool = Fa
     }
 
 
+def sharding_arguments(model, *, fsdp: bool, gradient_checkpointing: bool, world: int, on_gpu: bool) -> dict:
+    """The TrainingArguments (SFT) / DPOConfig (DPO) fields that say how the processes share the model:
+    FSDP with this model's decoder layers, activation checkpointing by FSDP when it shards (by the
+    Trainer otherwise), and gloo between CPU processes (the CPU rehearsal)."""
+    return {
+        "gradient_checkpointing": gradient_checkpointing and not fsdp,  # FSDP checkpoints activations itself
+        "fsdp": fsdp,
+        "fsdp_config": fsdp_config(model, activation_checkpointing=gradient_checkpointing) if fsdp else None,
+        "ddp_backend": "gloo" if (world > 1 and not on_gpu) else None,
+    }
+
+
 def fsdp_units(wrapped) -> list[str]:
     """Class names of the FSDP units in the model as Trainer wrapped it ([] = not sharded)."""
     return sorted({type(m).__name__ for m in wrapped.modules() if type(m).__name__.startswith("FSDP")})

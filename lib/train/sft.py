@@ -36,7 +36,7 @@ from lib.train.callbacks import CompleteMarkerCallback, KillAtStepCallback, Save
 from lib.train.checkpoints import resume_point
 from lib.train.data import read_training_records
 from lib.train.dist import barrier, procs_per_node, rank_and_world
-from lib.train.fsdp import enable_fsdp_on_cpu, fsdp_config, fsdp_units
+from lib.train.fsdp import enable_fsdp_on_cpu, fsdp_units, sharding_arguments
 from lib.core.masking import encode_records
 from lib.train.metering import budget_callback, open_budget
 from lib.train.metrics import device_peak_flops, heldout_loss
@@ -273,10 +273,9 @@ def training_arguments(cfg: TrainConfig, recipe, batch: Batching, model, *, outp
         warmup_steps=recipe.warmup_steps or recipe.warmup_ratio,  # a float < 1 is a ratio in transformers 5
         weight_decay=recipe.weight_decay,
         bf16=bool(recipe.bf16 and on_gpu),
-        gradient_checkpointing=gradient_checkpointing and not fsdp,  # FSDP checkpoints activations itself
+        **sharding_arguments(model, fsdp=fsdp, gradient_checkpointing=gradient_checkpointing, world=world,
+                             on_gpu=on_gpu),
         gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen (LoRA) inputs
-        fsdp=fsdp,
-        fsdp_config=fsdp_config(model, activation_checkpointing=gradient_checkpointing) if fsdp else None,
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps or max(1, total_steps),
@@ -285,7 +284,6 @@ def training_arguments(cfg: TrainConfig, recipe, batch: Batching, model, *, outp
         data_seed=cfg.seed,
         report_to="none",
         use_cpu=not on_gpu,
-        ddp_backend="gloo" if (world > 1 and not on_gpu) else None,
         dataloader_num_workers=0,
         remove_unused_columns=False,
         disable_tqdm=True,
