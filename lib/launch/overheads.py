@@ -59,9 +59,7 @@ class RunShape:
     forward_share: float  # forward FLOPs / training hardware FLOPs per token
     tokens_per_s: float  # real tokens/s of the whole run (all GPUs)
     save_steps: int = 0  # 03_train's explicit save_steps (0 = the Young/Daly interval)
-    checkpoints: bool = True  # False: the trainer saves no intermediate checkpoint (DPO, lib/train/dpo.py)
-    heldout_passes: int = 2  # forwards over the held-out tokens: SFT's base and tuned loss; DPO's evaluations
-    heldout_why: str = "base and tuned model"
+    dpo: bool = False  # DPO (lib/train/dpo.py): no intermediate checkpoint; held-out pairs evaluated 5 times
 
 
 def overheads(r: RunShape, table: dict, *, spot: bool, provisioning_hours: float | None = None) -> list[Overhead]:
@@ -95,7 +93,7 @@ def _checkpoints(r: RunShape, table: dict, model_bytes: float, *, spot: bool) ->
     write, src = rate(table, "checkpoint_write", r.accelerator)
     size, how = checkpoint_bytes(r.shape, r.method, r.lora)
     mtbf = mtbf_seconds(preemption_rate(table)[0], r.nodes, spot)
-    if not r.checkpoints:  # only the published model; a preempted run starts again (lib/train/dpo.py)
+    if r.dpo:  # only the published model; a preempted run starts again (lib/train/dpo.py)
         every = Interval(write_s=size / write, mtbf_s=mtbf, tau_s=None, run_s=r.compute_hours * 3600, steps=r.steps,
                          save_steps=r.steps, saves=1, explicit=False)
         return every, Overhead("checkpoint writes", model_bytes / write / 3600,
@@ -109,10 +107,12 @@ def _checkpoints(r: RunShape, table: dict, model_bytes: float, *, spot: bool) ->
 
 
 def _heldout(r: RunShape, model_bytes: float, load_rate: float) -> Overhead:
-    passes = r.heldout_passes
+    # SFT: the base and the tuned model's loss. DPO: its held-out pairs before the first step and 4 times
+    # during (lib/train/dpo.py eval_steps), after one stored reference forward over them
+    passes, why = (6, "5 evaluations + 1 reference") if r.dpo else (2, "base and tuned model")
     seconds = passes * r.heldout_tokens * r.forward_share / r.tokens_per_s + model_bytes / load_rate if r.tokens_per_s else 0.0
     return Overhead("held-out loss", seconds / 3600,
-                    f"{passes} forwards ({r.heldout_why}) x {r.heldout_tokens:,.0f} held-out tokens x "
+                    f"{passes} forwards ({why}) x {r.heldout_tokens:,.0f} held-out tokens x "
                     f"{r.forward_share:.2f} (forward / training FLOPs) / {r.tokens_per_s:,.0f} tokens/s + reloading the "
                     "published model",
                     "the plan's own speed and model-load rate")

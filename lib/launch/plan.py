@@ -431,11 +431,7 @@ def with_overheads(plan: Plan, shape, recipe: Recipe, *, provisioning_hours: flo
                    heldout_tokens=plan.tokens_per_epoch * held / (1 - held),
                    forward_share=min(forward / f["hardware"], 1.0) if f["hardware"] else 0.0,
                    tokens_per_s=plan.tokens_per_s_per_gpu * plan.gpus, save_steps=save_steps,
-                   checkpoints=recipe.dpo is None,
-                   # DPO evaluates its held-out pairs before the first step and 4 times during (lib/train/dpo.py
-                   # eval_steps), after one stored reference forward over them
-                   heldout_passes=2 if recipe.dpo is None else 6,
-                   heldout_why="base and tuned model" if recipe.dpo is None else "5 evaluations + 1 reference")
+                   dpo=recipe.dpo is not None)
     lines = overheads(run, load_table(), spot=plan.spot, provisioning_hours=provisioning_hours) + list(extra or [])
     plan.overheads = [o.as_dict() for o in lines]
     plan.overhead_hours = sum(o.hours for o in lines)
