@@ -25,7 +25,7 @@ import re
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lib.core.errors import UserError
 from lib.core.files import parse_jsonl
@@ -60,6 +60,12 @@ class QuestionSet:
 
     def by_id(self) -> dict[str, Question]:
         return {q.question_id: q for q in self.questions}
+
+    def sample(self, max_questions: int = 0) -> "QuestionSet":
+        """This set with at most `max_questions` (0 = all), spread over categories; premade answers kept."""
+        if not max_questions or max_questions >= len(self.questions):
+            return self
+        return replace(self, questions=spread_over_categories(self.questions, max_questions))
 
 
 def read_source(path_or_url: str) -> str:
@@ -204,9 +210,7 @@ def load_question_set(spec: str, max_questions: int = 0) -> QuestionSet:
             qs = load_alpacaeval(first)
     if not qs.questions:
         raise UserError(f"question set {spec!r} is empty: check the file")
-    if max_questions and max_questions < len(qs.questions):
-        qs.questions = spread_over_categories(qs.questions, max_questions)
-    return qs
+    return qs.sample(max_questions)
 
 
 def spread_over_categories(questions: list[Question], n: int) -> list[Question]:
