@@ -64,10 +64,9 @@ def test_notebook_tiny(tiny_loop):
     for png in ("win_tie_loss.png", "category_scores.png", "order_agreement.png"):
         assert (ev / png).stat().st_size > 1000
     assert any(r["phase"] == "evaluation" for r in map(json.loads, (run_dir / "ledger" / "evaluate.jsonl").read_text().splitlines()))
-    # The key in the environment is never written anywhere.
-    for p in [out, *run_dir.rglob("*")]:
-        if p.is_file():
-            assert secret not in p.read_text(errors="ignore"), p
+    # The key in the environment never reaches the executed notebook (the whole run directory, byte
+    # by byte: tests/test_pipeline.py::test_tiny_loop_end_to_end_leaks_no_key)
+    assert secret not in out.read_text()
 
 
 def test_notebook_bad_input_writes_nothing(tmp_path, local_server):

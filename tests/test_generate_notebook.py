@@ -37,6 +37,6 @@ def test_notebook_generates_charts_and_cost(tiny_loop):
     text = tiny_loop.executed("01_generate").read_text()
     assert "cost per 1,000 kept" in text
     assert "image/png" in text
-    # the key in the environment never reaches the executed notebook or the run directory
+    # the key in the environment never reaches the executed notebook (the whole run directory, byte
+    # by byte: tests/test_pipeline.py::test_tiny_loop_end_to_end_leaks_no_key)
     assert secret not in text
-    assert not any(secret in p.read_text(errors="ignore") for p in run.rglob("*") if p.is_file())

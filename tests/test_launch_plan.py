@@ -4,41 +4,24 @@ names, the task YAML, lib/data/throughput.yaml (model shape, datasheet peak, cit
 the seeded catalog, interval included; the plan is saved into the run directory. A task whose GPUs
 are not those its recipe's batch layout is written for is refused; bad input is one line each.
 
-All dry-runs run in ONE subprocess (SkyPilot's import dominates; a HOME with the catalog fixture
-of tests/sky_catalog.py: AWS, and GCP for the single-GPU LoRA task; no network)."""
+All dry-runs run in ONE subprocess (tests/launch_driver.py; a HOME with the catalog fixture of
+tests/sky_catalog.py: AWS, and GCP for the single-GPU LoRA task; no network)."""
 from __future__ import annotations
 
 import json
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from launch_driver import launch_many
 from sky_catalog import A100_1_GCP_ON_DEMAND_USD, A100_1_GCP_SPOT_USD, P4DE_ON_DEMAND_USD, seeded_home
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_TASKS = sorted((REPO / "sky").glob("train_*.yaml"))
 N_RECORDS = 300
-
-DRIVER = r"""
-import contextlib, io, json, sys
-from lib.launch.estimate import main
-out = {}
-for key, args in json.loads(sys.argv[1]).items():
-    buf, err, code = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-        except SystemExit as e:
-            code = e.code
-    out[key] = {"stdout": buf.getvalue(), "stderr": err.getvalue(), "code": code}
-print(json.dumps(out))
-"""
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, embedded_model):
@@ -73,10 +56,7 @@ def runs(tmp_path_factory, embedded_model):
     calls["empty-data"] = ["sky/train_7b.yaml", "--dry-run", "--data", str(root / "empty.jsonl"), "--run-dir", str(run)]
     calls["binary-data"] = ["sky/train_7b.yaml", "--dry-run", "--data", str(root / "binary.jsonl")]
     calls["budget-30"] = ["--budget", "30"]
-    r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(calls)], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return run, json.loads(r.stdout.strip().splitlines()[-1])
+    return run, launch_many(calls, env)
 
 
 def number(pattern: str, text: str) -> float:
@@ -351,10 +331,7 @@ def elsewhere(tmp_path_factory):
                                   "budget": ["--budget", "1000"]}),
             ("offline", offline, {"7b": ["sky/train_7b.yaml", "--dry-run"], "budget-0": ["--budget", "0"],
                                   "budget-neg": ["--budget", "-3"]})):
-        r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(calls)], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=900)
-        assert r.returncode == 0, r.stderr[-2000:]
-        out[name] = json.loads(r.stdout.strip().splitlines()[-1])
+        out[name] = launch_many(calls, env)
     return root, out
 
 

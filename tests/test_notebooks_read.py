@@ -3,9 +3,8 @@ starts Jupyter), their saved outputs hold no `nan`, no warning and no empty answ
 stream into one growing output per turn and are the endpoint's own; 07 shows real timing
 figures or none, and whole scorecard reasons.
 
-06 runs on a run whose model is the embedded SmolLM2-135M-Instruct unchanged (what the local
-profile's 03_train starts from, its files linked, not copied): a real model, so an empty answer
-means something. 07 runs twice on a reviewed run as 04_evaluate and two reviewers leave it
+06 is the shared tiny loop's run of it (tests/tiny_loop.py) on the model the loop's 03 trained
+from the embedded SmolLM2-135M-Instruct: a real model, so an empty answer means something. 07 runs twice on a reviewed run as 04_evaluate and two reviewers leave it
 (tests/test_eval_review.py::make_reviewed_run), once with the votes and once before anyone voted.
 
     .venv/bin/python -m pytest tests/test_notebooks_read.py -q
@@ -70,27 +69,11 @@ def reading_problems(nb) -> list[str]:
     return problems
 
 
-@pytest.fixture(scope="module")
-def embedded_run(tmp_path_factory) -> Path:
-    """runs/<id>/ as 03_train leaves it, with the embedded checkpoint as the trained model."""
-    from lib.core.model import embedded_model_dir
-
-    run = tmp_path_factory.mktemp("runs") / "embedded-run"
-    model = run / "model"
-    model.mkdir(parents=True)
-    for f in embedded_model_dir().iterdir():
-        if f.is_file() and not f.name.startswith("."):
-            (model / f.name).symlink_to(f.resolve())
-    (model / ".complete").write_text(json.dumps({"recipe": "embedded", "base": "embedded"}) + "\n")
-    (run / "train").mkdir()
-    (run / "train" / "metrics.json").write_text(json.dumps({"format": "alpaca", "recipe": "embedded",
-                                                             "model": "embedded"}) + "\n")
-    return run
-
-
-def test_06_serve_reads_well(embedded_run, tmp_path):
-    nb = _execute("06_serve", tmp_path / "06_serve.ipynb", run_dir=str(embedded_run), max_new_tokens=24,
-                  conversation=CONVERSATION, prompts=PROMPTS)
+def test_06_serve_reads_well(tiny_loop):
+    """The loop's 06 (tests/tiny_loop.py EXTRA: its prompts and conversation are the notebook's
+    defaults, CONVERSATION and PROMPTS here), on the model the loop's 03 trained."""
+    assert tiny_loop.params["06_serve"]["max_new_tokens"] == 24
+    nb = tiny_loop.notebook("06_serve")
     assert reading_problems(nb) == []
     chat_cell = next(c for c in nb.cells if c.cell_type == "code" and "tuned.say(turn)" in c.source)
     # One output per turn, updated as the answer grew (a saved notebook used to hold one output
@@ -102,7 +85,7 @@ def test_06_serve_reads_well(embedded_run, tmp_path):
         assert head == f"you: {said}" and answer.strip(), shown
     # Base and tuned both answer every prompt (with a 1.1 repetition penalty the base's first
     # answer was empty: its first token, "\n", is in the prompt and was penalised below EOS).
-    side = json.loads((embedded_run / "serve" / "side_by_side.json").read_text())
+    side = json.loads((tiny_loop.run / "serve" / "side_by_side.json").read_text())
     assert [r["prompt"] for r in side["rows"]] == PROMPTS
     assert all(r["base"].strip() and r["tuned"].strip() for r in side["rows"]), side["rows"]
     # The endpoint's answer to the first prompt is the tuned answer shown above: same settings.

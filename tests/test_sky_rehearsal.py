@@ -12,8 +12,8 @@ TEACHER_*), and the question set, request count and tasks per request (the 135M 
 keeps no record from a 20-task request) are cut through their overrides. Compute
 intervals are priced from a seeded SkyPilot catalog (tests/sky_catalog.py) as the instance
 the task asks for (A100-80GB:8 spot, $8.65/h in us-east-1). The default suite (15 minutes on 2
-cores) rehearses train_7b with a kill and resume, train_lora and evaluate; train_vicuna_7b,
-pretrain_zh and generate rehearse in `make test-full`, as do the 13B tasks, which differ from
+cores) rehearses train_7b with a kill and resume, train_lora and dpo_7b; train_vicuna_7b,
+pretrain_zh, generate and evaluate rehearse in `make test-full`, as do the 13B tasks, which differ from
 their 7B siblings only in recipe values and are checked here through their resolved parameters.
 """
 from __future__ import annotations
@@ -423,6 +423,7 @@ def test_pretrain_zh_rehearsal(tmp_path, home, tiny_llama_sp):
 
 
 # ----------------------------------------------------------------------------- evaluate and generate
+@pytest.mark.full  # 65 s; 04_evaluate runs in the default suite's tiny loop, its cloud rules in tests/test_pipeline.py
 def test_evaluate_answers_the_vicuna_80_with_the_pinned_judge(tmp_path, home, tiny_llama, stand_in, monkeypatch,
                                                              shared_data):
     """Base = the tiny LLaMA via BASE_MODEL, tuned = a model/ on the bucket; the embedded model

@@ -11,12 +11,11 @@ and the budget report shows that phase.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from launch_driver import launch_many
 from sky_catalog import seeded_home
 
 from lib.core.client import Endpoint, chat, make_client
@@ -42,20 +41,25 @@ def sky_home(tmp_path_factory) -> dict:
     return env
 
 
-def test_serve_task_is_priced_against_the_serving_budget(sky_home):
-    r = subprocess.run([sys.executable, "-m", "lib.launch", str(TASK), "--dry-run"], cwd=REPO, env=sky_home,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+@pytest.fixture(scope="module")
+def priced(sky_home) -> dict[str, dict]:
+    """The launcher's dry runs of the serve task, in one process (tests/launch_driver.py)."""
+    return launch_many({"day": [str(TASK), "--dry-run"], "beyond": [str(TASK), "--dry-run", "--env", "EST_HOURS=1000"]},
+                       sky_home)
+
+
+def test_serve_task_is_priced_against_the_serving_budget(priced):
+    r = priced["day"]
+    assert r["code"] == 0, r["stderr"]
     # 24 h (EST_HOURS) x $0.25/h (the cheapest allowed GPU, a spot L4) = $6.00 of the $50 serving cap
-    assert "g6.xlarge" in r.stdout and "EST_HOURS=24" in r.stdout
-    assert f"estimate:  ${24 * L4_SPOT:,.2f}" in r.stdout
-    assert re.search(r"budget:\s+serving: target \$20\.00, cap \$50\.00", r.stdout)
+    assert "g6.xlarge" in r["stdout"] and "EST_HOURS=24" in r["stdout"]
+    assert f"estimate:  ${24 * L4_SPOT:,.2f}" in r["stdout"]
+    assert re.search(r"budget:\s+serving: target \$20\.00, cap \$50\.00", r["stdout"])
 
 
-def test_a_day_of_serving_beyond_the_cap_is_refused(sky_home):
-    r = subprocess.run([sys.executable, "-m", "lib.launch", str(TASK), "--dry-run", "--env", "EST_HOURS=1000"],
-                       cwd=REPO, env=sky_home, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and "exceeds the remaining $50.00" in r.stderr and r.stderr.count("\n") == 1
+def test_a_day_of_serving_beyond_the_cap_is_refused(priced):
+    r = priced["beyond"]
+    assert r["code"] == 2 and "exceeds the remaining $50.00" in r["stderr"] and r["stderr"].count("\n") == 1
 
 
 def test_replica_rehearsal_serves_the_trained_run_and_meters_serving(tmp_path):
@@ -69,7 +73,7 @@ def test_replica_rehearsal_serves_the_trained_run_and_meters_serving(tmp_path):
     run = bucket / "r1"
     _train(run, "tiny")
     port = free_port()
-    env = {"RUN_ID": "r1", "SERVE_BACKEND": "transformers", "SERVE_MAX_SECONDS": "60", "VLLM_BIN": "/nonexistent"}
+    env = {"RUN_ID": "r1", "SERVE_BACKEND": "transformers", "SERVE_MAX_SECONDS": "20", "VLLM_BIN": "/nonexistent"}
     # the run script binds the port the service's resources name; here a free one is passed through the same flag
     cfg_run = TASK.read_text().replace("--port 8000", f"--port {port}")
     task = tmp_path / "serve.yaml"
@@ -97,7 +101,7 @@ def test_replica_rehearsal_serves_the_trained_run_and_meters_serving(tmp_path):
             kill_node(proc)
     assert "replica stopped: max_seconds" in log.read_text()
     serving = Ledger(run / "ledger", writer="check").records(kind="compute", phase="serving")
-    assert len(serving) == 1 and not serving[0]["open"] and serving[0]["hours"] >= 60 / 3600
+    assert len(serving) == 1 and not serving[0]["open"] and serving[0]["hours"] >= 20 / 3600
     assert serving[0]["usd"] == 0.0 and serving[0]["accelerator"] == "cpu"  # a CPU replica costs $0
     md, _ = write_report(run, load_budgets())
     assert re.search(r"\|\s*serving\s*\|", md.read_text())

@@ -39,8 +39,9 @@ ALL = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 # shows what it drops). 04 judges in both modes (pairwise in both orders, and single grading).
 OVERRIDES = {"04_evaluate": {"mode": "both"}}
 # Notebooks outside the tiny profile, kept small; never a path. 06_serve starts its endpoint
-# (serve_check, the default) on the loop's trained model.
-EXTRA: dict[str, dict] = {"06_serve": {"max_new_tokens": 8}}
+# (serve_check, the default) on the loop's trained model, and answers its default prompts and
+# conversation in 24 tokens (tests/test_notebooks_read.py reads them as a person would).
+EXTRA: dict[str, dict] = {"06_serve": {"max_new_tokens": 24}}
 PLANTED_REFUSALS = 4  # the first planted records of tests/test_clean_filters.py: 4 refusals/disclaimers
 
 
