@@ -2,16 +2,14 @@
 size (the task's TRAIN_TOKENS) and for a real corpus counted with LLaMA's tokenizer."""
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from sky_catalog import seeded_home
-from tests.test_launch_plan import DRIVER, number, speed_by_hand
+from launch_driver import launch_many
+from tests.test_launch_plan import number, speed_by_hand
 from tests.zh_corpus import llama_model_dir, write_jsonl, zh_split
 
 from lib.core.paths import REPO
@@ -30,10 +28,7 @@ def out(tmp_path_factory):
     calls = {"stated": ["sky/pretrain_zh.yaml", "--dry-run"],
              "counted": ["sky/pretrain_zh.yaml", "--dry-run", "--data", str(corpus), "--tokenizer",
                          str(root / "llama-tok")]}
-    r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(calls)], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return corpus, json.loads(r.stdout.strip().splitlines()[-1]), root / "llama-tok"
+    return corpus, launch_many(calls, env), root / "llama-tok"
 
 
 def test_plan_for_the_stated_corpus_size(out):
