@@ -91,8 +91,10 @@ bench: setup
 	@echo "GPU: on a CUDA machine, run $(PY) bench/bench_train_gpu.py"
 
 
+# Kernels get CurveZMQ keys from their manager, as in the runner (lib/pipeline/execute.py kernel_config):
+# encrypted sockets, and no "Kernel is running over TCP without encryption" warning.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --KernelManager.transport_encryption=auto notebooks/
 
 clean-runs:
 	rm -rf runs/

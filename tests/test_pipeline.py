@@ -132,6 +132,8 @@ def test_the_runner_serves_records_and_resumes_without_rerunning(tmp_path):
     leaked = [str(p) for p in run.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
     assert not leaked, f"API key found in {leaked}"
     assert canary not in proc.stdout + proc.stderr
+    # the kernels' sockets are encrypted (lib/pipeline/execute.py kernel_config): no ipykernel warning
+    assert "without encryption" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
 
     # resume after everything is done: nothing re-runs, nothing changes
     before = {p: (run / p).read_bytes() for p in ("data/generated.jsonl", "data/generate/responses.jsonl")}
