@@ -116,7 +116,6 @@ def _review(loop: LoopRun) -> None:
 def execute(loop: LoopRun) -> None:
     """Every notebook in turn from notebooks/; the first failure stops the loop (later phases need it)."""
     import papermill
-    from traitlets.config import Config
 
     from lib.pipeline.execute import kernel_config  # the runner's kernel settings
 
@@ -127,7 +126,7 @@ def execute(loop: LoopRun) -> None:
         try:
             papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(loop.run / f"{name}.ipynb"),
                                        parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3",
-                                       progress_bar=False, config=Config(kernel_config()))
+                                       progress_bar=False, config=kernel_config())
         except papermill.PapermillExecutionError as e:
             loop.failures[name] = f"{e.ename}: {(e.evalue or '').strip()[-300:]}"
             return

@@ -16,13 +16,13 @@ from traitlets.config import Config
 from lib.core.paths import REPO
 
 
-def kernel_config() -> dict:
+def kernel_config() -> Config:
     """The kernel is given CurveZMQ keys by its manager (jupyter_client's own setting; ipykernel's
     python3 kernelspec declares "curve"): its sockets are encrypted, and ipykernel no longer prints
     "Kernel is running over TCP without encryption" into every phase of `make demo`. "auto" keeps
     plain TCP for a kernelspec without that declaration; a pyzmq built without CurveZMQ (where
     jupyter_client refuses "auto") keeps jupyter_client's default."""
-    return {"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}}
+    return Config({"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}})
 
 
 class PhaseFailed(Exception):
@@ -45,7 +45,7 @@ def execute(name: str, src: Path, out: Path, params: dict, *, log_dir: Path) -> 
                 # papermill's default 60 s is too short on a busy node: in `make test` (2026-12-07) the
                 # resumed node 0 of train_7b's 2-node rehearsal failed with "Kernel didn't respond in 60
                 # seconds" while node 1 waited for it in torchrun's rendezvous until the test's limit
-                start_timeout=300, config=Config(kernel_config()),
+                start_timeout=300, config=kernel_config(),
             )
         except PapermillExecutionError as e:
             os.replace(tmp, out)  # keep what ran: the failing cell shows its error
