@@ -43,10 +43,11 @@ changed; exact ties reach step 9.
 9. The exact LCS (DP) and rouge's float formula 2pr/(p+r), operations in rouge's order, so
    ties at exactly θ round the same way. Keep iff F <= threshold.
 
-Steps 3-9 run compiled (novelty_kernels.py). A probe keeps the texts it touched in a hash table
-sized from the posting entries it may read, so it stays in the L1/L2 cache at any pool size; an
-entry past the positional bound only adds to a text already touched (its first shared element
-came earlier in both texts, so it never starts one). `add` checks one candidate (the online loop);
+Steps 3-9 run compiled (novelty_kernels.py). A probe keeps each pool text's state in the count
+bound in 2 bits (untouched, or how many more shared elements it needs), updated without a
+branch, so the states of a million texts fit the L2 cache; an entry past the positional bound
+only adds to a text already touched (its first shared element came earlier in both texts, so it
+never starts one). `add` checks one candidate (the online loop);
 `add_many` checks a batch against the pool as it stood before the batch on all worker
 threads, then, in arrival order, against the batch's own earlier keepers: the decision for
 candidate i depends exactly on the kept candidates before i, as in the greedy rule.

@@ -43,23 +43,23 @@ def _grow(a: np.ndarray, need: int, fill=0, axis: int = -1) -> np.ndarray:
 
 
 class Scratch:
-    """Per-thread work arrays of one probe (hash table of touched texts, its used slots, marks)."""
+    """Per-thread work arrays of one probe (novelty_kernels says what they hold): 2 bits per pool
+    text (its state in the count bound), the texts it touched, a bit per element (the query's)."""
 
     def __init__(self, workers: int):
         self.workers = workers
-        self.tags = np.zeros(workers, np.int32)
-        self.ht = np.zeros((workers, 1 << K.MIN_BITS, 2), np.int32)
+        self.cnt = np.zeros((workers, 32), np.uint64)
         self.touched = np.zeros((workers, 1024), np.int32)
-        self.mark = np.zeros((workers, 1024), np.int32)
+        self.mark = np.zeros((workers, 32), np.uint64)
         self.stats = np.zeros((workers, K.COUNTERS), np.int64)
 
     def fit(self, n_docs: int, n_elems: int) -> None:
-        # a power of two >= 2·n_docs: room for any probe at load <= 1/2 (most use far less of it)
-        rows = 1 << max(K.MIN_BITS, (2 * n_docs - 1).bit_length())
-        if rows > self.ht.shape[1]:
-            self.ht = np.zeros((self.workers, rows, 2), np.int32)
-        self.touched = _grow(self.touched, n_docs)
-        self.mark = _grow(self.mark, n_elems)
+        # the kernels index these without bounds checks: a state per text, one touched slot more
+        # than there are texts (a touch writes its slot before it knows the text is fresh), a bit
+        # per element
+        self.cnt = _grow(self.cnt, n_docs // 32 + 1)
+        self.touched = _grow(self.touched, n_docs + 1)
+        self.mark = _grow(self.mark, n_elems // 64 + 1)
 
 
 def _empty_level() -> tuple:
@@ -71,6 +71,8 @@ class PoolIndex:
     def __init__(self, num: int, den: int, threshold: float, workers: int = 2):
         self.num, self.den, self.delta = num, den, DELTA
         self.rule = (num, den, DELTA, threshold)
+        # a text's state in the count bound (novelty_kernels) is 0..DELTA+1 in 2 bits
+        assert DELTA + 1 < 1 << K.STATE_BITS
         self.n_docs = 0
         self.lens = np.zeros(1024, np.int32)
         self.doc_ptr = np.zeros(1025, np.int64)
@@ -170,9 +172,8 @@ class PoolIndex:
         """True when some pool text (id >= min_doc) is too similar to the query."""
         s = self.one
         s.fit(self.n_docs, self.n_elems)
-        s.tags[0] += 1
         return K.probe(elems, toks, self.rank, min_doc, self.rule, self._pool(),
-                       tuple(self.levels), self._dl(), s.tags[0], s.ht[0], s.touched[0], s.mark[0],
+                       tuple(self.levels), self._dl(), s.cnt[0], s.touched[0], s.mark[0],
                        s.stats[0])
 
     def probe_batch(self, q_ptr: np.ndarray, q_elems: np.ndarray, q_toks: np.ndarray) -> np.ndarray:
@@ -180,7 +181,7 @@ class PoolIndex:
         s = self.many
         s.fit(self.n_docs, self.n_elems)
         return K.probe_batch(q_ptr, q_elems, q_toks, self.rank, self.rule, self._pool(),
-                             tuple(self.levels), self._dl(), s.tags, s.ht, s.touched, s.mark,
+                             tuple(self.levels), self._dl(), s.cnt, s.touched, s.mark,
                              s.stats)
 
     def settle(self, q_ptr: np.ndarray, q_elems: np.ndarray, q_toks: np.ndarray,
@@ -190,9 +191,9 @@ class PoolIndex:
         s = self.one
         s.fit(self.n_docs + len(q_ptr) - 1, self.n_elems)
         keep = np.zeros(len(q_ptr) - 1, np.bool_)
-        self.n_docs, s.tags[0] = K.settle_batch(
+        self.n_docs = K.settle_batch(
             q_ptr, q_elems, q_toks, blocked, keep, self.rank, self.rule, self._pool(),
-            tuple(self.levels), self._dl(), self.n_docs, s.tags[0], s.ht[0], s.touched[0],
+            tuple(self.levels), self._dl(), self.n_docs, s.cnt[0], s.touched[0],
             s.mark[0], s.stats[0])
         return keep
 

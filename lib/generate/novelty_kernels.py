@@ -26,14 +26,19 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-# Scratch of one probe: an open-addressing hash table of the pool texts it touched (linear
-# probing, Fibonacci hashing), sized from a bound on the texts it can touch, so that it stays in
-# the L1/L2 cache however large the pool is (a row per pool text costs a cache miss per posting
-# entry at BELLE scale). Slot: KEY = text id + 1 (0 = empty); SCORE = shared elements counted
-# minus those the count bound needs. Texts whose first shared element fails the positional bound
-# are never put in. A probe empties the slots it used before it returns.
-KEY, SCORE = 0, 1
-MIN_BITS = 10  # the smallest table: 1,024 slots
+# Scratch of one probe, per thread:
+# - `cnt`: 2 bits per pool text (32 texts to a uint64 word): 0 while the text is untouched; once
+#   touched, PASSED minus the shared elements the count bound still needs, stopping at PASSED
+#   (`passed`; δ <= 2, so PASSED <= 3 fits). A touch or a count is a load, a few adds and a store
+#   whatever the text's state: no branch to mispredict. At 2 bits per text the array stays in the
+#   L2 cache (1 MiB a core here) at any pool the project meets: 256 KiB at a million texts. (A hash
+#   table of the touched texts, sized from the entries a probe may read, cost a third of a probe at
+#   1M: every lookup a mispredicted branch and a probe sequence; a byte per text, 1 MiB at 1M,
+#   shared the L2 with the index being read.) A probe sets the states it changed back to 0 before it returns.
+# - `touched`: the texts it touched, in order.
+# - `mark`: a bitset of the query's elements (a bit per element id), for the bag bound; cleared
+#   after each query.
+STATE_BITS = 2
 LINE = 16  # element ids (int32) per 64-byte cache line
 QUERY_CHUNK = 16  # queries a probe_batch thread takes at a time
 CHUNK = 8  # rows per delta chunk: a header and up to 7 entries
@@ -240,54 +245,58 @@ def _start(t, delta):
 
 
 @nb.njit(cache=True, inline="always")
-def table_bits(bound, rows):
-    """log2 of the table size for at most `bound` texts: load <= 1/2, at most `rows` slots."""
-    bits = MIN_BITS
-    while (1 << bits) < 2 * bound and (2 << bits) <= rows:
-        bits += 1
-    return bits
+def passed(delta):
+    """The state of a text past the count bound (see the scratch note above): a text can need at
+    most δ further elements after its first (`_start`), so touched texts hold 1..PASSED."""
+    return delta + 1
 
 
 @nb.njit(cache=True, inline="always")
-def _slot(d, ht, bits):
-    """The slot of text d in the table: its own, or the empty one where it would go."""
-    mask = (1 << bits) - 1
-    s = ((np.int64(d) * 2654435761) & 0xFFFFFFFF) >> (32 - bits)
-    while ht[s, KEY] != 0 and ht[s, KEY] != d + 1:
-        s = (s + 1) & mask
-    return s
+def _state(d, cnt):
+    """(word, shift, state) of text d in the 2-bit state array."""
+    w = cnt[d >> 5]
+    sh = np.uint64((d & 31) * STATE_BITS)
+    return w, sh, np.int64((w >> sh) & np.uint64(3))
 
 
 @nb.njit(cache=True, inline="always")
-def _touch(d, start, ht, bits, touched, n_touched):
+def _touch(d, start, top, cnt, touched, n_touched):
     """Count a shared element of text d. The caller has checked that this entry passes the
-    positional bound (so on d's first shared element the pair is alive and starts at `start`)."""
-    s = _slot(d, ht, bits)
-    if ht[s, KEY] != 0:
-        ht[s, SCORE] += 1
-        return n_touched
-    ht[s, KEY] = d + 1
-    ht[s, SCORE] = start
-    touched[n_touched] = s
-    return n_touched + 1
+    positional bound (so on d's first shared element the pair is alive and starts at `start`,
+    0 or below). Branch-free: a fresh text is listed (the slot is overwritten otherwise)."""
+    w, sh, c = _state(d, cnt)
+    fresh = np.int64(c == 0)
+    new = (1 - fresh) * (c + (c < top)) + fresh * (top + start)
+    cnt[d >> 5] = w ^ (np.uint64(c ^ new) << sh)
+    touched[n_touched] = d
+    return n_touched + fresh
 
 
 @nb.njit(cache=True, inline="always")
-def _count(d, ht, bits):
+def _count(d, top, cnt):
     """Count a shared element of text d only if an earlier element touched it: an entry past
     the positional bound min(la-i, lb-j) >= t can only be a later shared element of a live pair
     (elements come in the same order in both texts, so d's first one was at a smaller i and j,
     and had it been past the bound, so would every later one)."""
-    s = _slot(d, ht, bits)
-    if ht[s, KEY] != 0:
-        ht[s, SCORE] += 1
+    w, sh, c = _state(d, cnt)
+    new = c + ((c != 0) & (c < top))
+    cnt[d >> 5] = w ^ (np.uint64(c ^ new) << sh)
+
+
+@nb.njit(cache=True, inline="always")
+def _has(mark, e):
+    """1 if element e is in the query (its bit is set in the query's bitset), else 0."""
+    return (mark[e >> 6] >> np.uint64(e & 63)) & np.uint64(1)
 
 
 @nb.njit(cache=True)
-def _scan_level(e, i, la, lo, hi, rule, level, ht, bits, touched, n_touched, stats):
+def _scan_level(e, i, la, lo, hi, rule, tneed, level, cnt, touched, n_touched, stats):
     """Entries of element e in a sorted level: lengths lo..hi, positions inside the pair prefix;
-    first those that pass the positional bound (positions j <= lb-t), then the δ after them."""
-    num, den, delta, _ = rule
+    first those that pass the positional bound (positions j <= lb-t), then the δ after them.
+    tneed[lb] = t(la, lb), computed once per query (a division per length group was a tenth of
+    a probe)."""
+    delta = rule[2]
+    top = passed(delta)
     g_ptr, g_lb, g_start, st_j, st_doc = level
     if e + 1 >= len(g_ptr):
         return n_touched
@@ -295,16 +304,16 @@ def _scan_level(e, i, la, lo, hi, rule, level, ht, bits, touched, n_touched, sta
     g += np.searchsorted(g_lb[g:g_end], lo)
     while g < g_end and g_lb[g] <= hi:
         lb = g_lb[g]
-        t = need(la, lb, num, den)
+        t = tneed[lb]
         jmax = lb - t + delta  # last position of the pool text's pair prefix
         jnew = lb - t if la - i >= t else -1  # last position that passes the positional bound
         start = _start(t, delta)
         k, end = g_start[g], g_start[g + 1]
         while k < end and st_j[k] <= jnew:
-            n_touched = _touch(st_doc[k], start, ht, bits, touched, n_touched)
+            n_touched = _touch(st_doc[k], start, top, cnt, touched, n_touched)
             k += 1
         while k < end and st_j[k] <= jmax:
-            _count(st_doc[k], ht, bits)
+            _count(st_doc[k], top, cnt)
             k += 1
         stats[ENTRIES] += k - g_start[g]
         g += 1
@@ -312,9 +321,10 @@ def _scan_level(e, i, la, lo, hi, rule, level, ht, bits, touched, n_touched, sta
 
 
 @nb.njit(cache=True)
-def _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, ht, bits, touched, n_touched, stats):
+def _scan_delta(e, i, la, lo, hi, rule, tneed, min_doc, dl, cnt, touched, n_touched, stats):
     """The same test over element e's delta list (newest first, so stop below min_doc)."""
-    num, den, delta, _ = rule
+    delta = rule[2]
+    top = passed(delta)
     d_head, d_rows = dl[0], dl[1]
     if e >= len(d_head):
         return n_touched
@@ -328,11 +338,11 @@ def _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, ht, bits, touched, n_touche
             j = d_rows[k, POS]
             stats[ENTRIES] += 1
             if lo <= lb <= hi:
-                t = need(la, lb, num, den)
+                t = tneed[lb]
                 if j <= lb - t and la - i >= t:
-                    n_touched = _touch(d, _start(t, delta), ht, bits, touched, n_touched)
+                    n_touched = _touch(d, _start(t, delta), top, cnt, touched, n_touched)
                 elif j <= lb - t + delta:
-                    _count(d, ht, bits)
+                    _count(d, top, cnt)
         c = d_rows[c * CHUNK, NEXT]
     return n_touched
 
@@ -368,96 +378,75 @@ def rouge_f(lcs, la, lb):
 
 
 @nb.njit(cache=True)
-def _verify(qe, qt, rule, pool, tag, ht, touched, n_touched, mark, stats):
+def _verify(qe, qt, rule, pool, tneed, cnt, touched, n_touched, mark, stats):
     """Count bound, bitmap bound, bag bound, then the exact F, per touched text; True = too
-    similar.
+    similar. tneed[lb] = t(la, lb) for every length a touched text can have. Leaves every
+    touched text's state at 0 (untouched) for the next probe.
 
     The texts past the count bound are read in passes of independent loads (their offsets and
     bitmaps, then the first two cache lines of their elements, then the rest), so that their
     cache misses overlap instead of each text waiting for its own: at BELLE scale they are the
-    probe's slowest memory accesses. The bitmap bound needs no more than the first pass reads."""
-    num, den, _, thr = rule
+    probe's slowest memory accesses. The first two passes keep no branch on what they read
+    (a list is compacted by adding the test's outcome to its end), so a mispredicted branch
+    cannot cut the loads in flight short. The bitmap bound needs no more than those passes."""
+    num, den, delta, thr = rule
+    top = passed(delta)
     _, doc_ptr, doc_elems, elem_tok, doc_bm = pool
     la = len(qe)
     stats[CANDIDATES] += n_touched
-    first = np.empty(n_touched, np.int64)
+    first = np.empty(n_touched + 1, np.int64)
     m = 0
-    for k in range(n_touched):
-        s = touched[k]
-        if ht[s, SCORE] >= 0:
-            first[m] = ht[s, KEY] - 1  # the text id, until its offset replaces it below
-            m += 1
+    for k in range(n_touched):  # the texts past the count bound; every state back to 0
+        d = touched[k]
+        w, sh, c = _state(d, cnt)
+        cnt[d >> 5] = w & ~(np.uint64(3) << sh)
+        first[m] = d  # the text id, until its offset replaces it below
+        m += c == top
     stats[BOUNDED] += m
     qbm = bitmap(qe)
-    end = np.empty(m, np.int64)
+    bm = np.empty(m, np.int64)
+    end = np.empty(m + 1, np.int64)
+    for c in range(m):  # independent loads: offsets and bitmaps of every text past the count bound
+        d = first[c]
+        bm[c] = doc_bm[d]
+        first[c], end[c] = doc_ptr[d], doc_ptr[d + 1]
     alive = 0
     for c in range(m):
-        d = first[c]
-        a, b = doc_ptr[d], doc_ptr[d + 1]
-        if popcount(qbm ^ doc_bm[d]) <= la + (b - a) - 2 * need(la, b - a, num, den):
-            first[alive], end[alive] = a, b
-            alive += 1
+        a, b = first[c], end[c]
+        lb = b - a
+        first[alive], end[alive] = a, b
+        alive += popcount(qbm ^ bm[c]) <= la + lb - 2 * tneed[lb]
     stats[BITMAP] += alive
     m = alive
     if m == 0:
         return False
     for e in qe:
-        mark[e] = tag
+        mark[e >> 6] |= np.uint64(1) << np.uint64(e & 63)
     bag = np.zeros(m, np.int64)
     for c in range(m):
-        bag[c] = (mark[doc_elems[first[c]]] == tag) + \
-            (end[c] - first[c] > LINE and mark[doc_elems[first[c] + LINE]] == tag)
+        bag[c] = _has(mark, doc_elems[first[c]])
+        if end[c] - first[c] > LINE:
+            bag[c] += _has(mark, doc_elems[first[c] + LINE])
+    found = False
     for c in range(m):
         a, b = first[c], end[c]
         lb = b - a
         shared = bag[c]
         for k in range(a + 1, b):
-            if k != a + LINE and mark[doc_elems[k]] == tag:
-                shared += 1
-        if shared < need(la, lb, num, den):
+            shared += _has(mark, doc_elems[k]) * (k != a + LINE)
+        if shared < tneed[lb]:
             continue
         stats[LCS] += 1
         if rouge_f(lcs_length(qt, elem_tok[doc_elems[a:b]]), la, lb) > thr:
-            return True
-    return False
-
-
-@nb.njit(cache=True)
-def _level_bound(e, lo, hi, level):
-    """Entries of element e with lengths lo..hi in a sorted level (>= the texts they touch)."""
-    g_ptr, g_lb, g_start, _, _ = level
-    if e + 1 >= len(g_ptr):
-        return 0
-    g, g_end = g_ptr[e], g_ptr[e + 1]
-    g += np.searchsorted(g_lb[g:g_end], lo)
-    h = g
-    while h < g_end and g_lb[h] <= hi:
-        h += 1
-    return g_start[h] - g_start[g]
-
-
-@nb.njit(cache=True)
-def _touch_bound(qe, lo, hi0, min_doc, rule, levels, d_cnt):
-    """At most how many texts a probe puts in its table: the entries it may read at the query
-    positions where a first shared element can pass the positional bound (la-i >= least(la))."""
-    num, den, delta, _ = rule
-    la = len(qe)
-    bound = 0
-    for i in range(la - least(la, num, den) + 1):
-        hi = min(hi0, 2 * den * (la - i + delta) // num - la)
-        if hi < lo:
+            found = True
             break
-        e = qe[i]
-        if min_doc == 0:
-            for level in levels:
-                bound += _level_bound(e, lo, hi, level)
-        if e < len(d_cnt):
-            bound += d_cnt[e]
-    return bound
+    for e in qe:
+        mark[e >> 6] = 0
+    return found
 
 
 @nb.njit(cache=True)
-def probe(q_elems, qt, rank, min_doc, rule, pool, levels, dl, tag, ht, touched, mark, stats):
+def probe(q_elems, qt, rank, min_doc, rule, pool, levels, dl, cnt, touched, mark, stats):
     """True when a pool text (id >= min_doc) has ROUGE-L F > threshold against the query.
 
     min_doc > 0 reads only the delta lists: the caller guarantees those hold every text from
@@ -469,7 +458,9 @@ def probe(q_elems, qt, rank, min_doc, rule, pool, levels, dl, tag, ht, touched, 
     qe = sort_by_rank(q_elems, rank)
     lo = least(la, num, den)               # length bound: lb >= θ·la/(2-θ)
     hi0 = (2 * den - num) * la // num      # and lb <= (2-θ)·la/θ
-    bits = table_bits(_touch_bound(qe, lo, hi0, min_doc, rule, levels, dl[2]), len(ht))
+    tneed = np.empty(hi0 + 1, np.int64)
+    for lb in range(lo, hi0 + 1):
+        tneed[lb] = need(la, lb, num, den)
     n_touched = 0
     for i in range(indexed_len(la, num, den, delta)):
         # position i lies in the query's pair prefix only for partners with t(la, lb) <= la-i+δ
@@ -479,34 +470,29 @@ def probe(q_elems, qt, rank, min_doc, rule, pool, levels, dl, tag, ht, touched, 
         e = qe[i]
         if min_doc == 0:
             for level in levels:
-                n_touched = _scan_level(e, i, la, lo, hi, rule, level, ht, bits, touched, n_touched,
-                                        stats)
-        n_touched = _scan_delta(e, i, la, lo, hi, rule, min_doc, dl, ht, bits, touched, n_touched,
+                n_touched = _scan_level(e, i, la, lo, hi, rule, tneed, level, cnt, touched,
+                                        n_touched, stats)
+        n_touched = _scan_delta(e, i, la, lo, hi, rule, tneed, min_doc, dl, cnt, touched, n_touched,
                                 stats)
-    found = _verify(qe, qt, rule, pool, tag, ht, touched, n_touched, mark, stats)
-    for k in range(n_touched):
-        ht[touched[k], KEY] = 0
-    return found
+    return _verify(qe, qt, rule, pool, tneed, cnt, touched, n_touched, mark, stats)
 
 
 @nb.njit(cache=True, parallel=True)
-def probe_batch(q_ptr, q_elems, q_toks, rank, rule, pool, levels, dl, tags, ht, touched, mark,
-                stats):
+def probe_batch(q_ptr, q_elems, q_toks, rank, rule, pool, levels, dl, cnt, touched, mark, stats):
     """`probe` for many queries against the same (frozen) pool, one scratch row per worker;
     worker w takes the chunks of QUERY_CHUNK queries numbered w, w + workers, ... (interleaved,
     so that a run of costly queries is shared; dynamic scheduling would make numba recompile
     this function in every process, ~6 s)."""
     n = len(q_ptr) - 1
-    workers = len(tags)
+    workers = len(cnt)
     blocked = np.zeros(n, np.bool_)
     big, small, tiny = levels  # a parallel loop takes tuples of arrays, not tuples of those
     for w in nb.prange(workers):
         for c in range(w * QUERY_CHUNK, n, workers * QUERY_CHUNK):
             for q in range(c, min(n, c + QUERY_CHUNK)):
-                tags[w] += 1
                 a, b = q_ptr[q], q_ptr[q + 1]
                 blocked[q] = probe(q_elems[a:b], q_toks[a:b], rank, 0, rule, pool, (big, small, tiny),
-                                   dl, tags[w], ht[w], touched[w], mark[w], stats[w])
+                                   dl, cnt[w], touched[w], mark[w], stats[w])
     return blocked
 
 
@@ -524,21 +510,20 @@ def f_all(qt, pool, n_docs):
 
 @nb.njit(cache=True)
 def settle_batch(q_ptr, q_elems, q_toks, blocked, keep, rank, rule, pool, levels, dl,
-                 n_docs, tag, ht, touched, mark, stats):
+                 n_docs, cnt, touched, mark, stats):
     """In arrival order: a batch query not blocked by the pool is checked against the batch's
     earlier keepers (texts n_docs.. on, all in the delta lists) and kept or dropped; keepers
-    join the pool. Fills `keep`; returns (n_docs, tag) after the batch."""
+    join the pool. Fills `keep`; returns n_docs after the batch."""
     num, den, delta, _ = rule
     first = n_docs
     for q in range(len(q_ptr) - 1):
         a, b = q_ptr[q], q_ptr[q + 1]
         if blocked[q]:
             continue
-        tag += 1
-        if probe(q_elems[a:b], q_toks[a:b], rank, first, rule, pool, levels, dl, tag, ht,
-                 touched, mark, stats):
+        if probe(q_elems[a:b], q_toks[a:b], rank, first, rule, pool, levels, dl, cnt, touched,
+                 mark, stats):
             continue
         keep[q] = True
         insert(q_elems[a:b], pool, rank, n_docs, num, den, delta, dl)
         n_docs += 1
-    return n_docs, tag
+    return n_docs
