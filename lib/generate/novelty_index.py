@@ -48,7 +48,7 @@ class Scratch:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self.cnt = np.zeros((workers, 32), np.uint64)
+        self.cnt = np.zeros((workers, K.state_words(1024)), np.uint64)
         self.touched = np.zeros((workers, 1024), np.int32)
         self.mark = np.zeros((workers, 32), np.uint64)
         self.stats = np.zeros((workers, K.COUNTERS), np.int64)
@@ -57,7 +57,7 @@ class Scratch:
         # the kernels index these without bounds checks: a state per text, one touched slot more
         # than there are texts (a touch writes its slot before it knows the text is fresh), a bit
         # per element
-        self.cnt = _grow(self.cnt, n_docs // 32 + 1)
+        self.cnt = _grow(self.cnt, K.state_words(n_docs))
         self.touched = _grow(self.touched, n_docs + 1)
         self.mark = _grow(self.mark, n_elems // 64 + 1)
 
@@ -71,8 +71,8 @@ class PoolIndex:
     def __init__(self, num: int, den: int, threshold: float, workers: int = 2):
         self.num, self.den, self.delta = num, den, DELTA
         self.rule = (num, den, DELTA, threshold)
-        # a text's state in the count bound (novelty_kernels) is 0..DELTA+1 in 2 bits
-        assert DELTA + 1 < 1 << K.STATE_BITS
+        # a text's state in the count bound (novelty_kernels) is 0..DELTA+1 in K.STATE_BITS bits
+        assert DELTA + 1 <= K.STATE_MASK
         self.n_docs = 0
         self.lens = np.zeros(1024, np.int32)
         self.doc_ptr = np.zeros(1025, np.int64)

@@ -27,18 +27,22 @@ import numba as nb
 import numpy as np
 
 # Scratch of one probe, per thread:
-# - `cnt`: 2 bits per pool text (32 texts to a uint64 word): 0 while the text is untouched; once
-#   touched, PASSED minus the shared elements the count bound still needs, stopping at PASSED
-#   (`passed`; δ <= 2, so PASSED <= 3 fits). A touch or a count is a load, a few adds and a store
-#   whatever the text's state: no branch to mispredict. At 2 bits per text the array stays in the
-#   L2 cache (1 MiB a core here) at any pool the project meets: 256 KiB at a million texts. (A hash
-#   table of the touched texts, sized from the entries a probe may read, cost a third of a probe at
-#   1M: every lookup a mispredicted branch and a probe sequence; a byte per text, 1 MiB at 1M,
-#   shared the L2 with the index being read.) A probe sets the states it changed back to 0 before it returns.
+# - `cnt`: STATE_BITS per pool text (32 texts to a uint64 word): 0 while the text is untouched;
+#   once touched, PASSED minus the shared elements the count bound still needs, stopping at PASSED
+#   (`passed`; δ <= 2, so PASSED <= STATE_MASK). A touch or a count is a load, a few adds and a
+#   store whatever the text's state: no branch to mispredict. At 2 bits per text the array stays
+#   in the L2 cache (1 MiB a core here) at any pool the project meets: 256 KiB at a million texts.
+#   (A hash table of the touched texts, sized from the entries a probe may read, cost a third of a
+#   probe at 1M: every lookup a mispredicted branch and a probe sequence; a byte per text, 1 MiB at
+#   1M, shared the L2 with the index being read.) A probe sets the states it changed back to 0
+#   before it returns.
 # - `touched`: the texts it touched, in order.
 # - `mark`: a bitset of the query's elements (a bit per element id), for the bag bound; cleared
 #   after each query.
 STATE_BITS = 2
+STATE_MASK = (1 << STATE_BITS) - 1
+WORD_SHIFT = 5  # text d's state is in word d >> WORD_SHIFT: 2**5 = 64 // STATE_BITS states a word
+assert STATE_BITS << WORD_SHIFT == 64
 LINE = 16  # element ids (int32) per 64-byte cache line
 QUERY_CHUNK = 16  # queries a probe_batch thread takes at a time
 CHUNK = 8  # rows per delta chunk: a header and up to 7 entries
@@ -251,12 +255,18 @@ def passed(delta):
     return delta + 1
 
 
+def state_words(n_docs: int) -> int:
+    """Length of a state array (`cnt`) for texts 0..n_docs-1."""
+    return (n_docs >> WORD_SHIFT) + 1
+
+
 @nb.njit(cache=True, inline="always")
 def _state(d, cnt):
-    """(word, shift, state) of text d in the 2-bit state array."""
-    w = cnt[d >> 5]
-    sh = np.uint64((d & 31) * STATE_BITS)
-    return w, sh, np.int64((w >> sh) & np.uint64(3))
+    """(word index, word, shift, state) of text d in the state array."""
+    k = d >> WORD_SHIFT
+    w = cnt[k]
+    sh = np.uint64((d & ((1 << WORD_SHIFT) - 1)) * STATE_BITS)
+    return k, w, sh, np.int64((w >> sh) & np.uint64(STATE_MASK))
 
 
 @nb.njit(cache=True, inline="always")
@@ -264,10 +274,10 @@ def _touch(d, start, top, cnt, touched, n_touched):
     """Count a shared element of text d. The caller has checked that this entry passes the
     positional bound (so on d's first shared element the pair is alive and starts at `start`,
     0 or below). Branch-free: a fresh text is listed (the slot is overwritten otherwise)."""
-    w, sh, c = _state(d, cnt)
+    k, w, sh, c = _state(d, cnt)
     fresh = np.int64(c == 0)
     new = (1 - fresh) * (c + (c < top)) + fresh * (top + start)
-    cnt[d >> 5] = w ^ (np.uint64(c ^ new) << sh)
+    cnt[k] = w ^ (np.uint64(c ^ new) << sh)
     touched[n_touched] = d
     return n_touched + fresh
 
@@ -278,9 +288,9 @@ def _count(d, top, cnt):
     the positional bound min(la-i, lb-j) >= t can only be a later shared element of a live pair
     (elements come in the same order in both texts, so d's first one was at a smaller i and j,
     and had it been past the bound, so would every later one)."""
-    w, sh, c = _state(d, cnt)
+    k, w, sh, c = _state(d, cnt)
     new = c + ((c != 0) & (c < top))
-    cnt[d >> 5] = w ^ (np.uint64(c ^ new) << sh)
+    cnt[k] = w ^ (np.uint64(c ^ new) << sh)
 
 
 @nb.njit(cache=True, inline="always")
@@ -386,26 +396,26 @@ def _verify(qe, qt, rule, pool, tneed, cnt, touched, n_touched, mark, stats):
     The texts past the count bound are read in passes of independent loads (their offsets and
     bitmaps, then the first two cache lines of their elements, then the rest), so that their
     cache misses overlap instead of each text waiting for its own: at BELLE scale they are the
-    probe's slowest memory accesses. The first two passes keep no branch on what they read
-    (a list is compacted by adding the test's outcome to its end), so a mispredicted branch
-    cannot cut the loads in flight short. The bitmap bound needs no more than those passes."""
+    probe's slowest memory accesses. The passes up to the bitmap bound keep no branch on what
+    they read (a list is compacted by adding the test's outcome to its end), so a mispredicted
+    branch cannot cut the loads in flight short."""
     num, den, delta, thr = rule
     top = passed(delta)
     _, doc_ptr, doc_elems, elem_tok, doc_bm = pool
     la = len(qe)
     stats[CANDIDATES] += n_touched
-    first = np.empty(n_touched + 1, np.int64)
+    first = np.empty(n_touched, np.int64)
     m = 0
     for k in range(n_touched):  # the texts past the count bound; every state back to 0
         d = touched[k]
-        w, sh, c = _state(d, cnt)
-        cnt[d >> 5] = w & ~(np.uint64(3) << sh)
+        word, w, sh, c = _state(d, cnt)
+        cnt[word] = w & ~(np.uint64(STATE_MASK) << sh)
         first[m] = d  # the text id, until its offset replaces it below
         m += c == top
     stats[BOUNDED] += m
     qbm = bitmap(qe)
     bm = np.empty(m, np.int64)
-    end = np.empty(m + 1, np.int64)
+    end = np.empty(m, np.int64)
     for c in range(m):  # independent loads: offsets and bitmaps of every text past the count bound
         d = first[c]
         bm[c] = doc_bm[d]
