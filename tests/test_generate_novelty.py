@@ -17,6 +17,8 @@ from rapidfuzz.distance import LCSseq
 from rouge_score import rouge_scorer
 from rouge_score.rouge_scorer import _score_lcs
 
+from lib.core.errors import UserError
+from lib.generate import novelty, novelty_index
 from lib.generate.novelty import NoveltyFilter, rouge_f
 from lib.core.text import guess_lang, rouge_tokens, tokens
 
@@ -309,3 +311,67 @@ def test_kernels_as_python_decide_like_compiled(shared_data, tmp_path):
     compiled.extend(pool)
     assert as_python == compiled.add_many(cands) == brute_force_tokens(pool, cands, 0.7)
     assert 0 < sum(as_python) < len(as_python)
+
+
+def test_exact_on_long_texts_whose_prefix_positions_saturate():
+    """Entries past position 255 are stored as 255 (novelty_kernels._groups): a saturated
+    position may make the scan read more, never change a decision. Each long pool text has 300
+    words found nowhere else, which come first in its rare-first order, and 400 common words;
+    a candidate made of its common words (330-420 of them, in order: F near 0.7) shares with it
+    only elements at positions 300 and later, so finding it needs the saturated entries.
+    Brute force: the exact LCS (rapidfuzz) in rouge's F formula."""
+    rng = random.Random(3)
+    common = [f"c{i}" for i in range(600)]
+    long_texts, common_parts = [], []
+    for k in range(8):
+        part = rng.sample(common, 400)
+        words = part + [f"u{k}x{i}" for i in range(300)]
+        rng.shuffle(words)
+        long_texts.append(words)
+        common_parts.append([w for w in words if w.startswith("c")])
+    # 70 texts: past the first re-rank (64), so they sit in a packed level, not the delta lists
+    pool = long_texts + [rng.sample(common, 40) for _ in range(62)]
+    cands = []
+    for _ in range(40):
+        words = list(rng.choice(common_parts))
+        for j in sorted(rng.sample(range(400), 400 - rng.randint(330, 400)), reverse=True):
+            del words[j]
+        cands.append(words)
+
+    def f1(a, b):
+        lcs = LCSseq.similarity(a, b)
+        p, r = lcs / len(b), lcs / len(a)
+        return 2 * p * r / (p + r) if lcs else 0.0
+
+    kept, want = list(pool), []
+    for c in cands:
+        want.append(max(f1(c, t) for t in kept) <= 0.7)
+        if want[-1]:
+            kept.append(c)
+    f = NoveltyFilter()
+    f.extend(" ".join(t) for t in pool)
+    assert len(f._index.levels[0][2]) > 0 and f._index.n_delta == 0
+    assert f.add_many(" ".join(c) for c in cands) == want
+    assert 0 < sum(want) < len(want)
+
+
+def test_a_pool_past_the_index_capacity_is_one_clear_error_and_keeps_the_pool(monkeypatch):
+    """Index entries hold a text id in 24 bits (novelty_kernels.MAX_DOCS); a batch that could take
+    the pool past it is refused before anything is written, and the pool still works."""
+    monkeypatch.setattr(novelty_index.K, "MAX_DOCS", 50)
+    f = NoveltyFilter()
+    f.extend(f"pool text number {i} about topic {i * 7}" for i in range(30))
+    with pytest.raises(UserError, match="more than the 50 its index can number"):
+        f.add_many(f"a fresh candidate {i} on subject {i * 11} today" for i in range(40))
+    assert len(f) == 30 and f._index.n_docs == 30
+    assert f.add("one more entirely new instruction") and len(f) == 31
+
+
+def test_a_text_longer_than_the_index_holds_is_one_clear_error(monkeypatch):
+    """Group heads hold a text length in 24 bits (novelty_kernels.LEN_MASK): checked as a text is
+    encoded, before it touches the pool."""
+    monkeypatch.setattr(novelty, "LEN_MASK", 5)
+    f = NoveltyFilter()
+    with pytest.raises(UserError, match="a text of 6 tokens is longer than the 5 .* truncate it"):
+        f.add("one two three four five six")
+    assert len(f) == 0 and f.add("one two three")

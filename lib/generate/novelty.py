@@ -35,10 +35,11 @@ changed; exact ties reach step 9.
    other shared element lies after the end of the extended prefix that ends first in the
    order, so overlap <= c + max(la-|Xq|, lb-|Xb|) = c + t-1-δ: a pair needs c >= δ+1. This is
    what refutes the many pairs that share only a phrase ("Write a short story about").
-7. Bitmap bound: each text keeps a 63-bit bitmap with bit h(e) set for each of its elements.
+7. Bitmap bound: each text keeps a 126-bit bitmap with bit h(e) set for each of its elements.
    A bit set in one bitmap but not the other comes from an element only that text has, and
    different bits from different elements, so popcount(bq ^ bb) <= la + lb - 2·overlap: a pair
-   needs popcount <= la + lb - 2t. It is read beside the text's offsets, one load per text.
+   needs popcount <= la + lb - 2t. Its two words share a cache line, read beside the text's
+   offsets.
 8. Bag bound: the exact element overlap of the survivors.
 9. The exact LCS (DP) and rouge's float formula 2pr/(p+r), operations in rouge's order, so
    ties at exactly θ round the same way. Keep iff F <= threshold.
@@ -61,9 +62,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from lib.core.errors import UserError
 from lib.core.text import tokens as default_tokens
 from lib.generate.novelty_index import PoolIndex
-from lib.generate.novelty_kernels import rouge_f
+from lib.generate.novelty_kernels import LEN_MASK, rouge_f
 
 __all__ = ["NoveltyFilter", "rouge_f"]
 
@@ -112,6 +114,9 @@ class NoveltyFilter:
         """(element ids, token ids) of a text. A token's id is the id of its first-occurrence
         element; its k-th occurrence (k >= 2) is another element. New ids are registered."""
         toks = self.tokenize(text)
+        if len(toks) > LEN_MASK:
+            raise UserError(f"a text of {len(toks):,} tokens is longer than the {LEN_MASK:,} the "
+                            "novelty filter's index can hold: truncate it")
         ids = list(map(self._tok_ids.get, toks))
         fresh: list[int] = []  # token ids of the elements created here, in id order
         if None in ids:

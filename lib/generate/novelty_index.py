@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lib.core.errors import UserError
 from lib.generate import novelty_kernels as K
 
 # Elements beyond a text's prefix that are indexed too: the count bound then prunes any pair
@@ -63,8 +64,7 @@ class Scratch:
 
 
 def _empty_level() -> tuple:
-    return (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(1, np.int64),
-            np.zeros(0, np.uint8), np.zeros(0, np.int32))
+    return np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.uint32)
 
 
 class PoolIndex:
@@ -77,7 +77,7 @@ class PoolIndex:
         self.lens = np.zeros(1024, np.int32)
         self.doc_ptr = np.zeros(1025, np.int64)
         self.doc_elems = np.zeros(16384, np.int32)
-        self.doc_bm = np.zeros(1024, np.int64)
+        self.doc_bm = np.zeros((1024, K.BM_WORDS), np.int64)
         self.n_elems = 0
         self.elem_tok = np.zeros(1024, np.int32)
         self.rank = np.full(1024, -1, np.int64)
@@ -105,9 +105,12 @@ class PoolIndex:
     def make_room(self, docs: int, elems: int) -> None:
         """Capacity for `docs` more texts with `elems` elements in all."""
         n, m = self.n_docs + docs, self.doc_ptr[self.n_docs] + elems
+        if n > K.MAX_DOCS:
+            raise UserError(f"the novelty pool would hold {n:,} texts, more than the {K.MAX_DOCS:,} "
+                            "its index can number: filter the candidates in several runs")
         self.lens = _grow(self.lens, n)
         self.doc_ptr = _grow(self.doc_ptr, n + 1)
-        self.doc_bm = _grow(self.doc_bm, n)
+        self.doc_bm = _grow(self.doc_bm, n, axis=0)
         self.doc_elems = _grow(self.doc_elems, m)
         # a new entry may start a new chunk
         self.d_rows = _grow(self.d_rows, (self.d_n[1] + elems) * K.CHUNK, axis=0)
@@ -126,13 +129,13 @@ class PoolIndex:
             self._rerank()
             self.levels = [self._sorted(0)] + [_empty_level() for _ in LEVEL_SHARE[1:]]
             return
-        big = len(self.levels[0][4])
+        big = len(self.levels[0][2])
         if self.n_delta <= max(DELTA_SHARE * big, MIN_MERGE):
             return
         new = self._sorted(self.indexed)
         for k in range(len(LEVEL_SHARE) - 1, 0, -1):  # tiny, then small while one overflows
             new = K.merge_levels(self.levels[k], new, self.n_elems)
-            if len(new[4]) <= max(LEVEL_SHARE[k] * big, MIN_MERGE):
+            if len(new[2]) <= max(LEVEL_SHARE[k] * big, MIN_MERGE):
                 self.levels[k] = new
                 return
             self.levels[k] = _empty_level()

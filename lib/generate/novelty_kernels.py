@@ -8,11 +8,14 @@ with θ = num/den; nothing is approximated.
 Tuples of arrays the kernels share (owned by novelty_index.PoolIndex):
   pool   = (lens, doc_ptr, doc_elems, elem_tok, doc_bm): length of text d, CSR of its element
            ids in text order, the token id of each element (for the exact LCS), and each text's
-           bitmap (see `bitmap`)
-  level  = (g_ptr, g_lb, g_start, st_j, st_doc): a sorted index level. Entries (position j of
-           the element in text st_doc) are grouped by (element, text length): element e owns
-           groups g_ptr[e]..g_ptr[e+1]-1, group g holds texts of length g_lb[g] in entries
-           g_start[g]..g_start[g+1]-1, sorted by position.
+           bitmap, two words a row (see `bitmap`)
+  level  = (g_ptr, g_head, ent): a sorted index level. Entries are grouped by (element, text
+           length): element e owns groups g_ptr[e]..g_ptr[e+1]-1; group g's head is
+           `first entry << LEN_BITS | length` (one more head closes the last group), and its
+           entries, sorted by position, are `text << POS_BITS | position of e in the text`.
+           One load per group and one per entry: the probe reads thousands of short groups,
+           and each separate array (lengths, starts, positions, texts) was another stream of
+           cache misses (one array each: 16% slower at 1M).
   delta  = (d_head, d_rows, d_cnt, d_n): texts added since the last level was built, one list
            per element, newest first, and each list's length; d_n = (entries, chunks) in use.
            A list is a chain of chunks of CHUNK rows of d_rows (128 bytes, two cache lines):
@@ -52,7 +55,15 @@ DOC, LEN, POS = 0, 1, 2  # the columns of a delta entry
 # past the bitmap bound, past the bag bound (= exact LCS computed).
 ENTRIES, CANDIDATES, BOUNDED, BITMAP, LCS = 0, 1, 2, 3, 4
 COUNTERS = 5
-BITS = 63  # bitmap width: bit 63 stays clear, so bitmaps are non-negative int64 everywhere
+BITS = 63  # bits a bitmap word uses: bit 63 stays clear, so words are non-negative int64
+BM_WORDS = 2  # words a bitmap: 126 bits (63 let 4 times as many texts reach the bag bound)
+# Packed index entries (see `level` above). Text ids and lengths are below 2**24, checked where
+# texts join the pool (novelty_index.PoolIndex.make_room); positions saturate (see `_groups`).
+POS_BITS = 8
+POS_MASK = (1 << POS_BITS) - 1
+LEN_BITS = 24
+LEN_MASK = (1 << LEN_BITS) - 1
+MAX_DOCS = 1 << (32 - POS_BITS)  # text ids fit the 24 bits an entry has left
 
 
 @nb.njit(cache=True, inline="always")
@@ -76,14 +87,16 @@ def indexed_len(length, num, den, delta):
 
 @nb.njit(cache=True)
 def bitmap(elems):
-    """A text's bitmap: bit h(e) set for each of its elements (h hashes an element id to 0..62).
-    Shared elements set the same bit in both texts, so a bit set in only one of two bitmaps comes
-    from an element only that text has, and different bits from different elements:
+    """A text's bitmap as (low word, high word): bit h(e) set for each of its elements (h hashes
+    an element id to 0..125, bit h % 63 of word h // 63). Shared elements set the same bit in
+    both texts, so a bit set in only one of two bitmaps comes from an element only that text
+    has, and different bits from different elements:
     popcount(bx ^ by) <= |x - y| + |y - x| = la + lb - 2·overlap (the bitmap bound)."""
-    bm = np.int64(0)
+    words = np.zeros(BM_WORDS, np.int64)
     for e in elems:
-        bm |= np.int64(1) << (((np.int64(e) * 2654435761) & 0xFFFFFFFF) % BITS)
-    return bm
+        h = ((np.int64(e) * 2654435761) & 0xFFFFFFFF) % (BITS * BM_WORDS)
+        words[h // BITS] |= np.int64(1) << (h % BITS)
+    return words[0], words[1]
 
 
 @nb.njit(cache=True, inline="always")
@@ -140,27 +153,29 @@ def build_level(lens, doc_ptr, doc_elems, rank, first, last, n_elems, num, den, 
 
 @nb.njit(cache=True)
 def _groups(ptr, key, doc, n_elems):
-    """Group boundaries of sorted entries: one group per (element, length)."""
+    """A level from sorted entries (key = length << 32 | position, and the text): one group per
+    (element, length), heads and entries packed (see the module docstring)."""
     n_groups = 0
     for e in range(n_elems):
         for k in range(ptr[e], ptr[e + 1]):
             if k == ptr[e] or (key[k] >> 32) != (key[k - 1] >> 32):
                 n_groups += 1
     g_ptr = np.zeros(n_elems + 1, np.int64)
-    g_lb = np.empty(n_groups, np.int32)
-    g_start = np.empty(n_groups + 1, np.int64)
+    g_head = np.empty(n_groups + 1, np.int64)
     g = 0
     for e in range(n_elems):
         for k in range(ptr[e], ptr[e + 1]):
             if k == ptr[e] or (key[k] >> 32) != (key[k - 1] >> 32):
-                g_lb[g], g_start[g] = key[k] >> 32, k
+                g_head[g] = (k << LEN_BITS) | (key[k] >> 32)
                 g += 1
         g_ptr[e + 1] = g
-    g_start[n_groups] = len(key)
-    # positions saturate at 255: a stored position is <= the real one, so the scan reads an entry
-    # at least as often as it should (touching or counting more is safe, see _scan_level)
-    st_j = np.minimum(key & 0xFFFFFFFF, 255).astype(np.uint8)
-    return g_ptr, g_lb, g_start, st_j, doc
+    g_head[n_groups] = len(key) << LEN_BITS
+    # positions saturate at POS_MASK: a stored position is <= the real one, so the scan reads an
+    # entry at least as often as it should (touching or counting more is safe, see _scan_level)
+    ent = np.empty(len(key), np.uint32)
+    for k in range(len(key)):
+        ent[k] = (np.uint32(doc[k]) << POS_BITS) | np.uint32(min(key[k] & 0xFFFFFFFF, POS_MASK))
+    return g_ptr, g_head, ent
 
 
 @nb.njit(cache=True)
@@ -168,7 +183,7 @@ def merge_levels(a, b, n_elems):
     """One sorted level holding the entries of levels a and b: per element, a merge of two runs
     already sorted by (length, position), so folding a level into a larger one costs a
     sequential pass instead of a sort."""
-    n = len(a[4]) + len(b[4])
+    n = len(a[2]) + len(b[2])
     ptr = np.zeros(n_elems + 1, np.int64)
     key = np.empty(n, np.int64)
     doc = np.empty(n, np.int32)
@@ -180,14 +195,14 @@ def merge_levels(a, b, n_elems):
         ga, gb = ka[2], kb[2]
         while ia < ea or ib < eb:
             if ib >= eb or (ia < ea and _key(a, ga, ia) <= _key(b, gb, ib)):
-                key[k], doc[k] = _key(a, ga, ia), a[4][ia]
+                key[k], doc[k] = _key(a, ga, ia), a[2][ia] >> POS_BITS
                 ia += 1
-                if ia < ea and ia == a[2][ga + 1]:
+                if ia < ea and ia == a[1][ga + 1] >> LEN_BITS:
                     ga += 1
             else:
-                key[k], doc[k] = _key(b, gb, ib), b[4][ib]
+                key[k], doc[k] = _key(b, gb, ib), b[2][ib] >> POS_BITS
                 ib += 1
-                if ib < eb and ib == b[2][gb + 1]:
+                if ib < eb and ib == b[1][gb + 1] >> LEN_BITS:
                     gb += 1
             k += 1
         ptr[e + 1] = k
@@ -197,16 +212,16 @@ def merge_levels(a, b, n_elems):
 @nb.njit(cache=True, inline="always")
 def _run(level, e):
     """(first entry, end, first group) of element e's entries in a level."""
-    g_ptr, g_start = level[0], level[2]
+    g_ptr, g_head = level[0], level[1]
     if e + 1 >= len(g_ptr) or g_ptr[e] == g_ptr[e + 1]:
         return 0, 0, 0
-    return g_start[g_ptr[e]], g_start[g_ptr[e + 1]], g_ptr[e]
+    return g_head[g_ptr[e]] >> LEN_BITS, g_head[g_ptr[e + 1]] >> LEN_BITS, g_ptr[e]
 
 
 @nb.njit(cache=True, inline="always")
 def _key(level, g, k):
     """The sort key (length << 32 | stored position) of entry k, in group g."""
-    return (np.int64(level[1][g]) << 32) | level[3][k]
+    return ((level[1][g] & LEN_MASK) << 32) | np.int64(level[2][k] & POS_MASK)
 
 
 @nb.njit(cache=True)
@@ -216,7 +231,7 @@ def insert(elems, pool, rank, n_docs, num, den, delta, dl):
     lens, doc_ptr, doc_elems, _, doc_bm = pool
     d = n_docs
     lb = len(elems)
-    doc_bm[d] = bitmap(elems)
+    doc_bm[d, 0], doc_bm[d, 1] = bitmap(elems)
     start = doc_ptr[d]
     doc_elems[start:start + lb] = elems
     doc_ptr[d + 1] = start + lb
@@ -307,26 +322,32 @@ def _scan_level(e, i, la, lo, hi, rule, tneed, level, cnt, touched, n_touched, s
     a probe)."""
     delta = rule[2]
     top = passed(delta)
-    g_ptr, g_lb, g_start, st_j, st_doc = level
+    g_ptr, g_head, ent = level
     if e + 1 >= len(g_ptr):
         return n_touched
     g, g_end = g_ptr[e], g_ptr[e + 1]
-    g += np.searchsorted(g_lb[g:g_end], lo)
-    while g < g_end and g_lb[g] <= hi:
-        lb = g_lb[g]
+    while g < g_end and (g_head[g] & LEN_MASK) < lo:  # a few short lengths: a scan beats a search
+        g += 1
+    read = 0
+    while g < g_end:
+        lb = g_head[g] & LEN_MASK
+        if lb > hi:
+            break
         t = tneed[lb]
         jmax = lb - t + delta  # last position of the pool text's pair prefix
         jnew = lb - t if la - i >= t else -1  # last position that passes the positional bound
         start = _start(t, delta)
-        k, end = g_start[g], g_start[g + 1]
-        while k < end and st_j[k] <= jnew:
-            n_touched = _touch(st_doc[k], start, top, cnt, touched, n_touched)
+        k, end = g_head[g] >> LEN_BITS, g_head[g + 1] >> LEN_BITS
+        first = k
+        while k < end and np.int64(ent[k] & POS_MASK) <= jnew:
+            n_touched = _touch(np.int64(ent[k] >> POS_BITS), start, top, cnt, touched, n_touched)
             k += 1
-        while k < end and st_j[k] <= jmax:
-            _count(st_doc[k], top, cnt)
+        while k < end and np.int64(ent[k] & POS_MASK) <= jmax:
+            _count(np.int64(ent[k] >> POS_BITS), top, cnt)
             k += 1
-        stats[ENTRIES] += k - g_start[g]
+        read += k - first
         g += 1
+    stats[ENTRIES] += read
     return n_touched
 
 
@@ -413,19 +434,20 @@ def _verify(qe, qt, rule, pool, tneed, cnt, touched, n_touched, mark, stats):
         first[m] = d  # the text id, until its offset replaces it below
         m += c == top
     stats[BOUNDED] += m
-    qbm = bitmap(qe)
-    bm = np.empty(m, np.int64)
+    q_lo, q_hi = bitmap(qe)
+    bm = np.empty((m, BM_WORDS), np.int64)
     end = np.empty(m, np.int64)
     for c in range(m):  # independent loads: offsets and bitmaps of every text past the count bound
         d = first[c]
-        bm[c] = doc_bm[d]
+        bm[c, 0], bm[c, 1] = doc_bm[d, 0], doc_bm[d, 1]
         first[c], end[c] = doc_ptr[d], doc_ptr[d + 1]
     alive = 0
     for c in range(m):
         a, b = first[c], end[c]
         lb = b - a
         first[alive], end[alive] = a, b
-        alive += popcount(qbm ^ bm[c]) <= la + lb - 2 * tneed[lb]
+        differ = popcount(q_lo ^ bm[c, 0]) + popcount(q_hi ^ bm[c, 1])
+        alive += differ <= la + lb - 2 * tneed[lb]
     stats[BITMAP] += alive
     m = alive
     if m == 0:
