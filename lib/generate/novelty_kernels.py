@@ -277,8 +277,11 @@ def state_words(n_docs: int) -> int:
 
 @nb.njit(cache=True, inline="always")
 def _state(d, cnt):
-    """(word index, word, shift, state) of text d in the state array."""
-    k = d >> WORD_SHIFT
+    """(word index, word, shift, state) of text d in the state array. The indices on the scan's
+    per-entry path (here, `_touch`'s list, `_scan_level`'s entries) are unsigned: numba guards
+    every signed index it cannot prove non-negative with a wraparound (a compare and an add),
+    which on this path cost a tenth of a probe."""
+    k = np.uint64(d) >> np.uint64(WORD_SHIFT)
     w = cnt[k]
     sh = np.uint64((d & ((1 << WORD_SHIFT) - 1)) * STATE_BITS)
     return k, w, sh, np.int64((w >> sh) & np.uint64(STATE_MASK))
@@ -293,7 +296,7 @@ def _touch(d, start, top, cnt, touched, n_touched):
     fresh = np.int64(c == 0)
     new = (1 - fresh) * (c + (c < top)) + fresh * (top + start)
     cnt[k] = w ^ (np.uint64(c ^ new) << sh)
-    touched[n_touched] = d
+    touched[np.uint64(n_touched)] = d
     return n_touched + fresh
 
 
@@ -337,15 +340,15 @@ def _scan_level(e, i, la, lo, hi, rule, tneed, level, cnt, touched, n_touched, s
         jmax = lb - t + delta  # last position of the pool text's pair prefix
         jnew = lb - t if la - i >= t else -1  # last position that passes the positional bound
         start = _start(t, delta)
-        k, end = g_head[g] >> LEN_BITS, g_head[g + 1] >> LEN_BITS
+        k, end = np.uint64(g_head[g] >> LEN_BITS), np.uint64(g_head[g + 1] >> LEN_BITS)
         first = k
         while k < end and np.int64(ent[k] & POS_MASK) <= jnew:
             n_touched = _touch(np.int64(ent[k] >> POS_BITS), start, top, cnt, touched, n_touched)
-            k += 1
+            k += np.uint64(1)
         while k < end and np.int64(ent[k] & POS_MASK) <= jmax:
             _count(np.int64(ent[k] >> POS_BITS), top, cnt)
-            k += 1
-        read += k - first
+            k += np.uint64(1)
+        read += np.int64(k - first)
         g += 1
     stats[ENTRIES] += read
     return n_touched
