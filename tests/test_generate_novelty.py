@@ -317,9 +317,9 @@ def test_exact_on_long_texts_whose_prefix_positions_saturate():
     """Entries past position 255 are stored as 255 (novelty_kernels._groups): a saturated
     position may make the scan read more, never change a decision. Each long pool text has 300
     words found nowhere else, which come first in its rare-first order, and 400 common words;
-    a candidate made of its common words (330-420 of them, in order: F near 0.7) shares with it
+    a candidate made of its common words (330-400 of them, in order: F near 0.7) shares with it
     only elements at positions 300 and later, so finding it needs the saturated entries.
-    Brute force: the exact LCS (rapidfuzz) in rouge's F formula."""
+    Reference: `greedy_reference` (exact LCS, rouge's F formula)."""
     rng = random.Random(3)
     common = [f"c{i}" for i in range(600)]
     long_texts, common_parts = [], []
@@ -338,20 +338,12 @@ def test_exact_on_long_texts_whose_prefix_positions_saturate():
             del words[j]
         cands.append(words)
 
-    def f1(a, b):
-        lcs = LCSseq.similarity(a, b)
-        p, r = lcs / len(b), lcs / len(a)
-        return 2 * p * r / (p + r) if lcs else 0.0
-
-    kept, want = list(pool), []
-    for c in cands:
-        want.append(max(f1(c, t) for t in kept) <= 0.7)
-        if want[-1]:
-            kept.append(c)
+    pool, cands = [" ".join(t) for t in pool], [" ".join(c) for c in cands]
+    want, _, _ = greedy_reference(pool, cands)
     f = NoveltyFilter()
-    f.extend(" ".join(t) for t in pool)
+    f.extend(pool)
     assert len(f._index.levels[0][2]) > 0 and f._index.n_delta == 0
-    assert f.add_many(" ".join(c) for c in cands) == want
+    assert f.add_many(cands) == want
     assert 0 < sum(want) < len(want)
 
 

@@ -178,6 +178,7 @@ class NoveltyFilter:
         return out
 
     def _add_batch(self, batch: list[str]) -> list[bool]:
+        self._index.check_room(len(batch))  # before encoding and probing, not at settling
         encoded = [self._encode(t) for t in batch]
         q_ptr = np.zeros(len(batch) + 1, np.int64)
         np.cumsum([len(e) for e, _ in encoded], out=q_ptr[1:])

@@ -102,12 +102,18 @@ class PoolIndex:
         self.elem_tok[self.n_elems:n] = tokens
         self.n_elems = n
 
-    def make_room(self, docs: int, elems: int) -> None:
-        """Capacity for `docs` more texts with `elems` elements in all."""
-        n, m = self.n_docs + docs, self.doc_ptr[self.n_docs] + elems
+    def check_room(self, docs: int) -> None:
+        """Refuse `docs` more texts if the pool could then pass the texts an index entry can
+        number (novelty_kernels.MAX_DOCS); callers check before any work on them."""
+        n = self.n_docs + docs
         if n > K.MAX_DOCS:
             raise UserError(f"the novelty pool would hold {n:,} texts, more than the {K.MAX_DOCS:,} "
                             "its index can number: filter the candidates in several runs")
+
+    def make_room(self, docs: int, elems: int) -> None:
+        """Capacity for `docs` more texts with `elems` elements in all."""
+        self.check_room(docs)
+        n, m = self.n_docs + docs, self.doc_ptr[self.n_docs] + elems
         self.lens = _grow(self.lens, n)
         self.doc_ptr = _grow(self.doc_ptr, n + 1)
         self.doc_bm = _grow(self.doc_bm, n, axis=0)

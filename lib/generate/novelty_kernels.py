@@ -12,7 +12,8 @@ Tuples of arrays the kernels share (owned by novelty_index.PoolIndex):
   level  = (g_ptr, g_head, ent): a sorted index level. Entries are grouped by (element, text
            length): element e owns groups g_ptr[e]..g_ptr[e+1]-1; group g's head is
            `first entry << LEN_BITS | length` (one more head closes the last group), and its
-           entries, sorted by position, are `text << POS_BITS | position of e in the text`.
+           entries, sorted by position, are `text << POS_BITS | position of e in the text`
+           (`_first`, `_len`, `_doc` and `_pos` read them back).
            One load per group and one per entry: the probe reads thousands of short groups,
            and each separate array (lengths, starts, positions, texts) was another stream of
            cache misses (one array each: 16% slower at 1M).
@@ -67,6 +68,30 @@ MAX_DOCS = 1 << (32 - POS_BITS)  # text ids fit the 24 bits an entry has left
 
 
 @nb.njit(cache=True, inline="always")
+def _doc(v):
+    """The text of a packed index entry."""
+    return np.int64(v >> POS_BITS)
+
+
+@nb.njit(cache=True, inline="always")
+def _pos(v):
+    """The (saturated) position of a packed index entry."""
+    return np.int64(v & POS_MASK)
+
+
+@nb.njit(cache=True, inline="always")
+def _first(h):
+    """The first entry of a group, from its head (or the end of the group before it)."""
+    return h >> LEN_BITS
+
+
+@nb.njit(cache=True, inline="always")
+def _len(h):
+    """The text length of a group, from its head."""
+    return h & LEN_MASK
+
+
+@nb.njit(cache=True, inline="always")
 def need(la, lb, num, den):
     """t(la, lb) = ceil(θ(la+lb)/2): F >= θ needs at least this many shared tokens."""
     return (num * (la + lb) + 2 * den - 1) // (2 * den)
@@ -87,8 +112,8 @@ def indexed_len(length, num, den, delta):
 
 @nb.njit(cache=True)
 def bitmap(elems):
-    """A text's bitmap as (low word, high word): bit h(e) set for each of its elements (h hashes
-    an element id to 0..125, bit h % 63 of word h // 63). Shared elements set the same bit in
+    """A text's bitmap, BM_WORDS words: bit h(e) set for each of its elements (h hashes an
+    element id to 0..125, bit h % 63 of word h // 63). Shared elements set the same bit in
     both texts, so a bit set in only one of two bitmaps comes from an element only that text
     has, and different bits from different elements:
     popcount(bx ^ by) <= |x - y| + |y - x| = la + lb - 2·overlap (the bitmap bound)."""
@@ -96,7 +121,7 @@ def bitmap(elems):
     for e in elems:
         h = ((np.int64(e) * 2654435761) & 0xFFFFFFFF) % (BITS * BM_WORDS)
         words[h // BITS] |= np.int64(1) << (h % BITS)
-    return words[0], words[1]
+    return words
 
 
 @nb.njit(cache=True, inline="always")
@@ -166,14 +191,14 @@ def _groups(ptr, key, doc, n_elems):
     for e in range(n_elems):
         for k in range(ptr[e], ptr[e + 1]):
             if k == ptr[e] or (key[k] >> 32) != (key[k - 1] >> 32):
-                g_head[g] = (k << LEN_BITS) | (key[k] >> 32)
+                g_head[g] = (k << LEN_BITS) | (key[k] >> 32)  # _first, _len
                 g += 1
         g_ptr[e + 1] = g
     g_head[n_groups] = len(key) << LEN_BITS
     # positions saturate at POS_MASK: a stored position is <= the real one, so the scan reads an
     # entry at least as often as it should (touching or counting more is safe, see _scan_level)
     ent = np.empty(len(key), np.uint32)
-    for k in range(len(key)):
+    for k in range(len(key)):  # read back by _doc and _pos
         ent[k] = (np.uint32(doc[k]) << POS_BITS) | np.uint32(min(key[k] & 0xFFFFFFFF, POS_MASK))
     return g_ptr, g_head, ent
 
@@ -195,14 +220,14 @@ def merge_levels(a, b, n_elems):
         ga, gb = ka[2], kb[2]
         while ia < ea or ib < eb:
             if ib >= eb or (ia < ea and _key(a, ga, ia) <= _key(b, gb, ib)):
-                key[k], doc[k] = _key(a, ga, ia), a[2][ia] >> POS_BITS
+                key[k], doc[k] = _key(a, ga, ia), _doc(a[2][ia])
                 ia += 1
-                if ia < ea and ia == a[1][ga + 1] >> LEN_BITS:
+                if ia < ea and ia == _first(a[1][ga + 1]):
                     ga += 1
             else:
-                key[k], doc[k] = _key(b, gb, ib), b[2][ib] >> POS_BITS
+                key[k], doc[k] = _key(b, gb, ib), _doc(b[2][ib])
                 ib += 1
-                if ib < eb and ib == b[1][gb + 1] >> LEN_BITS:
+                if ib < eb and ib == _first(b[1][gb + 1]):
                     gb += 1
             k += 1
         ptr[e + 1] = k
@@ -215,13 +240,13 @@ def _run(level, e):
     g_ptr, g_head = level[0], level[1]
     if e + 1 >= len(g_ptr) or g_ptr[e] == g_ptr[e + 1]:
         return 0, 0, 0
-    return g_head[g_ptr[e]] >> LEN_BITS, g_head[g_ptr[e + 1]] >> LEN_BITS, g_ptr[e]
+    return _first(g_head[g_ptr[e]]), _first(g_head[g_ptr[e + 1]]), g_ptr[e]
 
 
 @nb.njit(cache=True, inline="always")
 def _key(level, g, k):
     """The sort key (length << 32 | stored position) of entry k, in group g."""
-    return ((level[1][g] & LEN_MASK) << 32) | np.int64(level[2][k] & POS_MASK)
+    return (_len(level[1][g]) << 32) | _pos(level[2][k])
 
 
 @nb.njit(cache=True)
@@ -231,7 +256,7 @@ def insert(elems, pool, rank, n_docs, num, den, delta, dl):
     lens, doc_ptr, doc_elems, _, doc_bm = pool
     d = n_docs
     lb = len(elems)
-    doc_bm[d, 0], doc_bm[d, 1] = bitmap(elems)
+    doc_bm[d] = bitmap(elems)
     start = doc_ptr[d]
     doc_elems[start:start + lb] = elems
     doc_ptr[d + 1] = start + lb
@@ -329,24 +354,24 @@ def _scan_level(e, i, la, lo, hi, rule, tneed, level, cnt, touched, n_touched, s
     if e + 1 >= len(g_ptr):
         return n_touched
     g, g_end = g_ptr[e], g_ptr[e + 1]
-    while g < g_end and (g_head[g] & LEN_MASK) < lo:  # a few short lengths: a scan beats a search
+    while g < g_end and _len(g_head[g]) < lo:  # a few short lengths: a scan beats a search
         g += 1
     read = 0
     while g < g_end:
-        lb = g_head[g] & LEN_MASK
+        lb = _len(g_head[g])
         if lb > hi:
             break
         t = tneed[lb]
         jmax = lb - t + delta  # last position of the pool text's pair prefix
         jnew = lb - t if la - i >= t else -1  # last position that passes the positional bound
         start = _start(t, delta)
-        k, end = np.uint64(g_head[g] >> LEN_BITS), np.uint64(g_head[g + 1] >> LEN_BITS)
+        k, end = np.uint64(_first(g_head[g])), np.uint64(_first(g_head[g + 1]))
         first = k
-        while k < end and np.int64(ent[k] & POS_MASK) <= jnew:
-            n_touched = _touch(np.int64(ent[k] >> POS_BITS), start, top, cnt, touched, n_touched)
+        while k < end and _pos(ent[k]) <= jnew:
+            n_touched = _touch(_doc(ent[k]), start, top, cnt, touched, n_touched)
             k += np.uint64(1)
-        while k < end and np.int64(ent[k] & POS_MASK) <= jmax:
-            _count(np.int64(ent[k] >> POS_BITS), top, cnt)
+        while k < end and _pos(ent[k]) <= jmax:
+            _count(_doc(ent[k]), top, cnt)
             k += np.uint64(1)
         read += np.int64(k - first)
         g += 1
@@ -437,19 +462,22 @@ def _verify(qe, qt, rule, pool, tneed, cnt, touched, n_touched, mark, stats):
         first[m] = d  # the text id, until its offset replaces it below
         m += c == top
     stats[BOUNDED] += m
-    q_lo, q_hi = bitmap(qe)
+    qbm = bitmap(qe)
     bm = np.empty((m, BM_WORDS), np.int64)
     end = np.empty(m, np.int64)
     for c in range(m):  # independent loads: offsets and bitmaps of every text past the count bound
         d = first[c]
-        bm[c, 0], bm[c, 1] = doc_bm[d, 0], doc_bm[d, 1]
+        for w in range(BM_WORDS):
+            bm[c, w] = doc_bm[d, w]
         first[c], end[c] = doc_ptr[d], doc_ptr[d + 1]
     alive = 0
     for c in range(m):
         a, b = first[c], end[c]
         lb = b - a
         first[alive], end[alive] = a, b
-        differ = popcount(q_lo ^ bm[c, 0]) + popcount(q_hi ^ bm[c, 1])
+        differ = 0
+        for w in range(BM_WORDS):
+            differ += popcount(qbm[w] ^ bm[c, w])
         alive += differ <= la + lb - 2 * tneed[lb]
     stats[BITMAP] += alive
     m = alive
